@@ -1,0 +1,164 @@
+//! Server configuration: every timing value and limit, with documented defaults.
+//!
+//! The timing values follow gorilla/websocket's chat example and relate like this:
+//!
+//! ```text
+//! ping_interval (54 s)  <  pong_timeout (60 s)      a healthy peer always answers one ping
+//!                                                   before its read deadline expires
+//! write_timeout (10 s)                              bounds every single write or flush
+//! close_timeout (5 s)                               bounds the wait for the peer's Close after
+//!                                                   the server sent one (shutdown, policy)
+//! push_interval (1 s)                               how often /ws/drain and /ws/no-drain push a tick
+//! ```
+//!
+//! A graceful shutdown therefore takes at most `write_timeout + close_timeout` per socket, and
+//! all sockets close in parallel.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often the server pushes a tick on `/ws/drain` and `/ws/no-drain`.
+pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a peer may stay silent (no frame at all, pongs included) before it is dropped.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the server pings: nine tenths of the pong timeout, as in gorilla's `pingPeriod`.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(54);
+/// How long one write or flush may block before the peer counts as too slow and is dropped.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the server sends Close, how long it keeps draining while it waits for the peer's Close.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest incoming message, in bytes. Larger ones get Close 1009.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Most WebSocket connections open at once. Upgrades beyond this get HTTP 503.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Everything the server can be tuned with. `Config::default()` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory served at `/`: the demo page and the built wasm.
+    pub static_dir: PathBuf,
+    /// Tick period on `/ws/drain` and `/ws/no-drain`, unless a connection asks for `push_ms`.
+    pub push_interval: Duration,
+    /// Period of the server's keepalive pings. Must be shorter than `pong_timeout`.
+    pub ping_interval: Duration,
+    /// A peer that sends no frame for this long is dropped (its read deadline expired).
+    pub pong_timeout: Duration,
+    /// Bound on every single write or flush to the peer.
+    pub write_timeout: Duration,
+    /// After the server sends Close, the longest it waits for the peer's Close.
+    pub close_timeout: Duration,
+    /// Largest incoming message (and frame), in bytes.
+    pub max_message_size: usize,
+    /// Most WebSocket connections open at once.
+    pub max_connections: usize,
+    /// Browser origins allowed to connect. Empty means "the Origin must match Host".
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            static_dir: default_static_dir(),
+            push_interval: DEFAULT_PUSH_INTERVAL,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// A configuration that cannot work, found before the server starts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A peer would be dropped before it ever saw a ping.
+    #[error("--ping-interval ({ping:?}) must be shorter than --pong-timeout ({pong:?})")]
+    PingNotBeforePongDeadline {
+        /// The configured ping interval.
+        ping: Duration,
+        /// The configured pong timeout.
+        pong: Duration,
+    },
+    /// A duration of zero would turn the timer into a busy loop or drop every peer at once.
+    #[error("{flag} must be greater than zero")]
+    Zero {
+        /// The flag that was zero.
+        flag: &'static str,
+    },
+}
+
+impl Config {
+    /// Checks the relations between the values; the server refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let non_zero = [
+            ("--ping-interval", self.ping_interval.is_zero()),
+            ("--pong-timeout", self.pong_timeout.is_zero()),
+            ("--write-timeout", self.write_timeout.is_zero()),
+            ("--close-timeout", self.close_timeout.is_zero()),
+            ("--max-message-size", self.max_message_size == 0),
+            ("--max-connections", self.max_connections == 0),
+        ];
+        if let Some((flag, _)) = non_zero.iter().find(|(_, zero)| *zero) {
+            return Err(ConfigError::Zero { flag });
+        }
+        if self.ping_interval >= self.pong_timeout {
+            return Err(ConfigError::PingNotBeforePongDeadline {
+                ping: self.ping_interval,
+                pong: self.pong_timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where `make build` puts the demo page: `<workspace>/target/www`.
+pub fn default_static_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/www"))
+}
+
+/// The address `make serve` listens on.
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3030);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_ping_is_nine_tenths_of_pong() {
+        let config = Config::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.ping_interval, config.pong_timeout * 9 / 10);
+    }
+
+    #[test]
+    fn ping_must_come_before_pong_deadline() {
+        let config = Config {
+            ping_interval: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::PingNotBeforePongDeadline { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_values_are_refused() {
+        let config = Config {
+            write_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::Zero {
+                flag: "--write-timeout"
+            })
+        );
+    }
+}

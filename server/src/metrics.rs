@@ -1,0 +1,192 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! Every way a connection can end is a `(initiator, code, reason)` triple on
+//! `wsclose_closes_total`, so each fault in the README's failure table is visible here.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Which side started the end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// The peer sent Close, or vanished.
+    Client,
+    /// The server sent Close, or dropped the peer.
+    Server,
+}
+
+impl Initiator {
+    fn label(self) -> &'static str {
+        match self {
+            Initiator::Client => "client",
+            Initiator::Server => "server",
+        }
+    }
+}
+
+/// The metrics of one server instance. Each instance has its own registry, so tests that run
+/// several servers in one process do not share counters.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    connections_active: IntGaugeVec,
+    connections_total: IntCounterVec,
+    closes_total: IntCounterVec,
+    close_handshake_seconds: HistogramVec,
+    messages_received_total: IntCounterVec,
+    messages_sent_total: IntCounterVec,
+    upgrades_refused_total: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let connections_active = IntGaugeVec::new(
+            Opts::new(
+                "wsclose_connections_active",
+                "WebSocket connections open now",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let connections_total = IntCounterVec::new(
+            Opts::new(
+                "wsclose_connections_total",
+                "WebSocket connections accepted",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let closes_total = IntCounterVec::new(
+            Opts::new(
+                "wsclose_closes_total",
+                "Connections ended, by who started it, the close code (\"none\" when no Close frame was exchanged) and why",
+            ),
+            &["endpoint", "initiator", "code", "reason"],
+        )
+        .expect("valid metric");
+        let close_handshake_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "wsclose_close_handshake_seconds",
+                "From the first Close frame (either side) until the socket was dropped",
+            )
+            .buckets(vec![
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+                30.0, 60.0,
+            ]),
+            &["endpoint", "initiator"],
+        )
+        .expect("valid metric");
+        let messages_received_total = IntCounterVec::new(
+            Opts::new(
+                "wsclose_messages_received_total",
+                "Data messages read from peers",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let messages_sent_total = IntCounterVec::new(
+            Opts::new(
+                "wsclose_messages_sent_total",
+                "Data messages written to peers (ticks and echoes)",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let upgrades_refused_total = IntCounterVec::new(
+            Opts::new(
+                "wsclose_upgrades_refused_total",
+                "WebSocket upgrades refused before the handshake, by HTTP status",
+            ),
+            &["endpoint", "status"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(connections_active.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_total.clone()),
+            Box::new(closes_total.clone()),
+            Box::new(close_handshake_seconds.clone()),
+            Box::new(messages_received_total.clone()),
+            Box::new(messages_sent_total.clone()),
+            Box::new(upgrades_refused_total.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            connections_active,
+            connections_total,
+            closes_total,
+            close_handshake_seconds,
+            messages_received_total,
+            messages_sent_total,
+            upgrades_refused_total,
+        }
+    }
+
+    /// A connection on `endpoint` finished its handshake.
+    pub fn connection_opened(&self, endpoint: &str) {
+        self.connections_total.with_label_values(&[endpoint]).inc();
+        self.connections_active.with_label_values(&[endpoint]).inc();
+    }
+
+    /// A connection on `endpoint` ended; `code` is `None` when no Close frame was exchanged.
+    pub fn connection_closed(
+        &self,
+        endpoint: &str,
+        initiator: Initiator,
+        code: Option<u16>,
+        reason: &str,
+    ) {
+        self.connections_active.with_label_values(&[endpoint]).dec();
+        let code = code.map_or_else(|| "none".to_owned(), |code| code.to_string());
+        self.closes_total
+            .with_label_values(&[endpoint, initiator.label(), &code, reason])
+            .inc();
+    }
+
+    /// A close handshake took `seconds`, from the first Close frame until the socket was dropped.
+    pub fn close_handshake(&self, endpoint: &str, initiator: Initiator, seconds: f64) {
+        self.close_handshake_seconds
+            .with_label_values(&[endpoint, initiator.label()])
+            .observe(seconds);
+    }
+
+    /// A data message was read from a peer.
+    pub fn message_received(&self, endpoint: &str) {
+        self.messages_received_total
+            .with_label_values(&[endpoint])
+            .inc();
+    }
+
+    /// A data message was written to a peer.
+    pub fn message_sent(&self, endpoint: &str) {
+        self.messages_sent_total
+            .with_label_values(&[endpoint])
+            .inc();
+    }
+
+    /// An upgrade was refused with HTTP `status` (403 for Origin, 503 for capacity).
+    pub fn upgrade_refused(&self, endpoint: &str, status: u16) {
+        self.upgrades_refused_total
+            .with_label_values(&[endpoint, &status.to_string()])
+            .inc();
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
