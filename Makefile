@@ -1,0 +1,104 @@
+# wsclose: the one entry point. `make help` lists the targets.
+#
+# Tool versions are pinned here and nowhere else. wasm-bindgen-cli must equal the
+# wasm-bindgen library version in Cargo.lock exactly, so it is read from there.
+
+WASM_PACK_VERSION   := 0.15.1
+GECKODRIVER_VERSION := 0.37.1
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock)
+APT_PACKAGES        := chromium chromium-driver firefox-esr
+
+CHROMEDRIVER := /usr/bin/chromedriver
+GECKODRIVER  := $(HOME)/.cargo/bin/geckodriver
+ADDR         ?= 127.0.0.1:3030
+WWW          := target/www
+SERVER_DEBUG := target/debug/wsclose-server
+SERVER_RELEASE := target/release/wsclose-server
+# Seconds one wasm test binary may run. The fast suite needs ~10 s; the slow one waits
+# for Chromium's 60 s closing-handshake timeout.
+BROWSER_TEST_TIMEOUT := 60
+SLOW_TEST_TIMEOUT    := 150
+
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+WASM_PACK_TEST := wasm-pack --log-level warn test --headless --mode no-install
+CHROME_TEST  := $(WASM_PACK_TEST) --chrome --chromedriver $(CHROMEDRIVER)
+FIREFOX_TEST := $(WASM_PACK_TEST) --firefox --geckodriver $(GECKODRIVER)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup setup-wasm setup-browsers build build-wasm serve test lint unit e2e \
+        test-browser test-chrome test-firefox test-slow bench fmt clean
+
+help: ## List the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+setup: setup-wasm setup-browsers ## Install everything missing (idempotent)
+
+setup-wasm: ## Install the wasm32 target, wasm-pack and wasm-bindgen-cli if missing
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
+	  || rustup target add wasm32-unknown-unknown
+	@wasm-pack --version 2>/dev/null | grep -qF " $(WASM_PACK_VERSION)" \
+	  || cargo install --locked --force wasm-pack --version $(WASM_PACK_VERSION)
+	@wasm-bindgen --version 2>/dev/null | grep -qF " $(WASM_BINDGEN_VERSION)" \
+	  || cargo install --force wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR (apt) and geckodriver if missing
+	@if ! command -v chromium >/dev/null || ! test -x $(CHROMEDRIVER) || ! command -v firefox-esr >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+	@$(GECKODRIVER) --version 2>/dev/null | grep -qF " $(GECKODRIVER_VERSION)" \
+	  || cargo install --locked --force geckodriver --version $(GECKODRIVER_VERSION) \
+	  || cargo install --force geckodriver --version $(GECKODRIVER_VERSION)
+
+build: setup-wasm build-wasm ## Build the server and the demo page (wasm) into target/www
+	cargo build -p wsclose-server
+
+build-wasm:
+	mkdir -p $(WWW)
+	cp -R client-wasm/static/. $(WWW)/
+	wasm-pack --log-level warn build client-wasm --mode no-install --target web --release --no-opt \
+	  --no-pack --out-dir ../$(WWW)/pkg --out-name wsclose_client
+
+serve: setup-wasm build-wasm ## Run the demo on http://127.0.0.1:3030 (ADDR=... to change)
+	cargo run --release -p wsclose-server -- --addr $(ADDR) --static-dir $(WWW)
+
+test: setup build lint unit e2e test-browser ## Everything: clippy, unit, e2e, headless Chromium + Firefox
+
+lint: ## rustfmt check and clippy -D warnings, native and wasm
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+unit: ## Unit tests (server logic under paused time)
+	cargo test -p wsclose-server
+
+e2e: build ## End-to-end tests against the real server binary
+	cargo test -p wsclose-e2e
+
+test-browser: test-chrome test-firefox ## The wasm probe tests in headless Chromium and Firefox
+
+test-chrome: setup build
+	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	  $(CHROME_TEST) client-wasm --test browser
+
+test-firefox: setup build
+	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	  $(FIREFOX_TEST) client-wasm --test browser
+
+test-slow: setup build ## The full-length no-drain reproduction in both browsers (~2 min)
+	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	  $(CHROME_TEST) client-wasm --test slow
+	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	  $(FIREFOX_TEST) client-wasm --test slow
+
+bench: setup build ## Close latency, TCP RTT, browser latency, 10k-connection scale (< 10 min)
+	cargo build --release -p wsclose-server
+	cargo run --release -p wsclose-e2e --bin bench
+
+fmt: ## Format the whole workspace
+	cargo fmt --all
+
+clean: ## Remove build output
+	cargo clean
+	rm -rf client-wasm/pkg
