@@ -80,17 +80,17 @@ test-browser: test-chrome test-firefox ## The wasm probe tests in headless Chrom
 
 test-chrome: setup build
 	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
-	  $(CHROME_TEST) client-wasm --test browser
+	  $(CHROME_TEST) client-wasm --test browser -- --nocapture
 
 test-firefox: setup build
 	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
-	  $(FIREFOX_TEST) client-wasm --test browser
+	  $(FIREFOX_TEST) client-wasm --test browser -- --nocapture
 
 test-slow: setup build ## The full-length no-drain reproduction in both browsers (~2 min)
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
-	  $(CHROME_TEST) client-wasm --test slow
+	  $(CHROME_TEST) client-wasm --test slow -- --nocapture
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
-	  $(FIREFOX_TEST) client-wasm --test slow
+	  $(FIREFOX_TEST) client-wasm --test slow -- --nocapture
 
 bench: setup build ## Close latency, TCP RTT, browser latency, 10k-connection scale (< 10 min)
 	cargo build --release -p wsclose-server

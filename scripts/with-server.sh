@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runs a command against a freshly started wsclose-server on a free port.
+# Runs a browser test command against a freshly started wsclose-server on a free port.
 #
 #   scripts/with-server.sh SERVER_BINARY [server flags...] -- COMMAND [args...]
 #
 # The server binds 127.0.0.1:0; its WebSocket base URL (ws://127.0.0.1:PORT) is exported as
 # WSCLOSE_SERVER_URL for COMMAND. The server is stopped afterwards, whatever happens.
+#
+# wasm-bindgen-test serves its test page from another origin than the server, and the server
+# refuses foreign browser origins (HTTP 403). So a second free port is picked for that page,
+# exported as WASM_BINDGEN_TEST_ADDRESS, and allowed with --allowed-origin.
 # Server logs go to $WSCLOSE_SERVER_LOG (default: target/wsclose-server-test.log).
 set -uo pipefail
 
@@ -16,6 +20,10 @@ while [[ $# -gt 0 && $1 != -- ]]; do
   shift
 done
 shift || { echo "with-server: missing '-- COMMAND'" >&2; exit 2; }
+
+page_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export WASM_BINDGEN_TEST_ADDRESS=127.0.0.1:$page_port
+flags+=(--allowed-origin "http://127.0.0.1:$page_port")
 
 log=${WSCLOSE_SERVER_LOG:-target/wsclose-server-test.log}
 listening=$(mktemp)
@@ -43,7 +51,7 @@ if [[ -z $url ]]; then
   exit 1
 fi
 export WSCLOSE_SERVER_URL=$url
-echo "with-server: wsclose-server at $url (log: $log)"
+echo "with-server: wsclose-server at $url, test page at http://$WASM_BINDGEN_TEST_ADDRESS (server log: $log)"
 "$@"
 status=$?
 exit "$status"

@@ -1,1 +1,73 @@
-//! placeholder
+//! # wsclose-client: a browser probe for `WebSocket.close()`
+//!
+//! Call `ws.close()` in a browser and time the `close` event. Against a server that keeps
+//! reading its socket, the event fires in about a millisecond with the code you sent and
+//! `wasClean == true`. Against a server that never reads, nobody answers the Close frame, and
+//! the browser waits for its closing-handshake timeout (Chromium 60 s, Firefox about 20 s)
+//! before it gives up with code 1006 and `wasClean == false`.
+//!
+//! This crate measures exactly that, from Rust compiled to wasm, and drives the demo page.
+//!
+//! # Layout
+//! - [`socket`]: [`Socket`], a `WebSocket` whose events arrive as a [`futures::Stream`]. The
+//!   handler closures are fields of the struct and are detached in `Drop`; nothing leaks.
+//! - [`probe`]: [`measure_close`] and its steps ([`Probe`] → [`Closing`] → [`CloseReport`]),
+//!   plus [`echo`] for round-trip checks.
+//! - [`explain`]: formatting of durations and the one-sentence reading of a result.
+//! - `demo` and `chart` (private): the demo page ([`Demo`]) and its log-scale SVG chart.
+//!
+//! # JavaScript
+//! `measureClose(url, options?)` returns a `Promise` of a plain object
+//! `{ elapsedMs, code, reason, wasClean, messagesReceived }`, and `new Demo()` wires up the demo
+//! page (see `static/index.html`).
+#![deny(missing_docs)]
+
+mod chart;
+mod demo;
+pub mod explain;
+pub mod probe;
+pub mod socket;
+
+use wasm_bindgen::prelude::*;
+
+pub use demo::Demo;
+pub use probe::{
+    echo, measure_close, CloseOptions, CloseReport, Closing, Probe, ProbeError, ABNORMAL_CLOSURE,
+    NORMAL_CLOSURE,
+};
+pub use socket::{CloseInfo, Payload, Socket, SocketEvent};
+
+/// JavaScript entry point: `measureClose(url, options?)`, see [`measure_close`].
+///
+/// `options` is `undefined` or an object with any of the keys of [`CloseOptions`] in camelCase.
+/// The promise resolves with a [`CloseReport`] as a plain object, or rejects with an `Error`
+/// named `ProbeError` whose `kind` is [`ProbeError::kind`] (and, for a close timeout,
+/// whose `elapsedMs` says how long it waited).
+#[wasm_bindgen(js_name = measureClose)]
+pub async fn measure_close_js(url: String, options: JsValue) -> Result<JsValue, JsValue> {
+    let options: CloseOptions = if options.is_undefined() || options.is_null() {
+        CloseOptions::default()
+    } else {
+        serde_wasm_bindgen::from_value(options)
+            .map_err(|e| JsValue::from(js_sys::Error::new(&format!("bad options: {e}"))))?
+    };
+    match measure_close(&url, options).await {
+        Ok(report) => Ok(serde_wasm_bindgen::to_value(&report)?),
+        Err(error) => Err(probe_error_to_js(&error)),
+    }
+}
+
+/// A JavaScript `Error` for `error`: name `ProbeError`, plus `kind` and, when known, `elapsedMs`.
+fn probe_error_to_js(error: &ProbeError) -> JsValue {
+    let js_error = js_sys::Error::new(&error.to_string());
+    js_error.set_name("ProbeError");
+    let set = |key: &str, value: JsValue| {
+        // Setting a property on a fresh Error object cannot fail.
+        let _ = js_sys::Reflect::set(&js_error, &JsValue::from_str(key), &value);
+    };
+    set("kind", JsValue::from_str(error.kind()));
+    if let ProbeError::CloseTimeout { elapsed_ms, .. } = error {
+        set("elapsedMs", JsValue::from_f64(*elapsed_ms));
+    }
+    js_error.into()
+}

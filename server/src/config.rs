@@ -11,8 +11,9 @@
 //! push_interval (1 s)                               how often /ws/drain and /ws/no-drain push a tick
 //! ```
 //!
-//! A graceful shutdown therefore takes at most `write_timeout + close_timeout` per socket, and
-//! all sockets close in parallel.
+//! All sockets close in parallel on shutdown, and [`crate::run`] waits at most
+//! `close_timeout + SHUTDOWN_GRACE` for them before it returns; a socket whose Close write is
+//! still stuck then (a peer that does not read) is dropped with the runtime.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

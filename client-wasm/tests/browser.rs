@@ -1,0 +1,213 @@
+//! Fast headless-browser tests of the close probe against a running `wsclose-server`.
+//!
+//! Run by `make test-browser`, in Chromium and in Firefox. The server's base URL comes from
+//! `WSCLOSE_SERVER_URL` at compile time; without it every test fails and says how to start
+//! the server. The whole file stays well under wasm-bindgen-test's default 20 s budget: the
+//! longest test waits 3 s.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use common::{browser, url};
+use js_sys::{Object, Reflect};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+use wsclose_client::explain::{format_ms, summary};
+use wsclose_client::{echo, measure_close, CloseOptions, CloseReport, Payload, ProbeError};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// A draining server answers within about a millisecond; this leaves room for a slow CI box
+/// while still catching Chromium's 2 s wait for a server that keeps its TCP connection open.
+const PROMPT_MS: f64 = 1_000.0;
+
+/// Gives up on a close that should be prompt, so a regression fails fast instead of hanging.
+const GIVE_UP_MS: u32 = 5_000;
+
+/// How long the no-drain test waits to see that no `close` event comes.
+const NO_DRAIN_WAIT_MS: u32 = 3_000;
+
+async fn measure(what: &str, url: &str, options: CloseOptions) -> CloseReport {
+    let report = measure_close(url, options)
+        .await
+        .unwrap_or_else(|error| panic!("{what}: probing {url} failed: {error}"));
+    console_log!("[{}] {what}: {}", browser(), summary(&report));
+    report
+}
+
+fn assert_prompt_and_clean(what: &str, report: &CloseReport, code: u16, reason: &str) {
+    assert!(
+        report.was_clean,
+        "{what}: wasClean should be true: {report:?}"
+    );
+    assert_eq!(report.code, code, "{what}: echoed close code: {report:?}");
+    assert_eq!(
+        report.reason, reason,
+        "{what}: echoed close reason: {report:?}"
+    );
+    assert!(
+        report.elapsed_ms < PROMPT_MS,
+        "{what}: close took {}, expected under {}: {report:?}",
+        format_ms(report.elapsed_ms),
+        format_ms(PROMPT_MS)
+    );
+}
+
+#[wasm_bindgen_test]
+async fn drain_closes_cleanly_within_a_second() {
+    let options = CloseOptions::default().give_up_after_ms(GIVE_UP_MS);
+    let report = measure("drain", &url("/ws/drain"), options).await;
+    assert_prompt_and_clean("drain", &report, 1000, "");
+}
+
+#[wasm_bindgen_test]
+async fn drain_echoes_a_custom_code_and_reason() {
+    let options = CloseOptions::default()
+        .with_close(4000, "wsclose test: custom")
+        .give_up_after_ms(GIVE_UP_MS);
+    let report = measure("drain 4000", &url("/ws/drain"), options).await;
+    assert_prompt_and_clean("drain 4000", &report, 4000, "wsclose test: custom");
+}
+
+/// With a 60 s push interval the server's writer sleeps the whole time. If closing only
+/// stopped the reader, the TCP connection would stay open and Chromium would wait 2 s for the
+/// server to hang up. The close must still be prompt.
+#[wasm_bindgen_test]
+async fn drain_closes_promptly_while_the_writer_sleeps() {
+    let options = CloseOptions::default()
+        .with_close(4001, "writer asleep")
+        .give_up_after_ms(GIVE_UP_MS);
+    let report = measure(
+        "drain push_ms=60000",
+        &url("/ws/drain?push_ms=60000"),
+        options,
+    )
+    .await;
+    assert_prompt_and_clean("drain push_ms=60000", &report, 4001, "writer asleep");
+}
+
+#[wasm_bindgen_test]
+async fn drain_counts_ticks_and_closes_promptly_mid_stream() {
+    let options = CloseOptions::default()
+        .wait_for_messages(3)
+        .give_up_after_ms(GIVE_UP_MS);
+    let report = measure(
+        "drain push_ms=20, 3 ticks",
+        &url("/ws/drain?push_ms=20"),
+        options,
+    )
+    .await;
+    assert_eq!(report.messages_received, 3, "{report:?}");
+    assert_prompt_and_clean("drain push_ms=20", &report, 1000, "");
+}
+
+#[wasm_bindgen_test]
+async fn echo_returns_text_unchanged() {
+    let sent = Payload::Text("hello, wsclose ✓ {\"seq\":0}".to_owned());
+    let got = echo(&url("/ws/echo"), &sent, GIVE_UP_MS)
+        .await
+        .unwrap_or_else(|error| panic!("echo text: {error}"));
+    assert_eq!(got, sent);
+}
+
+#[wasm_bindgen_test]
+async fn echo_returns_binary_unchanged() {
+    let sent = Payload::Binary((0..=255).chain((0..=255).rev()).collect());
+    let got = echo(&url("/ws/echo"), &sent, GIVE_UP_MS)
+        .await
+        .unwrap_or_else(|error| panic!("echo binary: {error}"));
+    assert_eq!(got, sent);
+}
+
+/// The bug: the server never reads, so the Close frame is never answered and no `close`
+/// event arrives. The full wait (60 s in Chromium, 20 s in Firefox) is `tests/slow.rs`.
+#[wasm_bindgen_test]
+async fn no_drain_leaves_close_unanswered() {
+    let options = CloseOptions::default().give_up_after_ms(NO_DRAIN_WAIT_MS);
+    match measure_close(&url("/ws/no-drain"), options).await {
+        Err(ProbeError::CloseTimeout { elapsed_ms, .. }) => {
+            console_log!(
+                "[{}] no-drain: no close event {} after close() (expected: nobody reads the Close frame)",
+                browser(),
+                format_ms(elapsed_ms)
+            );
+            assert!(
+                elapsed_ms >= f64::from(NO_DRAIN_WAIT_MS) - 50.0,
+                "gave up too early: {elapsed_ms} ms"
+            );
+        }
+        Ok(report) => panic!(
+            "no-drain: the close event fired after {} ({report:?}); the server must not answer",
+            format_ms(report.elapsed_ms)
+        ),
+        Err(error) => panic!("no-drain: probe failed: {error}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_code_the_browser_forbids_is_rejected() {
+    let options = CloseOptions::default().with_close(1001, "");
+    match measure_close(&url("/ws/drain"), options).await {
+        Err(ProbeError::Rejected(why)) => {
+            console_log!("[{}] close(1001) rejected: {why}", browser())
+        }
+        other => panic!("close(1001) should throw in the browser, got {other:?}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_refused_connection_is_reported() {
+    // Port 9 (discard) on loopback: nothing listens there, so the connection is refused.
+    let options = CloseOptions::default();
+    match measure_close("ws://127.0.0.1:9/ws/drain", options).await {
+        Err(ProbeError::ConnectFailed { code, .. }) => assert_eq!(code, 1006),
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
+}
+
+/// The JavaScript export resolves with a plain camelCase object.
+#[wasm_bindgen_test]
+async fn measure_close_from_javascript() {
+    let options = Object::new();
+    set(&options, "code", JsValue::from(4002));
+    set(&options, "reason", JsValue::from("from js"));
+    set(&options, "closeTimeoutMs", JsValue::from(GIVE_UP_MS));
+    let report = wsclose_client::measure_close_js(url("/ws/drain"), options.into())
+        .await
+        .unwrap_or_else(|error| panic!("measureClose rejected: {error:?}"));
+    assert_eq!(get(&report, "code").as_f64(), Some(4002.0));
+    assert_eq!(
+        get(&report, "reason").as_string().as_deref(),
+        Some("from js")
+    );
+    assert_eq!(get(&report, "wasClean").as_bool(), Some(true));
+    let elapsed = get(&report, "elapsedMs")
+        .as_f64()
+        .expect("elapsedMs is a number");
+    assert!(elapsed < PROMPT_MS, "elapsedMs {elapsed}");
+    assert_eq!(get(&report, "messagesReceived").as_f64(), Some(0.0));
+
+    let rejected = wsclose_client::measure_close_js(url("/ws/drain"), {
+        let options = Object::new();
+        set(&options, "code", JsValue::from(1001));
+        options.into()
+    })
+    .await
+    .expect_err("close(1001) must reject");
+    assert_eq!(
+        get(&rejected, "name").as_string().as_deref(),
+        Some("ProbeError")
+    );
+    assert_eq!(
+        get(&rejected, "kind").as_string().as_deref(),
+        Some("rejected")
+    );
+}
+
+fn set(object: &Object, key: &str, value: JsValue) {
+    Reflect::set(object, &key.into(), &value).expect("set a property");
+}
+
+fn get(object: &JsValue, key: &str) -> JsValue {
+    Reflect::get(object, &key.into()).expect("get a property")
+}

@@ -1,0 +1,53 @@
+//! The full-length reproduction: `ws.close()` against a server that never reads.
+//!
+//! Nobody answers the Close frame, so the browser waits for its closing-handshake timeout and
+//! then fires `close` with code 1006 and `wasClean == false`: after about 60 s in Chromium and
+//! about 20 s in Firefox (`network.websocket.timeout.close`). Run only by `make test-slow`,
+//! with `--test slow` and `WASM_BINDGEN_TEST_TIMEOUT=120`.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use std::ops::Range;
+
+use common::{browser, url};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+use wsclose_client::explain::{format_ms, summary};
+use wsclose_client::{measure_close, CloseOptions, ABNORMAL_CLOSURE};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Where each browser's closing-handshake timeout should land, in milliseconds.
+fn expected_window(browser: &str) -> Range<f64> {
+    match browser {
+        "chromium" => 55_000.0..70_000.0,
+        "firefox" => 15_000.0..30_000.0,
+        other => panic!("no expected window for {other}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn no_drain_close_waits_for_the_browser_timeout() {
+    let browser = browser();
+    let window = expected_window(browser);
+    // Give up well after the window, and before the 120 s test budget runs out.
+    let options = CloseOptions::default().give_up_after_ms(100_000);
+    let report = measure_close(&url("/ws/no-drain"), options)
+        .await
+        .unwrap_or_else(|error| panic!("no-drain: {error}"));
+    console_log!(
+        "[{browser}] no-drain: {} (expected {}–{})",
+        summary(&report),
+        format_ms(window.start),
+        format_ms(window.end)
+    );
+    assert_eq!(report.code, ABNORMAL_CLOSURE, "{report:?}");
+    assert!(!report.was_clean, "{report:?}");
+    assert!(
+        window.contains(&report.elapsed_ms),
+        "[{browser}] close took {}, expected {}–{}",
+        format_ms(report.elapsed_ms),
+        format_ms(window.start),
+        format_ms(window.end)
+    );
+}
