@@ -1,0 +1,293 @@
+//! The server under test as a child process.
+//!
+//! [`server_binary`] runs `cargo build -p wsclose-server --bin wsclose-server` once per test
+//! process, so the tests never run a stale binary, and finds the executable from cargo's JSON
+//! messages (which honours `CARGO_TARGET_DIR` and `--release` without guessing paths).
+//! [`ServerProcess::start`] spawns it on `127.0.0.1:0` and waits for its listening line.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::io::{AsyncBufReadExt, AsyncRead};
+use tokio::process::{Child, Command};
+
+/// The prefix of the one line the server prints to stdout once it listens.
+pub const LISTENING_PREFIX: &str = "wsclose-server listening on http://";
+
+/// How long the server may take from spawn to its listening line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds `wsclose-server` (once per test process) and returns the path of the executable.
+///
+/// Debug by default; `--release` when the environment variable `WSCLOSE_E2E_RELEASE` is set.
+/// Panics with cargo's output when the build fails, because no test can run without it.
+pub fn server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_server().unwrap_or_else(|err| panic!("{err:#}")))
+}
+
+fn build_server() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(workspace_root()).args([
+        "build",
+        "-p",
+        "wsclose-server",
+        "--bin",
+        "wsclose-server",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if std::env::var_os("WSCLOSE_E2E_RELEASE").is_some() {
+        command.arg("--release");
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .context("run cargo build for wsclose-server")?;
+    if !output.status.success() {
+        bail!(
+            "cargo build -p wsclose-server failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    for line in BufRead::lines(output.stdout.as_slice()) {
+        let line = line?;
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact" && message["target"]["name"] == "wsclose-server"
+        {
+            if let Some(executable) = message["executable"].as_str() {
+                return Ok(PathBuf::from(executable));
+            }
+        }
+    }
+    Err(anyhow!(
+        "cargo build succeeded but reported no wsclose-server executable"
+    ))
+}
+
+/// Shared, growing copy of what a child printed on one of its streams.
+type Captured = Arc<Mutex<Vec<String>>>;
+
+/// A running `wsclose-server`. Dropping it kills the process (SIGKILL), so a test that fails or
+/// panics half-way still cleans up; call [`ServerProcess::sigterm`] and
+/// [`ServerProcess::wait_exit`] to test the graceful path instead.
+pub struct ServerProcess {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+impl ServerProcess {
+    /// Spawns the server with `--addr 127.0.0.1:0` followed by `args`, and waits until it prints
+    /// its listening line. Panics (with the server's stderr) if it does not start.
+    pub async fn start(args: &[&str]) -> ServerProcess {
+        match Self::try_start(args).await {
+            Ok(server) => server,
+            Err(err) => panic!("wsclose-server {args:?} did not start: {err:#}"),
+        }
+    }
+
+    /// Like [`ServerProcess::start`], but returns the error instead of panicking.
+    pub async fn try_start(args: &[&str]) -> anyhow::Result<ServerProcess> {
+        let mut command = server_command();
+        command
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("spawn wsclose-server")?;
+        let pid = child.id().context("child has a pid")?;
+        let stderr: Captured = Arc::default();
+        let stdout: Captured = Arc::default();
+        let verbose = std::env::var_os("WSCLOSE_E2E_VERBOSE").is_some();
+        capture(child.stderr.take().expect("piped"), stderr.clone(), verbose);
+
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let stdout_copy = stdout.clone();
+        tokio::spawn(async move {
+            let mut line_tx = Some(line_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                stdout_copy.lock().expect("lock").push(line.clone());
+                if let Some(tx) = line_tx.take() {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+
+        let line = match tokio::time::timeout(STARTUP_TIMEOUT, line_rx).await {
+            Ok(Ok(line)) => line,
+            Ok(Err(_)) => {
+                let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+                bail!(
+                    "stdout closed before the listening line (exit: {status:?}); stderr:\n{}",
+                    joined(&stderr)
+                );
+            }
+            Err(_) => bail!(
+                "no listening line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                joined(&stderr)
+            ),
+        };
+        let addr = line
+            .strip_prefix(LISTENING_PREFIX)
+            .with_context(|| format!("unexpected first stdout line {line:?}"))?
+            .trim()
+            .parse::<SocketAddr>()
+            .with_context(|| format!("no socket address in {line:?}"))?;
+        Ok(ServerProcess {
+            child,
+            pid,
+            addr,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// `ws://IP:PORT{path}`; `path` starts with `/` and may carry a query.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// `http://IP:PORT{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM, as a process manager does to stop the server gracefully.
+    pub fn sigterm(&self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub fn sigint(&self) {
+        self.signal(nix::sys::signal::Signal::SIGINT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid).expect("pid fits in i32"));
+        nix::sys::signal::kill(pid, signal).expect("signal the server");
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running then.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("wait for wsclose-server"))
+    }
+
+    /// The server's resident set size in KiB (`VmRSS` in `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line in /proc/PID/status")
+    }
+
+    /// Every line the server printed to stdout so far (the listening line first).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().expect("lock").clone()
+    }
+
+    /// Everything the server logged to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        joined(&self.stderr)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // `kill_on_drop` sends SIGKILL once `child` drops; kill now so it happens even if the
+        // runtime is already gone, and say what the server logged when the test failed.
+        let _ = self.child.start_kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- wsclose-server {} stderr ----\n{}",
+                self.addr,
+                joined(&self.stderr)
+            );
+        }
+    }
+}
+
+/// A command for the server binary with every `WSCLOSE_*` variable removed, so a developer's
+/// shell (say, `WSCLOSE_ALLOWED_ORIGINS` left over from `make serve`) cannot change what the
+/// tests see: each test passes the flags it means.
+fn server_command() -> Command {
+    let mut command = Command::new(server_binary());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WSCLOSE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn capture(stream: impl AsyncRead + Unpin + Send + 'static, into: Captured, echo: bool) {
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if echo {
+                eprintln!("[server] {line}");
+            }
+            into.lock().expect("lock").push(line);
+        }
+    });
+}
+
+fn joined(captured: &Captured) -> String {
+    captured.lock().expect("lock").join("\n")
+}
+
+/// Runs the server with exactly `args` (no `--addr` added) and waits for it to exit, for the
+/// command-line tests. `RUST_LOG` is removed so the log level cannot add lines. The process is
+/// killed if it is still running after `timeout`, and the test gets an error.
+pub async fn run_to_exit(args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
+    let child = server_command()
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn wsclose-server")?;
+    tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .with_context(|| format!("wsclose-server {args:?} still running after {timeout:?}"))?
+        .context("wait for wsclose-server")
+}

@@ -1,0 +1,178 @@
+//! Helpers around `tokio-tungstenite`, the well-behaved client (the same tungstenite warp uses).
+//!
+//! The one rule they follow is tungstenite's: after sending Close, keep reading until the stream
+//! ends, because that is how the handshake completes.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::http::http_get;
+use crate::server::ServerProcess;
+use crate::IO_TIMEOUT;
+
+/// A tokio-tungstenite client connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Connects to `url`; panics if the handshake fails or takes longer than [`IO_TIMEOUT`].
+pub async fn connect(url: &str) -> Ws {
+    match tokio::time::timeout(IO_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
+        Ok(Ok((ws, _response))) => ws,
+        Ok(Err(err)) => panic!("connect {url}: {err}"),
+        Err(_) => panic!("connect {url}: timed out"),
+    }
+}
+
+/// One push from `/ws/drain` or `/ws/no-drain`: `{"seq":N,"sent_at_ms":...}`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Tick {
+    /// Position of this tick on its connection: 0, 1, 2, … with no gaps.
+    pub seq: u64,
+    /// When the server sent it (milliseconds; only its presence is checked).
+    pub sent_at_ms: serde_json::Value,
+}
+
+/// Parses a text message as a [`Tick`]; panics (naming the message) if it is not one.
+pub fn parse_tick(message: &Message) -> Tick {
+    match message {
+        Message::Text(text) => serde_json::from_str(text.as_str())
+            .unwrap_or_else(|err| panic!("not a tick: {text:?}: {err}")),
+        other => panic!("expected a text tick, got {other:?}"),
+    }
+}
+
+/// Asserts that `ticks` are numbered `first, first+1, …` with none missing or repeated.
+pub fn assert_contiguous(ticks: &[Tick], first: u64) {
+    for (i, tick) in ticks.iter().enumerate() {
+        assert_eq!(
+            tick.seq,
+            first + i as u64,
+            "tick #{i} has seq {} (ticks: {:?})",
+            tick.seq,
+            ticks.iter().map(|tick| tick.seq).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// What happened after the client sent Close.
+#[derive(Debug)]
+pub struct CloseResult {
+    /// The server's Close frame, if one came (`Some(None)` for an empty Close).
+    pub reply: Option<Option<CloseFrame>>,
+    /// Data messages that arrived after the client sent Close, before the reply.
+    pub messages: Vec<Message>,
+    /// From just before sending Close to the reply (or to the end of the wait).
+    pub elapsed: Duration,
+    /// Whether the stream ended (handshake complete or connection gone) within the timeout.
+    pub ended: bool,
+    /// The error the stream ended with, if it was not the normal end of a close handshake.
+    pub error: Option<String>,
+}
+
+impl CloseResult {
+    /// The code of the server's Close reply; panics, with the whole result, if there was none.
+    pub fn code(&self) -> u16 {
+        match &self.reply {
+            Some(Some(frame)) => frame.code.into(),
+            _ => panic!("no Close frame with a code from the server: {self:?}"),
+        }
+    }
+
+    /// The reason of the server's Close reply (empty if none).
+    pub fn reason(&self) -> &str {
+        match &self.reply {
+            Some(Some(frame)) => frame.reason.as_str(),
+            _ => "",
+        }
+    }
+}
+
+/// Sends Close(`code`, `reason`) and keeps reading until the stream ends or `timeout` passes.
+pub async fn close_and_wait(
+    ws: &mut Ws,
+    code: u16,
+    reason: &str,
+    timeout: Duration,
+) -> CloseResult {
+    let start = Instant::now();
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let mut result = CloseResult {
+        reply: None,
+        messages: Vec::new(),
+        elapsed: Duration::ZERO,
+        ended: false,
+        error: None,
+    };
+    if let Err(err) = ws.close(Some(frame)).await {
+        result.error = Some(format!("sending Close: {err}"));
+    }
+    loop {
+        match tokio::time::timeout_at(start + timeout, ws.next()).await {
+            Err(_) => break,
+            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => {
+                result.ended = true;
+                break;
+            }
+            Ok(Some(Err(err))) => {
+                result.ended = true;
+                result.error = Some(err.to_string());
+                break;
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                result.elapsed = start.elapsed();
+                result.reply = Some(frame);
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(Some(Ok(message))) => result.messages.push(message),
+        }
+    }
+    if result.reply.is_none() {
+        result.elapsed = start.elapsed();
+    }
+    result
+}
+
+/// The next data message (text or binary), skipping pings and pongs; panics on a Close, an
+/// error, the end of the stream, or after `timeout`.
+pub async fn next_data(ws: &mut Ws, timeout: Duration) -> Message {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("no data message within {timeout:?}"),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => return message,
+            Ok(other) => panic!("expected a data message, got {other:?}"),
+        }
+    }
+}
+
+/// Asserts the server still does its job: `/healthz` says `ok`, and a fresh `/ws/echo`
+/// connection echoes a message and completes a 1000 close handshake.
+pub async fn assert_healthy(server: &ServerProcess) {
+    let health = http_get(server.addr(), "/healthz")
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status, 200, "healthz: {health:?}");
+    assert_eq!(health.body.trim(), "ok", "healthz body");
+
+    let mut ws = connect(&server.ws_url("/ws/echo")).await;
+    ws.send(Message::text("still serving"))
+        .await
+        .expect("send to echo");
+    assert_eq!(
+        next_data(&mut ws, IO_TIMEOUT).await,
+        Message::text("still serving")
+    );
+    let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
+    assert_eq!(closed.code(), 1000, "{closed:?}");
+    assert!(closed.ended, "echo socket did not end: {closed:?}");
+}

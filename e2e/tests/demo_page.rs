@@ -1,0 +1,275 @@
+//! The demo page in headless Chromium, against the real server binary.
+//!
+//! The test serves the built page (`target/www`, made by `make build`) from `wsclose-server`,
+//! drives it over WebDriver with `/usr/bin/chromedriver`, and checks the element contract of
+//! DESIGN.md the way a person sees it: a drain probe ends in about a millisecond with code
+//! 1000 and `wasClean: true`; a no-drain probe is still waiting, its timer running, 3 s later.
+//! It saves a screenshot to `target/screenshots/demo.png`.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use serde_json::json;
+use wsclose_e2e::server::workspace_root;
+use wsclose_e2e::ServerProcess;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Bound on every wait for the page to reach a state.
+const WAIT: Duration = Duration::from_secs(15);
+/// How long the no-drain probe must stay pending.
+const PENDING_FOR: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
+    let www = workspace_root().join("target/www");
+    require_built_page(&www);
+    let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
+    let driver = Chromedriver::start();
+    let client = driver.connect().await;
+
+    client
+        .goto(&server.http_url("/"))
+        .await
+        .expect("open the demo page");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("html[data-ready='true']"))
+        .await
+        .expect("the wasm demo loads and marks <html data-ready>");
+
+    // The fix: /ws/drain answers the Close frame at once.
+    client
+        .find(Locator::Id("run-drain"))
+        .await
+        .expect("#run-drain")
+        .click()
+        .await
+        .expect("click");
+    let drain = done_row(&client, "/ws/drain").await;
+    let elapsed = attr(&drain, "data-elapsed-ms").await;
+    let elapsed_ms: f64 = elapsed.parse().expect("data-elapsed-ms is a number");
+    println!("demo page, drain: close in {elapsed_ms:.3} ms");
+    assert_eq!(attr(&drain, "data-code").await, "1000");
+    assert_eq!(attr(&drain, "data-was-clean").await, "true");
+    assert!(elapsed_ms < 1_000.0, "drain close took {elapsed_ms} ms");
+    let text = drain.text().await.expect("row text");
+    assert!(
+        text.contains("1000") && text.contains("true"),
+        "visible row: {text:?}"
+    );
+    assert!(text.contains(" ms"), "visible elapsed: {text:?}");
+
+    // Any URL typed into #url: /ws/echo drains too.
+    let input = client.find(Locator::Id("url")).await.expect("#url");
+    input.clear().await.expect("clear #url");
+    input
+        .send_keys(&server.ws_url("/ws/echo"))
+        .await
+        .expect("type into #url");
+    client
+        .find(Locator::Id("run-custom"))
+        .await
+        .expect("#run-custom")
+        .click()
+        .await
+        .expect("click");
+    let echo = done_row(&client, "/ws/echo").await;
+    assert_eq!(attr(&echo, "data-code").await, "1000");
+    assert_eq!(attr(&echo, "data-was-clean").await, "true");
+
+    // The bug: /ws/no-drain never reads, so the row must still be waiting 3 s later.
+    client
+        .find(Locator::Id("run-no-drain"))
+        .await
+        .expect("#run-no-drain")
+        .click()
+        .await
+        .expect("click");
+    let no_drain = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(
+            "#results tr[data-endpoint='/ws/no-drain'][data-state='pending']",
+        ))
+        .await
+        .expect("a pending /ws/no-drain row");
+    let clicked = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let early_timer = cell_text(&no_drain, "td.elapsed").await;
+    tokio::time::sleep(PENDING_FOR.saturating_sub(clicked.elapsed())).await;
+    let late_timer = cell_text(&no_drain, "td.elapsed").await;
+    println!(
+        "demo page, no-drain: still {late_timer:?} after {:?}",
+        clicked.elapsed()
+    );
+    assert_eq!(attr(&no_drain, "data-state").await, "pending");
+    for final_attribute in ["data-code", "data-was-clean", "data-elapsed-ms"] {
+        assert_eq!(
+            no_drain
+                .attr(final_attribute)
+                .await
+                .expect("read attribute"),
+            None,
+            "a pending row must not carry {final_attribute}"
+        );
+    }
+    assert!(
+        late_timer.starts_with("waiting"),
+        "live timer text: {late_timer:?}"
+    );
+    assert_ne!(early_timer, late_timer, "the live timer does not run");
+
+    let png = client.screenshot().await.expect("screenshot");
+    let dir = workspace_root().join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    std::fs::write(dir.join("demo.png"), png).expect("write demo.png");
+    println!("screenshot: {}", dir.join("demo.png").display());
+
+    client.close().await.expect("end the WebDriver session");
+}
+
+/// Fails with the fix when the page or the wasm has not been built.
+fn require_built_page(www: &Path) {
+    for file in [
+        "index.html",
+        "pkg/wsclose_client.js",
+        "pkg/wsclose_client_bg.wasm",
+    ] {
+        assert!(
+            www.join(file).is_file(),
+            "{} is missing: run `make build` first (it copies client-wasm/static and runs \
+             wasm-pack into target/www)",
+            www.join(file).display()
+        );
+    }
+}
+
+/// Waits until the first row for `endpoint` is done, and returns it.
+async fn done_row(client: &Client, endpoint: &str) -> Element {
+    let css = format!("#results tr[data-endpoint='{endpoint}'][data-state='done']");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&css))
+        .await
+        .unwrap_or_else(|error| panic!("no finished {endpoint} row within {WAIT:?}: {error}"))
+}
+
+async fn attr(element: &Element, name: &str) -> String {
+    element
+        .attr(name)
+        .await
+        .expect("read attribute")
+        .unwrap_or_else(|| panic!("the row has no {name}"))
+}
+
+async fn cell_text(row: &Element, css: &str) -> String {
+    row.find(Locator::Css(css))
+        .await
+        .expect("cell")
+        .text()
+        .await
+        .expect("cell text")
+}
+
+/// `chromedriver` on a free port, in its own process group so that `Drop` also ends the
+/// Chromium it started, plus a fresh profile directory that `Drop` removes.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+    profile: PathBuf,
+}
+
+impl Chromedriver {
+    fn start() -> Chromedriver {
+        assert!(
+            Path::new(CHROMEDRIVER).is_file() && Path::new(CHROMIUM).is_file(),
+            "{CHROMEDRIVER} and {CHROMIUM} are needed: run `make setup` \
+             (apt-get install chromium chromium-driver)"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("pick a free port")
+            .port();
+        let profile = std::env::temp_dir().join(format!(
+            "wsclose-e2e-chromium-{}-{port}",
+            std::process::id()
+        ));
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn chromedriver");
+        let driver = Chromedriver {
+            child,
+            port,
+            profile,
+        };
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        driver
+    }
+
+    async fn connect(&self) -> Client {
+        let profile = format!("--user-data-dir={}", self.profile.display());
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-extensions",
+                    "--disable-default-apps",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--disable-quic",
+                    "--hide-scrollbars",
+                    "--window-size=1280,1200",
+                    profile,
+                ],
+            },
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object literal")
+        };
+        ClientBuilder::native()
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("start a Chromium session through chromedriver")
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The group holds chromedriver and the browser it launched, nothing else.
+        let group = i32::try_from(self.child.id()).expect("pid fits in i32");
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(group),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
