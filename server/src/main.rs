@@ -1,4 +1,7 @@
 //! `wsclose-server`: parses flags, binds, and runs the library until SIGINT or SIGTERM.
+// warp's filter chain and hyper's service futures nest deeper than the default limit of 128
+// when `serve_app` is instantiated here with optimisations on (`cargo build --release`).
+#![recursion_limit = "256"]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,141 @@
+//! Close latency as a browser sees it: the wasm probe's `measureClose`, run in headless
+//! Chromium through WebDriver, on the demo page the server itself serves.
+//!
+//! All probes run inside one async script, one after the other, so the only thing timed is
+//! the browser's `close()` → `close` event (the probe measures it with `performance.now()`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::webdriver::{Driver, TempDir};
+
+/// ChromeDriver as `make setup` installs it (Debian's `chromium-driver`).
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Probes run before the measured ones (first connections pay for DNS-less socket setup,
+/// JIT warm-up and the like).
+const WARMUP: usize = 5;
+
+/// Imports the probe, then runs `count` measured probes after `warmup` unmeasured ones.
+/// The module is the same instance the demo page already initialised, so `init()` is a no-op.
+const SCRIPT: &str = r#"
+const [url, count, warmup, done] = arguments;
+(async () => {
+  const probe = await import('/pkg/wsclose_client.js');
+  await probe.default();
+  const results = [];
+  for (let i = 0; i < warmup + count; i++) {
+    let result;
+    try {
+      const r = await probe.measureClose(url, { code: 1000, reason: 'bench', closeTimeoutMs: 5000 });
+      result = {
+        ok: true,
+        elapsedMs: r.elapsedMs ?? r.elapsed_ms,
+        code: r.code,
+        wasClean: r.wasClean ?? r.was_clean,
+      };
+    } catch (e) {
+      result = { ok: false, error: String((e && e.message) || e), kind: (e && e.kind) || null };
+    }
+    if (i >= warmup) results.push(result);
+  }
+  return { results, crossOriginIsolated: self.crossOriginIsolated === true };
+})().then(done, (e) => done({ fatal: String((e && e.stack) || e) }));
+"#;
+
+/// What the browser measured.
+#[derive(Debug, Clone)]
+pub struct BrowserRun {
+    /// `browserVersion` from the session.
+    pub version: String,
+    /// `elapsed_ms` of every probe that produced a report.
+    pub elapsed_ms: Vec<f64>,
+    /// Probes with `code == 1000` and `wasClean == true`.
+    pub clean: usize,
+    /// Probes that failed, with why (first few kept).
+    pub errors: Vec<String>,
+    /// Probes attempted.
+    pub attempted: usize,
+}
+
+/// Why the browser figure could not be produced even though the run did not break.
+pub fn prerequisites(www: &Path) -> Result<PathBuf, String> {
+    let driver = PathBuf::from(CHROMEDRIVER);
+    if !driver.is_file() {
+        return Err(format!("{CHROMEDRIVER} not found (run `make setup`)"));
+    }
+    let probe = www.join("pkg").join("wsclose_client.js");
+    if !probe.is_file() {
+        return Err(format!("{} not found (run `make build`)", probe.display()));
+    }
+    Ok(driver)
+}
+
+/// Runs `count` probes of `ws_url` from the demo page at `page_url`.
+pub async fn run(
+    driver_binary: &Path,
+    page_url: &str,
+    ws_url: &str,
+    count: usize,
+    log: &Path,
+) -> anyhow::Result<BrowserRun> {
+    let driver = Driver::start(driver_binary, log).await?;
+    let profile = TempDir::new("chromium")?;
+    // Generous: a probe normally takes a few ms, and each gives up after 5 s.
+    let script_timeout = Duration::from_secs(30) + Duration::from_secs(6) * count as u32;
+    let session = driver
+        .new_session(profile.path(), script_timeout)
+        .await
+        .context("start headless Chromium")?;
+    let outcome = async {
+        session.goto(page_url).await?;
+        session
+            .execute_async(
+                SCRIPT,
+                vec![json!(ws_url), json!(count), json!(WARMUP)],
+                script_timeout,
+            )
+            .await
+    }
+    .await;
+    let version = session.browser_version().to_owned();
+    // Close the browser whatever happened; the driver is killed on drop either way.
+    let _ = session.quit().await;
+    parse(outcome?, version, count)
+}
+
+fn parse(value: Value, version: String, count: usize) -> anyhow::Result<BrowserRun> {
+    if let Some(fatal) = value["fatal"].as_str() {
+        bail!("the probe script failed: {fatal}");
+    }
+    let results = value["results"]
+        .as_array()
+        .with_context(|| format!("unexpected script result {value}"))?;
+    let mut run = BrowserRun {
+        version,
+        elapsed_ms: Vec::with_capacity(count),
+        clean: 0,
+        errors: Vec::new(),
+        attempted: results.len(),
+    };
+    for result in results {
+        if result["ok"] == true {
+            if let Some(ms) = result["elapsedMs"].as_f64() {
+                run.elapsed_ms.push(ms);
+            }
+            if result["code"] == 1000 && result["wasClean"] == true {
+                run.clean += 1;
+            }
+        } else if run.errors.len() < 5 {
+            run.errors.push(format!(
+                "{}: {}",
+                result["kind"].as_str().unwrap_or("error"),
+                result["error"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    Ok(run)
+}

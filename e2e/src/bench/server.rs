@@ -1,0 +1,174 @@
+//! The release server as a child process, and what `/proc` says about it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// The prefix of the one line the server prints to stdout once it listens.
+const LISTENING_PREFIX: &str = "wsclose-server listening on http://";
+
+/// How long the server may take from spawn to its listening line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running release `wsclose-server`. Dropping it kills the process and reaps it.
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Spawns `binary --addr 127.0.0.1:0 args…` with its stderr going to `log`, and waits for
+    /// the listening line.
+    pub fn start(binary: &Path, args: &[String], log: &Path) -> anyhow::Result<Server> {
+        if !binary.is_file() {
+            bail!(
+                "no server binary at {} (run `cargo build --release -p wsclose-server`)",
+                binary.display()
+            );
+        }
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("create server log {}", log.display()))?;
+        let mut child = Command::new(binary)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("spawn {}", binary.display()))?;
+        let stdout = child.stdout.take().context("piped stdout")?;
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = line_tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full stdout pipe.
+            for _ in lines {}
+        });
+        // From here on, `Drop` kills the child whatever happens.
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let line = line_rx.recv_timeout(STARTUP_TIMEOUT).with_context(|| {
+            format!(
+                "no listening line from the server within {STARTUP_TIMEOUT:?}; see {}",
+                log.display()
+            )
+        })?;
+        server.addr = line
+            .strip_prefix(LISTENING_PREFIX)
+            .with_context(|| format!("unexpected first stdout line {line:?}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("no socket address in {line:?}"))?;
+        Ok(server)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `ws://IP:PORT{path}`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// The resident set size in KiB (`VmRSS` in `/proc/PID/status`).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .context("read /proc/PID/status")?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS line in /proc/PID/status")
+    }
+
+    /// CPU time used so far, user plus system (`utime + stime` in `/proc/PID/stat`).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .context("read /proc/PID/stat")?;
+        // The command name (field 2) may contain spaces; fields after its `)` are plain.
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .context("no ')' in /proc/PID/stat")?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // after_name starts at field 3 (state); utime is field 14, stime field 15.
+        let ticks = |index: usize| -> anyhow::Result<u64> {
+            fields
+                .get(index - 3)
+                .context("short /proc/PID/stat")?
+                .parse()
+                .context("clock ticks in /proc/PID/stat")
+        };
+        let total = ticks(14)? + ticks(15)?;
+        Ok(Duration::from_secs_f64(
+            total as f64 / clock_ticks_per_second(),
+        ))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `USER_HZ`, the unit of the CPU times in `/proc/PID/stat` (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|hz: &f64| *hz > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// Where the release server is: `$CARGO_TARGET_DIR/release/wsclose-server`, else
+/// `<workspace>/target/release/wsclose-server`.
+pub fn default_binary() -> PathBuf {
+    target_dir().join("release").join("wsclose-server")
+}
+
+/// The cargo target directory this workspace builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_relative() {
+                workspace_root().join(dir)
+            } else {
+                dir
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The workspace root: the parent of the e2e crate.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ has a parent")
+        .to_path_buf()
+}
