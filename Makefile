@@ -92,9 +92,9 @@ test-slow: setup build ## The full-length no-drain reproduction in both browsers
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
 	  $(FIREFOX_TEST) client-wasm --test slow -- --nocapture
 
-bench: setup build ## Close latency, TCP RTT, browser latency, 10k-connection scale (< 10 min)
+bench: setup build ## Close latency vs TCP RTT, browser latency, 10k scale (BENCH_ARGS=--quick)
 	cargo build --release -p wsclose-server
-	cargo run --release -p wsclose-e2e --bin bench
+	cargo run --release -p wsclose-e2e --bin bench -- $(BENCH_ARGS)
 
 fmt: ## Format the whole workspace
 	cargo fmt --all
