@@ -81,7 +81,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpRespon
     })
 }
 
-fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// Decodes an HTTP/1.1 `Transfer-Encoding: chunked` body.
+pub fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line_end = raw

@@ -35,7 +35,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{interval_at, sleep, Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use warp::ws::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, Utf8Bytes};
 
 use crate::metrics::{Initiator, Metrics};
 
@@ -188,7 +189,7 @@ where
                         server_close = Some(ours); // still draining until the answer
                     } else if message.is_close() {
                         // Do NOT break here: the reply is queued and goes out on the next read.
-                        let code = message.close_frame().map_or(CLOSE_NO_STATUS, |(code, _)| code);
+                        let code = close_code(&message).unwrap_or(CLOSE_NO_STATUS);
                         peer_close = Some((code, Instant::now()));
                         close_deadline.as_mut().reset(Instant::now() + timing.close_timeout);
                     } else if message.is_text() || message.is_binary() {
@@ -214,7 +215,7 @@ where
                         return ending_after_our_close(ours, metrics, endpoint);
                     }
                     tracing::debug!(endpoint, %error, code, "peer broke the protocol");
-                    let close = Message::close_with(code, reason.replace('_', " "));
+                    let close = close_message(code, reason.replace('_', " "));
                     if let Err(ending) = write(&mut socket, close, timing.write_timeout).await {
                         return ending;
                     }
@@ -225,7 +226,7 @@ where
 
             // 2. Shutdown: say goodbye with 1001, then keep draining for the answer.
             () = session.shutdown.cancelled(), if open => {
-                let close = Message::close_with(CLOSE_GOING_AWAY, "server shutting down");
+                let close = close_message(CLOSE_GOING_AWAY, "server shutting down");
                 if let Err(ending) = write(&mut socket, close, timing.write_timeout).await {
                     return ending;
                 }
@@ -244,7 +245,7 @@ where
 
             // 4. Keepalive ping; the peer's pong (or any frame) moves the read deadline.
             _ = pings.tick(), if open => {
-                if let Err(ending) = write(&mut socket, Message::ping(Vec::new()), timing.write_timeout).await {
+                if let Err(ending) = write(&mut socket, Message::Ping(Default::default()), timing.write_timeout).await {
                     return ending;
                 }
             }
@@ -283,7 +284,7 @@ where
     loop {
         tokio::select! {
             () = session.shutdown.cancelled() => {
-                let close = Message::close_with(CLOSE_GOING_AWAY, "server shutting down");
+                let close = close_message(CLOSE_GOING_AWAY, "server shutting down");
                 // Nobody will read the answer, so there is no handshake to wait for.
                 return match write(&mut writer, close, timing.write_timeout).await {
                     Ok(()) => Ending { initiator: Initiator::Server, code: Some(CLOSE_GOING_AWAY), reason: "shutdown" },
@@ -348,6 +349,22 @@ pub fn close_code_for(error: &(dyn StdError + 'static)) -> Option<(u16, &'static
         cause = current.source();
     }
     None
+}
+
+/// A Close frame with `code` and `reason`.
+pub fn close_message(code: u16, reason: impl Into<Utf8Bytes>) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    }))
+}
+
+/// The code of a Close message; `None` for other messages and for a Close without a code.
+pub fn close_code(message: &Message) -> Option<u16> {
+    match message {
+        Message::Close(Some(frame)) => Some(frame.code.into()),
+        _ => None,
+    }
 }
 
 fn ending_after_our_close(ours: ServerClose, metrics: &Metrics, endpoint: &str) -> Ending {
@@ -482,7 +499,11 @@ mod tests {
         assert_eq!(ending.reason, "pong_timeout");
         assert_eq!(started.elapsed(), Duration::from_secs(10));
         let sent = drained(&mut from_server);
-        assert_eq!(sent, vec![Message::ping(Vec::new())], "one ping at 9 s");
+        assert_eq!(
+            sent,
+            vec![Message::Ping(Default::default())],
+            "one ping at 9 s"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -491,7 +512,8 @@ mod tests {
         let task = tokio::spawn(serve(socket, session(Endpoint::Drain, None)));
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_secs(8)).await;
-            peer.unbounded_send(Ok(Message::pong(Vec::new()))).unwrap();
+            peer.unbounded_send(Ok(Message::Pong(Default::default())))
+                .unwrap();
         }
         // 40 s in, well past one pong timeout, and still alive.
         tokio::task::yield_now().await;
@@ -505,7 +527,7 @@ mod tests {
     async fn peer_close_keeps_polling_until_the_stream_ends() {
         let (socket, peer, _from_server) = socket(false);
         let task = tokio::spawn(serve(socket, session(Endpoint::Drain, None)));
-        peer.unbounded_send(Ok(Message::close_with(4000u16, "bye")))
+        peer.unbounded_send(Ok(close_message(4000u16, "bye")))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
@@ -535,11 +557,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(
             drained(&mut from_server),
-            vec![Message::close_with(1001u16, "server shutting down")]
+            vec![close_message(1001u16, "server shutting down")]
         );
         assert!(!task.is_finished(), "still draining for the peer's Close");
-        peer.unbounded_send(Ok(Message::close_with(1001u16, "")))
-            .unwrap();
+        peer.unbounded_send(Ok(close_message(1001u16, ""))).unwrap();
         let ending = task.await.unwrap();
         assert_eq!((ending.code, ending.reason), (Some(1001), "shutdown"));
     }
@@ -582,7 +603,7 @@ mod tests {
             .iter()
             .map(|message| {
                 let json: serde_json::Value =
-                    serde_json::from_str(message.to_str().unwrap()).unwrap();
+                    serde_json::from_str(message.to_text().unwrap()).unwrap();
                 json["seq"].as_u64().unwrap()
             })
             .collect();
@@ -630,7 +651,7 @@ mod tests {
             assert_eq!(ending.code, Some(code));
             let sent = drained(&mut from_server);
             assert_eq!(sent.len(), 1);
-            assert_eq!(sent[0].close_frame().map(|(code, _)| code), Some(code));
+            assert_eq!(close_code(&sent[0]), Some(code));
         }
     }
 
@@ -641,8 +662,7 @@ mod tests {
             socket,
             session(Endpoint::NoDrain, Some(Duration::from_secs(1))),
         ));
-        peer.unbounded_send(Ok(Message::close_with(1000u16, "")))
-            .unwrap();
+        peer.unbounded_send(Ok(close_message(1000u16, ""))).unwrap();
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(!task.is_finished(), "the bug: the Close is never read");
         task.abort();

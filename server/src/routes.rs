@@ -17,24 +17,19 @@
 //! connections).
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use futures::{Sink, Stream};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::Utf8Bytes;
+use tungstenite::protocol::{Role, WebSocketConfig};
 use warp::http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, UPGRADE};
 use warp::http::StatusCode;
-use warp::hyper::upgrade::{OnUpgrade, Upgraded};
-use warp::ws::Message;
+use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::Config;
@@ -227,7 +222,7 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
                             Some(socket_config),
                         )
                         .await;
-                        connection::serve(WarpSocket(socket), session).await;
+                        connection::serve(socket, session).await;
                     }
                     Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
                 }
@@ -254,90 +249,6 @@ fn switching_protocols(key: &HeaderValue) -> warp::reply::Response {
     response
 }
 
-/// The upgraded socket, speaking `warp::ws::Message` like `warp::ws::WebSocket` does, so
-/// [`connection::serve`] (and its tests) do not depend on how the upgrade was finished.
-struct WarpSocket(WebSocketStream<TokioIo<Upgraded>>);
-
-impl Stream for WarpSocket {
-    type Item = Result<Message, tungstenite::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            return Poll::Ready(match ready!(Pin::new(&mut self.0).poll_next(cx)) {
-                Some(Ok(message)) => match from_tungstenite(message) {
-                    Some(message) => Some(Ok(message)),
-                    None => continue,
-                },
-                Some(Err(error)) => Some(Err(error)),
-                None => None,
-            });
-        }
-    }
-}
-
-impl Sink<Message> for WarpSocket {
-    type Error = tungstenite::Error;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_ready(cx)
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
-        Pin::new(&mut self.0).start_send(to_tungstenite(message))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
-
-/// A message read from the peer as warp's type; `None` for raw frames, which reads never yield.
-fn from_tungstenite(message: tungstenite::Message) -> Option<Message> {
-    Some(match message {
-        tungstenite::Message::Text(text) => Message::text(text.as_str()),
-        tungstenite::Message::Binary(data) => Message::binary(data),
-        tungstenite::Message::Ping(data) => Message::ping(data),
-        tungstenite::Message::Pong(data) => Message::pong(data),
-        tungstenite::Message::Close(Some(frame)) => {
-            Message::close_with(frame.code, frame.reason.as_str().to_owned())
-        }
-        tungstenite::Message::Close(None) => Message::close(),
-        tungstenite::Message::Frame(_) => return None,
-    })
-}
-
-/// A message to send, from warp's type to tungstenite's.
-fn to_tungstenite(message: Message) -> tungstenite::Message {
-    if let Some((code, reason)) = message.close_frame() {
-        return tungstenite::Message::Close(Some(CloseFrame {
-            code: code.into(),
-            reason: reason.into(),
-        }));
-    }
-    if message.is_close() {
-        return tungstenite::Message::Close(None);
-    }
-    let (text, ping, pong) = (message.is_text(), message.is_ping(), message.is_pong());
-    let data = message.into_bytes();
-    if text {
-        match Utf8Bytes::try_from(data) {
-            Ok(text) => tungstenite::Message::Text(text),
-            // Unreachable: warp's text messages are built from `String`s.
-            Err(_) => tungstenite::Message::Text(Utf8Bytes::from_static("")),
-        }
-    } else if ping {
-        tungstenite::Message::Ping(data)
-    } else if pong {
-        tungstenite::Message::Pong(data)
-    } else {
-        tungstenite::Message::Binary(data)
-    }
-}
-
 fn refuse(status: StatusCode, why: &'static str) -> warp::reply::Response {
     warp::reply::with_status(format!("{why}\n"), status).into_response()
 }
@@ -361,9 +272,8 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
 
 #[cfg(test)]
 mod tests {
-    use super::{from_tungstenite, origin_allowed, switching_protocols, to_tungstenite};
+    use super::{origin_allowed, switching_protocols};
     use warp::http::header::HeaderValue;
-    use warp::ws::Message;
 
     #[test]
     fn switching_protocols_answers_the_key() {
@@ -377,23 +287,6 @@ mod tests {
         );
         assert_eq!(header("connection"), "upgrade");
         assert_eq!(header("upgrade"), "websocket");
-    }
-
-    #[test]
-    fn messages_survive_the_round_trip_through_tungstenite() {
-        let messages = [
-            Message::text("{\"seq\":1}"),
-            Message::binary(vec![0u8, 1, 2]),
-            Message::ping(vec![7u8]),
-            Message::pong(Vec::<u8>::new()),
-            Message::close_with(1000u16, "bye"),
-            Message::close_with(4001u16, ""),
-            Message::close(),
-        ];
-        for message in messages {
-            let wire = to_tungstenite(message.clone());
-            assert_eq!(from_tungstenite(wire), Some(message));
-        }
     }
 
     #[test]

@@ -290,27 +290,8 @@ async fn read_response(stream: &mut TcpStream) -> anyhow::Result<(u16, Vec<u8>)>
     let body = &raw[head_len..];
     let body = match (content_length, chunked) {
         (Some(length), _) => body.get(..length).context("truncated body")?.to_vec(),
-        (None, true) => dechunk(body)?,
+        (None, true) => wsclose_e2e::http::dechunk(body)?,
         (None, false) => body.to_vec(),
     };
     Ok((status, body))
-}
-
-fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .context("chunk size line")?;
-        let size_text = std::str::from_utf8(&raw[..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .with_context(|| format!("chunk size {size_text:?}"))?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        body.extend_from_slice(raw.get(..size).context("truncated chunk")?);
-        raw = raw.get(size + 2..).context("truncated chunk end")?;
-    }
 }
