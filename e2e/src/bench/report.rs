@@ -241,14 +241,7 @@ pub fn plot_cdf(path: &Path, title: &str, series: &[CdfSeries<'_>]) -> anyhow::R
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }
@@ -308,14 +301,7 @@ pub fn plot_rss(
             "budget: {budget_kib_per_connection} KiB per connection"
         ))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], grey.stroke_width(1)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }
@@ -327,6 +313,26 @@ fn format_axis_ms(v: f64) -> String {
         let text = format!("{v:.3}");
         text.trim_end_matches('0').to_owned()
     }
+}
+
+/// Draws the series legend of `chart` in the style both plots share.
+fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(plot_error)
 }
 
 fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
