@@ -6,7 +6,8 @@
 WASM_PACK_VERSION   := 0.15.1
 GECKODRIVER_VERSION := 0.37.1
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock)
-APT_PACKAGES        := chromium chromium-driver firefox-esr
+APT_PACKAGES        := chromium chromium-driver firefox-esr nginx
+NGINX               := /usr/sbin/nginx
 
 CHROMEDRIVER := /usr/bin/chromedriver
 GECKODRIVER  := $(HOME)/.cargo/bin/geckodriver
@@ -26,7 +27,7 @@ CHROME_TEST  := $(WASM_PACK_TEST) --chrome --chromedriver $(CHROMEDRIVER)
 FIREFOX_TEST := $(WASM_PACK_TEST) --firefox --geckodriver $(GECKODRIVER)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-wasm setup-browsers build build-wasm serve test lint unit e2e \
+.PHONY: help setup setup-wasm setup-browsers build build-wasm serve serve-cluster test lint unit e2e \
         test-browser test-chrome test-firefox test-slow bench fmt clean
 
 help: ## List the targets
@@ -42,8 +43,9 @@ setup-wasm: ## Install the wasm32 target, wasm-pack and wasm-bindgen-cli if miss
 	@wasm-bindgen --version 2>/dev/null | grep -qF " $(WASM_BINDGEN_VERSION)" \
 	  || cargo install --force wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 
-setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR (apt) and geckodriver if missing
-	@if ! command -v chromium >/dev/null || ! test -x $(CHROMEDRIVER) || ! command -v firefox-esr >/dev/null; then \
+setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, nginx (apt) and geckodriver if missing
+	@if ! command -v chromium >/dev/null || ! test -x $(CHROMEDRIVER) || ! command -v firefox-esr >/dev/null \
+	    || ! test -x $(NGINX); then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
@@ -62,6 +64,10 @@ build-wasm:
 
 serve: setup-wasm build-wasm ## Run the demo on http://127.0.0.1:3030 (ADDR=... to change)
 	cargo run --release -p wsclose-server -- --addr $(ADDR) --static-dir $(WWW)
+
+serve-cluster: setup build-wasm ## nginx on ADDR in front of two servers, restarted when they exit (Ctrl-C stops)
+	cargo build --release -p wsclose-server
+	ADDR=$(ADDR) deploy/serve-cluster.sh $(SERVER_RELEASE) --static-dir $(WWW)
 
 test: setup build lint unit e2e test-browser ## Everything: clippy, unit, e2e, headless Chromium + Firefox
 

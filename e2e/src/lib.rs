@@ -13,6 +13,8 @@
 //!   oversized control frames), and a decoder that reads the server's Close code.
 //! - [`ws`]: helpers around `tokio-tungstenite`, the well-behaved client: connect, close and wait
 //!   for the echo, parse ticks, check that a server is still healthy.
+//! - [`cluster`]: nginx in front of two servers through `deploy/serve-cluster.sh`, killed as a
+//!   process group on drop.
 //! - [`http`]: a tiny HTTP/1.1 GET over `TcpStream` and a Prometheus text parser for `/metrics`.
 //!
 //! # Running
@@ -20,6 +22,7 @@
 //! `--release`) and runs every test. Set `WSCLOSE_E2E_VERBOSE=1` to stream the servers' stderr
 //! live; otherwise it is captured and printed only when a test fails.
 
+pub mod cluster;
 pub mod http;
 pub mod raw;
 pub mod server;

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# nginx in front of wsclose-server instances, each restarted when it exits.
+#
+#   deploy/serve-cluster.sh SERVER_BINARY [server flags...]      (make serve-cluster)
+#
+# Environment:
+#   ADDR                nginx's listen address (default 127.0.0.1:3030; port 0 picks a free one)
+#   PROXY_READ_TIMEOUT  nginx's proxy_read_timeout (default 60s, nginx's own default)
+#   CLUSTER_DIR         nginx prefix, logs and state (default target/cluster)
+#   NGINX_BIN           the nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
+#
+# Prints, on stdout:
+#   wsclose-cluster instance K pid PID on http://IP:PORT   each time instance K starts
+#   wsclose-cluster listening on http://IP:PORT            once nginx accepts connections
+#
+# A rolling restart is a SIGTERM to each instance in turn: the instance closes its listener,
+# sends Close to its clients and exits; this script starts it again on the same port, while
+# nginx sends new upgrades to the other instance. SIGINT or SIGTERM to this script stops every
+# instance gracefully, then nginx, and exits 0.
+set -uo pipefail
+
+server=${1:?usage: deploy/serve-cluster.sh SERVER_BINARY [server flags...]}
+shift
+flags=("$@")
+here=$(cd "$(dirname "$0")" && pwd)
+addr=${ADDR:-127.0.0.1:3030}
+instances=2 # deploy/nginx.conf names two
+read_timeout=${PROXY_READ_TIMEOUT:-60s}
+dir=${CLUSTER_DIR:-target/cluster}
+nginx=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
+
+say() { printf 'wsclose-cluster %s\n' "$*"; }
+die() { printf 'wsclose-cluster: %s\n' "$*" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+[[ -x $server ]] || die "no server binary at $server (run make build)"
+[[ -x $nginx ]] || die "no nginx at $nginx (make setup installs Debian's nginx)"
+host=${addr%:*}
+port=${addr##*:}
+[[ $port == 0 ]] && port=$(free_port)
+mkdir -p "$dir/tmp" && dir=$(cd "$dir" && pwd) || die "cannot create $dir"
+rm -f "$dir"/instance-*.out "$dir"/instance-*.addr "$dir/stopping"
+
+# Waits until FILE holds the server's listening line and prints the address in it.
+listening_addr() {
+  local file=$1 pid=$2
+  for _ in $(seq 400); do
+    local line
+    line=$(sed -n 's#^wsclose-server listening on http://##p' "$file" 2>/dev/null)
+    [[ -n $line ]] && { echo "$line"; return 0; }
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+# Runs instance K until the cluster stops: start it (first on a free port, then on the same
+# one), wait for it to exit, start it again after RESTART_DELAY. Background subshells of a
+# non-interactive bash ignore SIGINT, so the stop request is the `stopping` file plus SIGTERM;
+# the delay also lets a Ctrl-C (which reaches the instances directly) be seen before a restart.
+RESTART_DELAY=0.2
+supervise() {
+  local k=$1 bind=127.0.0.1:0 pid=
+  trap '[[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null' TERM
+  while [[ ! -e $dir/stopping ]]; do
+    WSCLOSE_INSTANCE=$k "$server" --addr "$bind" "${flags[@]}" \
+      >"$dir/instance-$k.out" 2>>"$dir/instance-$k.log" </dev/null &
+    pid=$!
+    local at
+    if at=$(listening_addr "$dir/instance-$k.out" "$pid"); then
+      bind=$at
+      echo "$at" >"$dir/instance-$k.addr"
+      say "instance $k pid $pid on http://$at"
+    else
+      printf 'wsclose-cluster: instance %s did not start; see %s\n' "$k" "$dir/instance-$k.log" >&2
+    fi
+    # `wait` returns early when a trapped signal arrives; wait again until the child is gone.
+    while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
+    pid=
+    sleep "$RESTART_DELAY"
+  done
+}
+
+supervisors=()
+for k in $(seq "$instances"); do
+  supervise "$k" &
+  supervisors+=($!)
+done
+nginx_pid=
+stop_all() {
+  trap '' TERM INT
+  : >"$dir/stopping"
+  kill -TERM "${supervisors[@]}" 2>/dev/null
+  wait "${supervisors[@]}" 2>/dev/null
+  # Graceful: nginx stops accepting and lets the (now closed) proxied connections finish.
+  if [[ -n $nginx_pid ]]; then
+    kill -QUIT "$nginx_pid" 2>/dev/null
+    wait "$nginx_pid" 2>/dev/null
+  fi
+  exit 0
+}
+trap stop_all TERM INT
+
+# nginx needs every instance's address before it starts.
+for k in $(seq "$instances"); do
+  for _ in $(seq 400); do [[ -s $dir/instance-$k.addr ]] && break; sleep 0.05; done
+  [[ -s $dir/instance-$k.addr ]] || { printf 'wsclose-cluster: instance %s never listened\n' "$k" >&2; stop_all; }
+done
+sed -e "s#@LISTEN@#$host:$port#" \
+    -e "s#@INSTANCE_1@#$(cat "$dir/instance-1.addr")#" \
+    -e "s#@INSTANCE_2@#$(cat "$dir/instance-2.addr")#" \
+    -e "s#@PROXY_READ_TIMEOUT@#$read_timeout#" \
+    "$here/nginx.conf" >"$dir/nginx.conf"
+# In its own session, so a Ctrl-C does not stop it before the instances have sent their Close
+# frames through it; stop_all stops it gracefully afterwards. (Its pid is in nginx.pid.)
+setsid "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+nginx_pid=$!
+for _ in $(seq 400); do
+  if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    say "listening on http://$host:$port"
+    break
+  fi
+  kill -0 "$nginx_pid" 2>/dev/null || { cat "$dir/error.log" >&2; die "nginx did not start"; }
+  sleep 0.05
+done
+# Returns early on SIGTERM/SIGINT (the trap runs stop_all), or if everything died.
+wait
+stop_all

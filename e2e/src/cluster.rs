@@ -1,0 +1,219 @@
+//! nginx in front of two `wsclose-server` instances, as `make serve-cluster` runs them.
+//!
+//! [`Cluster::start`] runs `deploy/serve-cluster.sh` (the same script a user runs) in its own
+//! process group, with nginx on a free port and its prefix in a temporary directory, and reads
+//! the script's stdout lines. Dropping a [`Cluster`] kills the script's process group (script,
+//! instances) and nginx's own, so a failing test never leaves one behind.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::server::{server_binary, workspace_root};
+
+/// How long the cluster may take from spawn to nginx's listening line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Debian nginx binary, unless `NGINX_BIN` says otherwise (nginx itself reads `NGINX`).
+fn nginx_binary() -> PathBuf {
+    std::env::var_os("NGINX_BIN").map_or_else(|| "/usr/sbin/nginx".into(), PathBuf::from)
+}
+
+/// One start of one instance, as the script announced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceStart {
+    /// 1 or 2.
+    pub instance: u32,
+    /// The process id of this start.
+    pub pid: u32,
+    /// Where this instance listens (nginx's upstream).
+    pub addr: SocketAddr,
+}
+
+/// A running cluster; the process group is killed on drop.
+pub struct Cluster {
+    child: Child,
+    pgid: i32,
+    addr: SocketAddr,
+    starts: mpsc::UnboundedReceiver<InstanceStart>,
+    latest: [Option<InstanceStart>; 2],
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts the cluster. `proxy_read_timeout` is nginx's (for example `"60s"`); `args` are
+    /// passed to every instance after `--addr` (each also gets `WSCLOSE_INSTANCE=K`).
+    pub async fn start(proxy_read_timeout: &str, args: &[&str]) -> Cluster {
+        match Self::try_start(proxy_read_timeout, args).await {
+            Ok(cluster) => cluster,
+            Err(error) => panic!("cluster {args:?} did not start: {error:#}"),
+        }
+    }
+
+    async fn try_start(proxy_read_timeout: &str, args: &[&str]) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir().context("temporary cluster directory")?;
+        let mut child = Command::new(workspace_root().join("deploy/serve-cluster.sh"))
+            .arg(server_binary())
+            .args(args)
+            .env("ADDR", "127.0.0.1:0")
+            .env("PROXY_READ_TIMEOUT", proxy_read_timeout)
+            .env("CLUSTER_DIR", dir.path())
+            .env("NGINX_BIN", nginx_binary())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn deploy/serve-cluster.sh")?;
+        let pgid = i32::try_from(child.id().context("child has a pid")?)?;
+        let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
+        let (starts_tx, starts) = mpsc::unbounded_channel();
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        tokio::spawn(async move {
+            let mut listening_tx = Some(listening_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("wsclose-cluster listening on http://") {
+                    if let Some(tx) = listening_tx.take() {
+                        let _ = tx.send(rest.trim().to_owned());
+                    }
+                } else if let Some(start) = parse_instance_line(&line) {
+                    let _ = starts_tx.send(start);
+                }
+            }
+        });
+        let mut cluster = Cluster {
+            child,
+            pgid,
+            addr: "127.0.0.1:1".parse()?,
+            starts,
+            latest: [None, None],
+            dir,
+        };
+        let listening = match tokio::time::timeout(STARTUP_TIMEOUT, listening_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => bail!("no listening line; logs:\n{}", cluster.logs()),
+        };
+        cluster.addr = listening.parse().context("nginx address")?;
+        while cluster.latest.iter().any(Option::is_none) {
+            cluster.next_start(Duration::from_secs(5)).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// nginx's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://NGINX{path}`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// The latest start of instance `k` (1 or 2).
+    pub fn instance(&self, k: u32) -> InstanceStart {
+        self.latest[k as usize - 1].expect("both instances started")
+    }
+
+    /// Waits for the next instance start the script announces.
+    pub async fn next_start(&mut self, timeout: Duration) -> anyhow::Result<InstanceStart> {
+        let start = tokio::time::timeout(timeout, self.starts.recv())
+            .await
+            .context("no instance start announced in time")?
+            .context("the cluster script ended")?;
+        self.latest[start.instance as usize - 1] = Some(start);
+        Ok(start)
+    }
+
+    /// Sends SIGTERM to instance `k`'s current process (one step of a rolling restart).
+    pub fn sigterm_instance(&self, k: u32) {
+        let pid = i32::try_from(self.instance(k).pid).expect("pid fits");
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM instance");
+    }
+
+    /// Stops the whole cluster as Ctrl-C does (SIGINT to the process group) and waits for the
+    /// script's exit status.
+    pub async fn interrupt(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGINT);
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// nginx's error log and each instance's stderr, for failure messages.
+    pub fn logs(&self) -> String {
+        ["error.log", "instance-1.log", "instance-2.log"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+                format!("--- {name}\n{text}")
+            })
+            .collect()
+    }
+}
+
+impl Cluster {
+    /// nginx's master pid (nginx runs in its own process group, see the script).
+    pub fn nginx_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("nginx.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        if let Some(nginx) = self.nginx_pid() {
+            let _ = killpg(Pid::from_raw(nginx), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Parses `wsclose-cluster instance K pid PID on http://IP:PORT`.
+fn parse_instance_line(line: &str) -> Option<InstanceStart> {
+    let rest = line.strip_prefix("wsclose-cluster instance ")?;
+    let mut words = rest.split_whitespace();
+    let instance = words.next()?.parse().ok()?;
+    (words.next()? == "pid").then_some(())?;
+    let pid = words.next()?.parse().ok()?;
+    (words.next()? == "on").then_some(())?;
+    let addr = words.next()?.strip_prefix("http://")?.parse().ok()?;
+    Some(InstanceStart {
+        instance,
+        pid,
+        addr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_lines_parse() {
+        assert_eq!(
+            parse_instance_line("wsclose-cluster instance 2 pid 4242 on http://127.0.0.1:40123"),
+            Some(InstanceStart {
+                instance: 2,
+                pid: 4242,
+                addr: "127.0.0.1:40123".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            parse_instance_line("wsclose-cluster listening on http://x"),
+            None
+        );
+    }
+}
