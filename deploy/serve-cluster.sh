@@ -86,20 +86,29 @@ for k in $(seq "$instances"); do
   supervise "$k" &
   supervisors+=($!)
 done
+# Waits until none of the given processes runs any more. (Not `wait PID`: after a `wait` that a
+# signal interrupted, bash can hang in `wait PID` for children that are already gone.)
+await_exit() {
+  while kill -0 "$@" 2>/dev/null; do sleep 0.05; done
+}
+
 nginx_pid=
+# Stops everything: the instances first (each closes its sockets through nginx), then nginx.
+# Called from the main flow, not from the trap.
 stop_all() {
   trap '' TERM INT
   : >"$dir/stopping"
   kill -TERM "${supervisors[@]}" 2>/dev/null
-  wait "${supervisors[@]}" 2>/dev/null
+  await_exit "${supervisors[@]}"
   # Graceful: nginx stops accepting and lets the (now closed) proxied connections finish.
   if [[ -n $nginx_pid ]]; then
     kill -QUIT "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null
+    await_exit "$nginx_pid"
   fi
   exit 0
 }
-trap stop_all TERM INT
+stopping=0
+trap 'stopping=1' TERM INT
 
 # nginx needs every instance's address before it starts.
 for k in $(seq "$instances"); do
@@ -123,6 +132,6 @@ for _ in $(seq 400); do
   kill -0 "$nginx_pid" 2>/dev/null || { cat "$dir/error.log" >&2; die "nginx did not start"; }
   sleep 0.05
 done
-# Returns early on SIGTERM/SIGINT (the trap runs stop_all), or if everything died.
-wait
+# `wait` returns early on SIGTERM/SIGINT (the trap sets `stopping`), or once everything died.
+((stopping)) || wait
 stop_all

@@ -9,7 +9,12 @@
 //! close_timeout (5 s)                               bounds the wait for the peer's Close after
 //!                                                   the server sent one (shutdown, policy)
 //! push_interval (1 s)                               how often /ws/drain and /ws/no-drain push a tick
+//! header_timeout (10 s)                             an HTTP request's headers must arrive within
+//!                                                   this, or the connection is dropped (slowloris)
 //! ```
+//!
+//! Behind a proxy, `ping_interval` must also be shorter than the proxy's idle timeout (nginx's
+//! `proxy_read_timeout`, 60 s by default): the pings are what keeps an idle socket alive.
 //!
 //! All sockets close in parallel on shutdown, and [`crate::run`] waits at most
 //! `close_timeout + SHUTDOWN_GRACE` for them before it returns; a socket whose Close write is
@@ -18,6 +23,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::connection::{CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
 
 /// How often the server pushes a tick on `/ws/drain` and `/ws/no-drain`.
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -33,6 +40,8 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// Most WebSocket connections open at once. Upgrades beyond this get HTTP 503.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long a client may take to send a request's headers before the connection is dropped.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the server can be tuned with. `Config::default()` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -55,6 +64,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Browser origins allowed to connect. Empty means "the Origin must match Host".
     pub allowed_origins: Vec<String>,
+    /// A request's headers must arrive within this, or the connection is dropped.
+    pub header_timeout: Duration,
+    /// The Close code every socket gets on shutdown: [`CLOSE_GOING_AWAY`] (1001) or
+    /// [`CLOSE_SERVICE_RESTART`] (1012, "come back", for a rolling restart).
+    pub shutdown_code: u16,
+    /// The name ticks carry in their `instance` field. Empty: the listen address.
+    pub instance: String,
 }
 
 impl Default for Config {
@@ -69,6 +85,9 @@ impl Default for Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            shutdown_code: CLOSE_GOING_AWAY,
+            instance: String::new(),
         }
     }
 }
@@ -84,6 +103,9 @@ pub enum ConfigError {
         /// The configured pong timeout.
         pong: Duration,
     },
+    /// Only 1001 and 1012 tell a client why the socket closes on shutdown.
+    #[error("--shutdown-code must be 1001 (going away) or 1012 (service restart), not {0}")]
+    ShutdownCode(u16),
     /// A duration of zero would turn the timer into a busy loop or drop every peer at once.
     #[error("{flag} must be greater than zero")]
     Zero {
@@ -102,9 +124,13 @@ impl Config {
             ("--close-timeout", self.close_timeout.is_zero()),
             ("--max-message-size", self.max_message_size == 0),
             ("--max-connections", self.max_connections == 0),
+            ("--header-timeout", self.header_timeout.is_zero()),
         ];
         if let Some((flag, _)) = non_zero.iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { flag });
+        }
+        if ![CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART].contains(&self.shutdown_code) {
+            return Err(ConfigError::ShutdownCode(self.shutdown_code));
         }
         if self.ping_interval >= self.pong_timeout {
             return Err(ConfigError::PingNotBeforePongDeadline {
@@ -147,6 +173,17 @@ mod tests {
             config.validate(),
             Err(ConfigError::PingNotBeforePongDeadline { .. })
         ));
+    }
+
+    #[test]
+    fn shutdown_code_is_going_away_or_service_restart() {
+        for (code, ok) in [(1001, true), (1012, true), (1000, false), (4000, false)] {
+            let config = Config {
+                shutdown_code: code,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), ok, "{code}");
+        }
     }
 
     #[test]

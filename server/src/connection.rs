@@ -40,8 +40,11 @@ use tungstenite::{Message, Utf8Bytes};
 
 use crate::metrics::{Initiator, Metrics};
 
-/// Close code sent to every socket when the server shuts down ("going away").
+/// Close code "going away": sent to every socket when the server shuts down, by default.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code "service restart" (IANA registry): the server restarts, reconnect. Sent on
+/// shutdown instead of 1001 with `--shutdown-code 1012`.
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 /// Close code for a protocol violation.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Close code for a text message, or close reason, that is not valid UTF-8.
@@ -102,6 +105,12 @@ pub struct Session {
     pub metrics: Metrics,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// The Close code sent on shutdown (1001 or 1012).
+    pub shutdown_code: u16,
+    /// The `seq` of the first tick: 0, or N+1 for `?after=N` (a client resuming elsewhere).
+    pub first_seq: u64,
+    /// The name ticks carry in their `instance` field.
+    pub instance: std::sync::Arc<str>,
 }
 
 /// How a connection ended. Returned by [`serve`] and counted in the metrics.
@@ -154,7 +163,7 @@ where
 
     let mut ticks = timing.push_interval.map(periodic);
     let mut pings = periodic(timing.ping_interval);
-    let mut seq: u64 = 0;
+    let mut seq = session.first_seq;
     let mut read_deadline = pin!(sleep(timing.pong_timeout));
     // Armed only once a Close frame has been sent or received.
     let mut close_deadline = pin!(sleep(NOT_YET_ARMED));
@@ -224,19 +233,20 @@ where
                 }
             },
 
-            // 2. Shutdown: say goodbye with 1001, then keep draining for the answer.
+            // 2. Shutdown: say goodbye (1001, or 1012 "come back"), then keep draining for the answer.
             () = session.shutdown.cancelled(), if open => {
-                let close = close_message(CLOSE_GOING_AWAY, "server shutting down");
+                let code = session.shutdown_code;
+                let close = close_message(code, shutdown_reason(code));
                 if let Err(ending) = write(&mut socket, close, timing.write_timeout).await {
                     return ending;
                 }
-                server_close = Some(ServerClose { code: CLOSE_GOING_AWAY, reason: "shutdown", sent_at: Instant::now() });
+                server_close = Some(ServerClose { code, reason: "shutdown", sent_at: Instant::now() });
                 close_deadline.as_mut().reset(Instant::now() + timing.close_timeout);
             }
 
             // 3. Push a tick.
             _ = next_tick(&mut ticks), if open => {
-                if let Err(ending) = write(&mut socket, tick(seq), timing.write_timeout).await {
+                if let Err(ending) = write(&mut socket, tick(seq, &session.instance), timing.write_timeout).await {
                     return ending;
                 }
                 seq += 1;
@@ -280,20 +290,21 @@ where
     let timing = session.timing;
     let (mut writer, _reader_that_nobody_polls) = socket.split();
     let mut ticks = timing.push_interval.map(periodic);
-    let mut seq: u64 = 0;
+    let mut seq = session.first_seq;
     loop {
         tokio::select! {
             () = session.shutdown.cancelled() => {
-                let close = close_message(CLOSE_GOING_AWAY, "server shutting down");
+                let code = session.shutdown_code;
+                let close = close_message(code, shutdown_reason(code));
                 // Nobody will read the answer, so there is no handshake to wait for.
                 return match write(&mut writer, close, timing.write_timeout).await {
-                    Ok(()) => Ending { initiator: Initiator::Server, code: Some(CLOSE_GOING_AWAY), reason: "shutdown" },
+                    Ok(()) => Ending { initiator: Initiator::Server, code: Some(code), reason: "shutdown" },
                     Err(ending) => ending,
                 };
             }
             _ = next_tick(&mut ticks) => {
                 // Ends only when a write fails: after the browser gave up and closed TCP.
-                if let Err(ending) = write(&mut writer, tick(seq), timing.write_timeout).await {
+                if let Err(ending) = write(&mut writer, tick(seq, &session.instance), timing.write_timeout).await {
                     return ending;
                 }
                 seq += 1;
@@ -384,12 +395,24 @@ fn peer_gone() -> Ending {
     }
 }
 
-/// The JSON tick pushed to the peer: `{"seq":N,"sent_at_ms":UNIX_MS}`.
-fn tick(seq: u64) -> Message {
+/// The JSON tick pushed to the peer: `{"seq":N,"sent_at_ms":UNIX_MS,"instance":NAME}`.
+fn tick(seq: u64, instance: &str) -> Message {
     let sent_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis());
-    Message::text(serde_json::json!({ "seq": seq, "sent_at_ms": sent_at_ms }).to_string())
+    Message::text(
+        serde_json::json!({ "seq": seq, "sent_at_ms": sent_at_ms, "instance": instance })
+            .to_string(),
+    )
+}
+
+/// The Close reason sent with the shutdown code.
+fn shutdown_reason(code: u16) -> &'static str {
+    if code == CLOSE_SERVICE_RESTART {
+        "server restarting"
+    } else {
+        "server shutting down"
+    }
 }
 
 /// A timer whose first tick is one `period` from now; late ticks are delayed, not bunched.
@@ -484,6 +507,9 @@ mod tests {
             },
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
+            shutdown_code: CLOSE_GOING_AWAY,
+            first_seq: 0,
+            instance: "test".into(),
         }
     }
 

@@ -18,6 +18,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 pub mod config;
@@ -31,6 +34,10 @@ pub use routes::App;
 /// Extra time shutdown grants beyond `close_timeout`, for the last writes and the exit itself.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
 
+/// How long the accept loop pauses after a failed `accept` (typically: out of file
+/// descriptors), so it does not spin while connections close and free some.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -40,24 +47,34 @@ pub enum ServerError {
 }
 
 /// Serves `config` on `listener` until `shutdown` resolves, then shuts down gracefully:
-/// stop accepting, send Close 1001 to every open socket, wait at most `close_timeout`
-/// (plus [`SHUTDOWN_GRACE`]) for the sockets to finish, and return.
+/// close the listener, send Close (`shutdown_code`, 1001 by default) to every open socket,
+/// wait at most `close_timeout` (plus [`SHUTDOWN_GRACE`]) for the sockets to finish, and
+/// return. See [`serve_app`] for the order.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    config.validate()?;
-    serve_app(listener, App::new(config), shutdown).await;
-    Ok(())
+    serve_app(listener, App::new(config), shutdown).await
 }
 
 /// Like [`run`], with state the caller can also hold (to read metrics, for example).
+///
+/// Each accepted TCP connection is served by hyper with a timer, so a request whose headers do
+/// not arrive within `header_timeout` is dropped (slowloris). Shutdown happens in this order:
+///
+/// 1. **The listener is closed** before anything else: new connects are refused, so a proxy
+///    moves each new upgrade to another instance at once.
+/// 2. `/healthz` answers `503 draining`, new upgrades on open HTTP connections get 503, and
+///    every socket is sent Close with `shutdown_code` (1001 or 1012).
+/// 3. It waits at most `close_timeout` + [`SHUTDOWN_GRACE`] for the sockets, then at most
+///    [`SHUTDOWN_GRACE`] for plain HTTP connections.
 pub async fn serve_app(
     listener: TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), ServerError> {
+    app.config.validate()?;
     let static_index = app.config.static_dir.join("index.html");
     if !static_index.is_file() {
         tracing::warn!(
@@ -65,15 +82,44 @@ pub async fn serve_app(
             "no demo page there; run `make build` (the WebSocket endpoints work regardless)"
         );
     }
-    let stop_accepting = app.shutdown.clone();
-    let server = warp::serve(routes::routes(app.clone()))
-        .incoming(listener)
-        .graceful(async move { stop_accepting.cancelled().await })
-        .run();
-    let server = tokio::spawn(server);
+    let routes = routes::routes(app.clone());
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait for some to be freed.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(warp::service(routes.clone()));
+        let header_timeout = app.config.header_timeout;
+        let watcher = connections.watcher();
+        tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
+                // A header timeout, a reset, a malformed request: the peer's problem, not ours.
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
 
-    shutdown.await;
-    tracing::info!("shutting down: closing every socket with 1001");
+    drop(listener);
+    tracing::info!(
+        code = app.config.shutdown_code,
+        "shutting down: listener closed, closing every socket"
+    );
     app.shutdown.cancel();
     app.tracker.close();
     let budget = app.config.close_timeout + SHUTDOWN_GRACE;
@@ -86,7 +132,11 @@ pub async fn serve_app(
             "close timeout over; dropping the rest"
         );
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("HTTP connections still open; dropping them");
     }
+    Ok(())
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 use wsclose_server::config::{self, Config};
 
@@ -50,6 +51,20 @@ struct Flags {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
+    /// A request's headers must arrive within this, or the connection is dropped.
+    #[arg(long, env = "WSCLOSE_HEADER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    header_timeout: Duration,
+    /// The Close code sockets get on shutdown: 1001 (going away) or 1012 (service restart).
+    #[arg(long, env = "WSCLOSE_SHUTDOWN_CODE", default_value_t = 1001, value_parser = shutdown_code())]
+    shutdown_code: u16,
+    /// The name ticks carry in their `instance` field [default: the listen address].
+    #[arg(long, env = "WSCLOSE_INSTANCE", default_value = "")]
+    instance: String,
+}
+
+/// `--shutdown-code` takes 1001 or 1012 only; clap lists both when given anything else.
+fn shutdown_code() -> impl TypedValueParser<Value = u16> {
+    PossibleValuesParser::new(["1001", "1012"]).map(|code| code.parse().expect("a listed code"))
 }
 
 fn main() -> ExitCode {
@@ -91,8 +106,14 @@ async fn serve(flags: Flags) -> anyhow::Result<()> {
         max_message_size: flags.max_message_size,
         max_connections: flags.max_connections,
         allowed_origins: flags.allowed_origins,
+        header_timeout: flags.header_timeout,
+        shutdown_code: flags.shutdown_code,
+        instance: flags.instance,
     };
     config.validate()?;
+    // Installed before the listening line is printed: a SIGTERM sent the moment a supervisor
+    // reads that line must already shut down gracefully (and not kill the process, status 143).
+    let shutdown = shutdown_signal().context("install signal handlers")?;
     // Each connection is a file descriptor; allow as many as the hard limit permits.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(%error, "could not raise the open-file limit");
@@ -101,17 +122,29 @@ async fn serve(flags: Flags) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", flags.addr))?;
     let addr = listener.local_addr()?;
+    let config = Config {
+        instance: if config.instance.is_empty() {
+            addr.to_string()
+        } else {
+            config.instance
+        },
+        ..config
+    };
     println!("wsclose-server listening on http://{addr}");
-    wsclose_server::run(listener, config, shutdown_signal()).await?;
+    wsclose_server::run(listener, config, shutdown).await?;
     Ok(())
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that resolves on the
+/// first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

@@ -50,12 +50,20 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Counts the upgraded connections still running, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The name ticks carry: `config.instance`, or `pid-<pid>` when that is empty.
+    pub instance: Arc<str>,
 }
 
 impl App {
     /// Fresh state for a server with `config`.
     pub fn new(config: Config) -> Self {
+        let instance = if config.instance.is_empty() {
+            format!("pid-{}", std::process::id())
+        } else {
+            config.instance.clone()
+        };
         App {
+            instance: instance.into(),
             slots: Arc::new(Semaphore::new(config.max_connections)),
             config: Arc::new(config),
             metrics: Metrics::new(),
@@ -70,11 +78,24 @@ impl App {
 struct WsParams {
     /// Overrides the push interval for this connection, in milliseconds; 0 turns pushing off.
     push_ms: Option<u64>,
+    /// The last `seq` the client saw (on another instance, before a restart): ticks start at
+    /// `after + 1`, so a resuming client sees one contiguous sequence.
+    after: Option<u64>,
 }
 
 /// Every route of the server.
 pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let healthz = warp::path!("healthz").map(|| "ok");
+    let healthz = {
+        let shutdown = app.shutdown.clone();
+        warp::path!("healthz").map(move || {
+            if shutdown.is_cancelled() {
+                // Shutting down: a load balancer's health check takes this instance out.
+                warp::reply::with_status("draining", StatusCode::SERVICE_UNAVAILABLE)
+            } else {
+                warp::reply::with_status("ok", StatusCode::OK)
+            }
+        })
+    };
     let metrics = {
         let metrics = app.metrics.clone();
         warp::path!("metrics").map(move || {
@@ -193,6 +214,9 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         (None, Endpoint::Echo) => None,
         (None, Endpoint::Drain | Endpoint::NoDrain) => Some(config.push_interval),
     };
+    let Some(first_seq) = params.after.map_or(Some(0), |after| after.checked_add(1)) else {
+        return refuse(StatusCode::BAD_REQUEST, "after must be below 2^64-1");
+    };
     let session = Session {
         endpoint,
         timing: Timing {
@@ -204,6 +228,9 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         },
         metrics: app.metrics.clone(),
         shutdown: app.shutdown.clone(),
+        shutdown_code: config.shutdown_code,
+        first_seq,
+        instance: app.instance.clone(),
     };
     // Counted from now, not from the end of the handshake, so shutdown cannot miss it.
     let running = app.tracker.token();
