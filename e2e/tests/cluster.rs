@@ -145,3 +145,160 @@ async fn ctrl_c_closes_every_socket_through_nginx_then_stops_everything() {
         assert!(!alive(pid), "process {pid} still running after Ctrl-C");
     }
 }
+
+/// What one reconnecting subscriber saw during a rolling restart.
+#[derive(Debug, Default)]
+struct Subscription {
+    /// Every tick's `seq`, across reconnects, in arrival order.
+    seqs: Vec<u64>,
+    /// The Close code of each connection that ended before the test stopped (`None`: it ended
+    /// without a Close frame).
+    endings: Vec<Option<u16>>,
+    /// Upgrades that failed (error text).
+    failed_upgrades: Vec<String>,
+    /// The instances that sent ticks.
+    instances: std::collections::BTreeSet<String>,
+    /// The longest time between two ticks, reconnects included.
+    longest_silence: Duration,
+}
+
+/// Subscribes to `/ws/drain` through nginx and reconnects the way a browser client should
+/// (RFC 6455 §7.2.3: a random first delay, then truncated exponential backoff), resuming with
+/// `after=<last seq>`, until `stop` turns true; then it closes with 1000.
+async fn subscriber(base: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Subscription {
+    use rand::Rng;
+    let mut log = Subscription::default();
+    let mut last_tick: Option<Instant> = None;
+    let mut failures = 0u32;
+    loop {
+        let url = match log.seqs.last() {
+            Some(seq) => format!("{base}&after={seq}"),
+            None => base.clone(),
+        };
+        let mut ws = match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => ws,
+            Err(error) => {
+                log.failed_upgrades.push(error.to_string());
+                failures += 1;
+                let ceiling = 50u64 << failures.min(5);
+                let delay = rand::rng().random_range(0..=ceiling);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                continue;
+            }
+        };
+        failures = 0;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    let _ = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
+                    return log;
+                }
+                message = ws.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        let tick: serde_json::Value = serde_json::from_str(text.as_str()).expect("tick");
+                        log.seqs.push(tick["seq"].as_u64().expect("seq"));
+                        if let Some(instance) = tick["instance"].as_str() {
+                            log.instances.insert(instance.to_owned());
+                        }
+                        let now = Instant::now();
+                        if let Some(previous) = last_tick.replace(now) {
+                            log.longest_silence = log.longest_silence.max(now - previous);
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        log.endings.push(frame.map(|frame| u16::from(frame.code)));
+                        // Keep reading until the stream ends: that completes the handshake.
+                        while let Ok(Some(Ok(_))) = tokio::time::timeout(IO_TIMEOUT, ws.next()).await {}
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        log.endings.push(None);
+                        break;
+                    }
+                },
+            }
+        }
+        let _ = futures::SinkExt::close(&mut ws).await;
+        // A random first delay spreads the reconnects of every client of the restarted instance.
+        let delay = rand::rng().random_range(0..=100);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+}
+
+/// The issue's rolling restart: 200 clients, both instances restarted one after the other.
+/// Every client must end each connection with 1012 (never without a Close), reconnect, see one
+/// contiguous `seq` with no gap and no duplicate, and no upgrade may fail.
+#[tokio::test]
+async fn rolling_restart_is_invisible_to_200_reconnecting_clients() {
+    const CLIENTS: usize = 200;
+    wsclose_e2e::raise_fd_limit();
+    let _heavy = wsclose_e2e::heavy_test_guard().await;
+    let mut cluster = Cluster::start("60s", &["--shutdown-code", "1012"]).await;
+    let base = cluster.ws_url("/ws/drain?push_ms=50");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| tokio::spawn(subscriber(base.clone(), stop_rx.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let started = Instant::now();
+    for k in [1, 2] {
+        let old = cluster.instance(k);
+        cluster.sigterm_instance(k);
+        let new = cluster
+            .next_start(Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "instance {k} did not come back: {error:#}\n{}",
+                    cluster.logs()
+                )
+            });
+        assert_eq!(new.instance, k, "{new:?}");
+        assert_ne!(new.pid, old.pid);
+        assert_eq!(new.addr, old.addr, "an instance comes back on its port");
+        // Let the clients of the stopped instance settle on the other one.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let restart_took = started.elapsed();
+    stop_tx.send(true).expect("clients listen");
+
+    let mut longest = Duration::ZERO;
+    let mut reconnects = 0;
+    for (i, client) in clients.into_iter().enumerate() {
+        let log = client.await.expect("client task");
+        assert!(
+            log.failed_upgrades.is_empty(),
+            "client {i}: failed upgrades {:?}",
+            log.failed_upgrades
+        );
+        assert!(
+            !log.endings.is_empty(),
+            "client {i} never reconnected: {log:?}"
+        );
+        assert!(
+            log.endings.iter().all(|code| *code == Some(1012)),
+            "client {i}: a connection ended other than with 1012: {:?}",
+            log.endings
+        );
+        let expected: Vec<u64> = (0..log.seqs.len() as u64).collect();
+        assert_eq!(
+            log.seqs, expected,
+            "client {i}: seq has a gap or a duplicate"
+        );
+        longest = longest.max(log.longest_silence);
+        reconnects += log.endings.len();
+    }
+    println!(
+        "rolling restart of 2 instances ({restart_took:?}): {CLIENTS} clients, {reconnects} reconnects, \
+         no failed upgrade, longest silence a client saw {longest:?} (ticks every 50 ms)"
+    );
+    assert_eq!(
+        cluster
+            .interrupt(Duration::from_secs(15))
+            .await
+            .map(|s| s.code()),
+        Some(Some(0))
+    );
+}
