@@ -76,8 +76,9 @@ lint: ## rustfmt check and clippy -D warnings, native and wasm
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
 
-unit: ## Unit tests (server logic under paused time)
+unit: ## Unit tests (server logic under paused time; the client's pure logic, natively)
 	cargo test -p wsclose-server
+	cargo test -p wsclose-client --lib
 
 e2e: build ## End-to-end tests against the real server binary
 	cargo test -p wsclose-e2e

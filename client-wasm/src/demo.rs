@@ -18,6 +18,7 @@ use crate::chart::{self, Bar, BarKind};
 use crate::explain::{self, format_ms};
 use crate::probe::{CloseReport, Probe, ProbeError, NORMAL_CLOSURE};
 use crate::socket::now_ms;
+use crate::subscription::{Backoff, Status, Subscription};
 
 /// The code the demo closes with. The draining endpoints echo it back.
 const SENT_CODE: u16 = NORMAL_CLOSURE;
@@ -27,6 +28,8 @@ const SENT_REASON: &str = "bye from the demo";
 const SETUP_TIMEOUT_MS: u32 = 10_000;
 /// How often the live timers and the pending bars are redrawn.
 const TICK_MS: u32 = 100;
+/// The live panel's subscription: `/ws/drain` with a tick every 250 ms.
+const LIVE_PATH: &str = "/ws/drain?push_ms=250";
 
 /// The demo page: owns its event listeners and the state of every probe run from it.
 #[wasm_bindgen]
@@ -79,6 +82,7 @@ impl Demo {
             rows,
             runs: RefCell::new(Vec::new()),
             ticker: RefCell::new(None),
+            subscription: RefCell::new(None),
         });
 
         let drain_url = format!("{base}/ws/drain");
@@ -114,6 +118,18 @@ impl Demo {
                 start(&weak, page.url_input.value().trim().to_owned());
             }
         })?);
+
+        if let Some(button) = document.get_element_by_id("subscribe") {
+            let live = LivePanel::find(&document)?;
+            let url = format!("{base}{LIVE_PATH}");
+            let weak = Rc::downgrade(&page);
+            let toggle = button.clone();
+            listeners.push(Listener::new(&button, "click", move |_| {
+                if let Some(page) = weak.upgrade() {
+                    page.toggle_subscription(&url, &live, &toggle);
+                }
+            })?);
+        }
 
         page.redraw_chart()?;
         if let Some(root) = document.document_element() {
@@ -211,6 +227,77 @@ struct Page {
     runs: RefCell<Vec<Run>>,
     /// Redraws the live timers while a probe is pending; `None` when nothing is pending.
     ticker: RefCell<Option<Interval>>,
+    /// The live panel's subscription, while it runs.
+    subscription: RefCell<Option<Subscription>>,
+}
+
+/// The live panel (`#live`): what the reconnecting subscription sees, as text and as
+/// `data-*` attributes on `#live` for scripts and tests.
+#[derive(Clone)]
+struct LivePanel {
+    root: Element,
+    state: Element,
+    instance: Element,
+    seq: Element,
+    reconnects: Element,
+    closes: Element,
+    out_of_order: Element,
+}
+
+impl LivePanel {
+    fn find(document: &Document) -> Result<LivePanel, JsValue> {
+        Ok(LivePanel {
+            root: by_id(document, "live")?,
+            state: by_id(document, "live-state")?,
+            instance: by_id(document, "live-instance")?,
+            seq: by_id(document, "live-seq")?,
+            reconnects: by_id(document, "live-reconnects")?,
+            closes: by_id(document, "live-closes")?,
+            out_of_order: by_id(document, "live-out-of-order")?,
+        })
+    }
+
+    fn show(&self, status: &Status) -> Result<(), JsValue> {
+        let seq = status
+            .last_seq
+            .map_or("–".to_owned(), |seq| seq.to_string());
+        let instance = status.instance.clone().unwrap_or_else(|| "–".to_owned());
+        let closes = status
+            .closes
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let fields = [
+            (&self.state, "data-state", status.state.to_owned()),
+            (&self.instance, "data-instance", instance),
+            (&self.seq, "data-seq", seq),
+            (
+                &self.reconnects,
+                "data-reconnects",
+                status.reconnects.to_string(),
+            ),
+            (&self.closes, "data-closes", closes.clone()),
+            (
+                &self.out_of_order,
+                "data-out-of-order",
+                status.out_of_order.to_string(),
+            ),
+        ];
+        for (element, attribute, value) in fields {
+            let text = if value.is_empty() {
+                "–"
+            } else {
+                value.as_str()
+            };
+            element.set_text_content(Some(text));
+            self.root.set_attribute(attribute, &value)?;
+        }
+        self.root
+            .set_attribute("data-instances", &status.instances.join(","))?;
+        self.root
+            .set_attribute("data-ticks", &status.ticks.to_string())
+    }
 }
 
 /// Spawns a probe of `url` on the page behind `page`, if the page still exists.
@@ -249,6 +336,29 @@ async fn run(page: &Rc<Page>, url: &str) -> Result<(), JsValue> {
 }
 
 impl Page {
+    /// Starts the live subscription, or stops it when it runs.
+    fn toggle_subscription(&self, url: &str, live: &LivePanel, button: &Element) {
+        let mut running = self.subscription.borrow_mut();
+        if running.take().is_some() {
+            // Dropping the subscription aborts its loop and closes its socket.
+            let _ = live.root.set_attribute("data-state", "idle");
+            live.state.set_text_content(Some("stopped by you"));
+            button.set_text_content(Some("Subscribe"));
+            return;
+        }
+        let panel = live.clone();
+        *running = Some(Subscription::start(
+            url.to_owned(),
+            Backoff::default(),
+            move |status| {
+                if let Err(error) = panel.show(status) {
+                    web_sys::console::error_2(&"wsclose live panel:".into(), &error);
+                }
+            },
+        ));
+        button.set_text_content(Some("Unsubscribe"));
+    }
+
     fn pending(&self) -> usize {
         self.runs
             .borrow()

@@ -13,6 +13,8 @@
 //!   handler closures are fields of the struct and are detached in `Drop`; nothing leaks.
 //! - [`probe`]: [`measure_close`] and its steps ([`Probe`] → [`Closing`] → [`CloseReport`]),
 //!   plus [`echo`] for round-trip checks.
+//! - [`subscription`]: [`Subscription`], a reconnecting subscription to `/ws/drain`: reconnects
+//!   on 1001, 1006, 1011 and 1012 with RFC 6455 backoff, resumes with `after=`.
 //! - [`explain`]: formatting of durations and the one-sentence reading of a result.
 //! - `demo` and `chart` (private): the demo page ([`Demo`]) and its log-scale SVG chart.
 //!
@@ -27,6 +29,7 @@ mod demo;
 pub mod explain;
 pub mod probe;
 pub mod socket;
+pub mod subscription;
 
 use wasm_bindgen::prelude::*;
 
@@ -36,6 +39,7 @@ pub use probe::{
     NORMAL_CLOSURE,
 };
 pub use socket::{CloseInfo, Payload, Socket, SocketEvent};
+pub use subscription::{should_reconnect, Backoff, Status, Subscription};
 
 /// JavaScript entry point: `measureClose(url, options?)`, see [`measure_close`].
 ///

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use serde_json::json;
+use wsclose_e2e::cluster::Cluster;
 use wsclose_e2e::server::workspace_root;
 use wsclose_e2e::ServerProcess;
 
@@ -131,6 +132,150 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     std::fs::write(dir.join("demo.png"), png).expect("write demo.png");
     println!("screenshot: {}", dir.join("demo.png").display());
 
+    client.close().await.expect("end the WebDriver session");
+}
+
+/// Opens the demo page at `url` and waits for the wasm to load.
+async fn open_page(client: &Client, url: &str) {
+    client.goto(url).await.expect("open the demo page");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("html[data-ready='true']"))
+        .await
+        .expect("the wasm demo loads and marks <html data-ready>");
+}
+
+/// Clicks `#run-drain` `count` times, one after the other, and returns each close time (ms),
+/// asserting every probe ended with the code sent and `wasClean`.
+async fn drain_probes(client: &Client, count: usize) -> Vec<f64> {
+    let mut times = Vec::new();
+    for done in 1..=count {
+        client
+            .find(Locator::Id("run-drain"))
+            .await
+            .expect("#run-drain")
+            .click()
+            .await
+            .expect("click");
+        let css = format!("#results tbody tr[data-state='done']:nth-child({done})");
+        let row = client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(&css))
+            .await
+            .expect("the probe finishes");
+        assert_eq!(attr(&row, "data-code").await, "1000");
+        assert_eq!(attr(&row, "data-was-clean").await, "true");
+        times.push(
+            attr(&row, "data-elapsed-ms")
+                .await
+                .parse()
+                .expect("a number"),
+        );
+    }
+    times
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// Waits until `#live` carries `attribute` and `done` accepts its value; returns the value.
+async fn live_attr(client: &Client, attribute: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = client.find(Locator::Id("live")).await.expect("#live");
+        let value = live
+            .attr(attribute)
+            .await
+            .expect("read #live")
+            .unwrap_or_default();
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "#live {attribute}={value:?} did not change as expected within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Behind real nginx (`make serve-cluster`): the browser's close is as clean as direct, and
+/// the page's live subscription rides through a rolling restart of both instances: every
+/// socket it loses ends with 1012, it reconnects, and its `seq` has no gap and no duplicate.
+#[tokio::test]
+async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_restart() {
+    const PROBES: usize = 5;
+    let www = workspace_root().join("target/www");
+    require_built_page(&www);
+    let www = www.to_str().expect("utf-8 path");
+    let mut cluster =
+        Cluster::start("60s", &["--shutdown-code", "1012", "--static-dir", www]).await;
+    let driver = Chromedriver::start();
+    let client = driver.connect().await;
+
+    let direct = format!("http://{}/", cluster.instance(1).addr);
+    open_page(&client, &direct).await;
+    let direct_ms = drain_probes(&client, PROBES).await;
+    open_page(&client, &format!("http://{}/", cluster.addr())).await;
+    let proxied_ms = drain_probes(&client, PROBES).await;
+    println!(
+        "Chromium close, {PROBES} probes each: direct median {:.2} ms {direct_ms:?}, \
+         through nginx median {:.2} ms {proxied_ms:?}",
+        median(&direct_ms),
+        median(&proxied_ms)
+    );
+    for ms in direct_ms.iter().chain(&proxied_ms) {
+        assert!(*ms < 1_000.0, "a close took {ms} ms");
+    }
+
+    client
+        .find(Locator::Id("subscribe"))
+        .await
+        .expect("#subscribe")
+        .click()
+        .await
+        .expect("click");
+    live_attr(&client, "data-ticks", |ticks| {
+        ticks.parse().is_ok_and(|n: u64| n >= 4)
+    })
+    .await;
+    for k in [1, 2] {
+        cluster.sigterm_instance(k);
+        cluster
+            .next_start(WAIT)
+            .await
+            .unwrap_or_else(|error| panic!("instance {k} did not come back: {error:#}"));
+        // Reconnected (first delay ≤ 250 ms) and ticking again (every 250 ms).
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    let ticks_after: u64 = live_attr(&client, "data-ticks", |_| true)
+        .await
+        .parse()
+        .expect("n");
+    live_attr(&client, "data-ticks", |ticks| {
+        ticks.parse().is_ok_and(|n: u64| n >= ticks_after + 2)
+    })
+    .await;
+    let closes = live_attr(&client, "data-closes", |_| true).await;
+    let reconnects = live_attr(&client, "data-reconnects", |_| true).await;
+    let instances = live_attr(&client, "data-instances", |_| true).await;
+    println!(
+        "live panel through a rolling restart: closes {closes:?}, reconnects {reconnects}, \
+         instances {instances:?}"
+    );
+    assert!(!closes.is_empty(), "the subscription never lost its socket");
+    assert!(
+        closes.split(',').all(|code| code == "1012"),
+        "a socket ended other than with 1012: {closes}"
+    );
+    assert_eq!(reconnects, closes.split(',').count().to_string());
+    assert_eq!(live_attr(&client, "data-out-of-order", |_| true).await, "0");
+    assert_eq!(live_attr(&client, "data-state", |_| true).await, "open");
     client.close().await.expect("end the WebDriver session");
 }
 
