@@ -131,7 +131,7 @@ where
     E: StdError + Send + Sync + 'static,
 {
     let endpoint = session.endpoint.name();
-    session.metrics.connection_opened(endpoint);
+    let _active = session.metrics.connection_opened(endpoint);
     let ending = match session.endpoint {
         Endpoint::Drain | Endpoint::Echo => drain(socket, &session).await,
         Endpoint::NoDrain => push_without_reading(socket, &session).await,
@@ -161,7 +161,8 @@ where
     let endpoint = session.endpoint.name();
     let metrics = &session.metrics;
 
-    let mut ticks = timing.push_interval.map(periodic);
+    // When the next tick is due; `None` when this connection does not push.
+    let mut tick_due = timing.push_interval.map(|period| Instant::now() + period);
     let mut pings = periodic(timing.ping_interval);
     let mut seq = session.first_seq;
     let mut read_deadline = pin!(sleep(timing.pong_timeout));
@@ -172,9 +173,40 @@ where
 
     loop {
         let open = server_close.is_none() && peer_close.is_none();
+        // Not `biased;`: with the read first, a peer that floods frames would keep every other
+        // arm (shutdown, ticks, the close deadline) from ever being polled. tokio picks the
+        // first arm at random, so each ready arm gets its turn.
+        // The tick and the close deadline are also checked against the clock on every turn. While
+        // a peer floods frames the worker never parks, and tokio advances its timer wheel only
+        // every few thousand reads: a timer arm alone fired ~50 ms late, and ticks at 100 ms fell
+        // from 30 to 20 in 3 s.
+        let now = Instant::now();
+        if !open && now >= close_deadline.deadline() {
+            return close_timed_out(server_close, peer_close);
+        }
+        if let (true, Some(due), Some(period)) = (open, tick_due, timing.push_interval) {
+            if now >= due {
+                if let Err(ending) = write(
+                    &mut socket,
+                    tick(seq, &session.instance),
+                    timing.write_timeout,
+                )
+                .await
+                {
+                    return ending;
+                }
+                seq += 1;
+                metrics.message_sent(endpoint);
+                // A late tick delays the next one; missed ticks are not sent in a burst.
+                tick_due = Some(if due + period > now {
+                    due + period
+                } else {
+                    now + period
+                });
+                continue;
+            }
+        }
         tokio::select! {
-            biased;
-
             // 1. The read. Always pending, so Ping and Close are always answered.
             incoming = socket.next() => match incoming {
                 // The stream has ended: tungstenite flushed the Close reply, if any.
@@ -244,14 +276,8 @@ where
                 close_deadline.as_mut().reset(Instant::now() + timing.close_timeout);
             }
 
-            // 3. Push a tick.
-            _ = next_tick(&mut ticks), if open => {
-                if let Err(ending) = write(&mut socket, tick(seq, &session.instance), timing.write_timeout).await {
-                    return ending;
-                }
-                seq += 1;
-                metrics.message_sent(endpoint);
-            }
+            // 3. A tick is due: the clock check above sends it.
+            () = sleep_until_due(tick_due), if open => {}
 
             // 4. Keepalive ping; the peer's pong (or any frame) moves the read deadline.
             _ = pings.tick(), if open => {
@@ -267,14 +293,16 @@ where
 
             // 6. A started close handshake did not finish in close_timeout.
             () = &mut close_deadline, if !open => {
-                return match server_close {
-                    Some(ours) => Ending { initiator: Initiator::Server, code: Some(ours.code), reason: "close_timeout" },
-                    None => Ending { initiator: Initiator::Client, code: peer_close.map(|(code, _)| code), reason: "close_timeout" },
-                };
+                return close_timed_out(server_close, peer_close);
             }
         }
     }
 }
+
+/// How many liveness writes [`push_without_reading`] makes per `pong_timeout`. A vanished
+/// peer is noticed on the second write after it left (the first draws a TCP reset, the second
+/// fails), so with three per `pong_timeout` its slot is free again within `pong_timeout`.
+pub const NO_DRAIN_LIVENESS_WRITES: u32 = 3;
 
 /// **BROKEN ON PURPOSE.** This is the bug wsclose exists to show: a server that only writes.
 ///
@@ -282,6 +310,11 @@ where
 /// frame and nobody answers it. The browser waits for its closing-handshake timeout (60 s in
 /// Chromium, 20 s in Firefox) and reports `1006, wasClean=false`. Compare with [`drain`] above:
 /// the only real difference is the `socket.next()` arm.
+///
+/// Never reading also means never seeing a peer leave. So that an abandoned connection cannot
+/// hold its slot forever (with `push_ms=0` nothing would ever be written), it pings
+/// [`NO_DRAIN_LIVENESS_WRITES`] times per `pong_timeout`: the write fails once the peer is
+/// gone. The pongs are never read, so the Close still goes unanswered.
 async fn push_without_reading<S, E>(socket: S, session: &Session) -> Ending
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
@@ -290,6 +323,7 @@ where
     let timing = session.timing;
     let (mut writer, _reader_that_nobody_polls) = socket.split();
     let mut ticks = timing.push_interval.map(periodic);
+    let mut liveness = periodic(timing.pong_timeout / NO_DRAIN_LIVENESS_WRITES);
     let mut seq = session.first_seq;
     loop {
         tokio::select! {
@@ -303,12 +337,17 @@ where
                 };
             }
             _ = next_tick(&mut ticks) => {
-                // Ends only when a write fails: after the browser gave up and closed TCP.
+                // Fails once the peer is gone (after the browser gave up and closed TCP).
                 if let Err(ending) = write(&mut writer, tick(seq, &session.instance), timing.write_timeout).await {
                     return ending;
                 }
                 seq += 1;
                 session.metrics.message_sent(session.endpoint.name());
+            }
+            _ = liveness.tick() => {
+                if let Err(ending) = write(&mut writer, Message::Ping(Default::default()), timing.write_timeout).await {
+                    return ending;
+                }
             }
         }
     }
@@ -375,6 +414,33 @@ pub fn close_code(message: &Message) -> Option<u16> {
     match message {
         Message::Close(Some(frame)) => Some(frame.code.into()),
         _ => None,
+    }
+}
+
+/// The ending of a close handshake that did not finish within `close_timeout`.
+fn close_timed_out(
+    server_close: Option<ServerClose>,
+    peer_close: Option<(u16, Instant)>,
+) -> Ending {
+    match server_close {
+        Some(ours) => Ending {
+            initiator: Initiator::Server,
+            code: Some(ours.code),
+            reason: "close_timeout",
+        },
+        None => Ending {
+            initiator: Initiator::Client,
+            code: peer_close.map(|(code, _)| code),
+            reason: "close_timeout",
+        },
+    }
+}
+
+/// Sleeps until `due`; never resolves for `None`.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -692,5 +758,19 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(!task.is_finished(), "the bug: the Close is never read");
         task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_drain_without_ticks_notices_a_vanished_peer_within_pong_timeout() {
+        let (socket, _peer, from_server) = socket(false);
+        drop(from_server); // the peer is gone: every write fails
+        let started = Instant::now();
+        let ending = serve(socket, session(Endpoint::NoDrain, None)).await;
+        assert_eq!(ending.reason, "peer_gone");
+        assert!(
+            started.elapsed() <= Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! Every way a connection can end is a `(initiator, code, reason)` triple on
 //! `wsclose_closes_total`, so each fault in the README's failure table is visible here.
+//!
+//! The peer chooses its close code, so the `code` label is bucketed ([`code_label`]): a peer
+//! cannot create more than a fixed number of series. The active-connections gauge is held by a
+//! guard ([`ActiveConnection`]), so it is right however a connection's task ends.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -126,10 +130,13 @@ impl Metrics {
         }
     }
 
-    /// A connection on `endpoint` finished its handshake.
-    pub fn connection_opened(&self, endpoint: &str) {
+    /// A connection on `endpoint` finished its handshake. It counts as active until the
+    /// returned guard is dropped, whether the connection ends normally, panics or is aborted.
+    pub fn connection_opened(&self, endpoint: &str) -> ActiveConnection {
         self.connections_total.with_label_values(&[endpoint]).inc();
-        self.connections_active.with_label_values(&[endpoint]).inc();
+        let gauge = self.connections_active.with_label_values(&[endpoint]);
+        gauge.inc();
+        ActiveConnection { gauge }
     }
 
     /// A connection on `endpoint` ended; `code` is `None` when no Close frame was exchanged.
@@ -140,10 +147,8 @@ impl Metrics {
         code: Option<u16>,
         reason: &str,
     ) {
-        self.connections_active.with_label_values(&[endpoint]).dec();
-        let code = code.map_or_else(|| "none".to_owned(), |code| code.to_string());
         self.closes_total
-            .with_label_values(&[endpoint, initiator.label(), &code, reason])
+            .with_label_values(&[endpoint, initiator.label(), &code_label(code), reason])
             .inc();
     }
 
@@ -185,8 +190,71 @@ impl Metrics {
     }
 }
 
+/// One connection counted in `wsclose_connections_active`; dropping it uncounts it.
+#[must_use = "the connection counts as active only while the guard lives"]
+pub struct ActiveConnection {
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// The `code` label of `wsclose_closes_total`: `none` without a Close frame; the code itself
+/// for the codes RFC 6455 and the IANA registry define (1000–1015); `3xxx` (registered
+/// libraries and frameworks) and `4xxx` (private use) as a whole; `other` for anything else.
+/// So at most 20 values, whatever peers send.
+pub fn code_label(code: Option<u16>) -> std::borrow::Cow<'static, str> {
+    match code {
+        None => "none".into(),
+        Some(code @ 1000..=1015) => code.to_string().into(),
+        Some(3000..=3999) => "3xxx".into(),
+        Some(4000..=4999) => "4xxx".into(),
+        Some(_) => "other".into(),
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_are_bucketed() {
+        let labels: std::collections::BTreeSet<_> = (0..=u16::MAX)
+            .map(|code| code_label(Some(code)).into_owned())
+            .chain([code_label(None).into_owned()])
+            .collect();
+        assert_eq!(labels.len(), 16 + 3 + 1, "{labels:?}");
+        assert_eq!(code_label(Some(1001)), "1001");
+        assert_eq!(code_label(Some(1012)), "1012");
+        assert_eq!(code_label(Some(4321)), "4xxx");
+        assert_eq!(code_label(Some(3003)), "3xxx");
+        assert_eq!(code_label(Some(2999)), "other");
+    }
+
+    #[test]
+    fn the_active_gauge_follows_the_guard() {
+        let metrics = Metrics::new();
+        let active = || metrics.connections_active.with_label_values(&["e"]).get();
+        let first = metrics.connection_opened("e");
+        let second = metrics.connection_opened("e");
+        assert_eq!(active(), 2);
+        drop(first);
+        assert_eq!(active(), 1);
+        // A task that is aborted drops its guard too.
+        let abandoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = second;
+            panic!("connection task died");
+        }));
+        assert!(abandoned.is_err());
+        assert_eq!(active(), 0);
     }
 }
