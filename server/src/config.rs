@@ -71,6 +71,9 @@ pub struct Config {
     pub shutdown_code: u16,
     /// The name ticks carry in their `instance` field. Empty: the listen address.
     pub instance: String,
+    /// Subprotocols the server speaks, for `Sec-WebSocket-Protocol`: it answers with the first
+    /// one the client offers that is listed here, and with none when nothing matches.
+    pub subprotocols: Vec<String>,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             shutdown_code: CLOSE_GOING_AWAY,
             instance: String::new(),
+            subprotocols: Vec::new(),
         }
     }
 }

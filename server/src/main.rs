@@ -57,6 +57,13 @@ struct Flags {
     /// The Close code sockets get on shutdown: 1001 (going away) or 1012 (service restart).
     #[arg(long, env = "WSCLOSE_SHUTDOWN_CODE", default_value_t = 1001, value_parser = shutdown_code())]
     shutdown_code: u16,
+    /// A subprotocol the server speaks (repeatable); the first one a client offers is chosen.
+    #[arg(
+        long = "subprotocol",
+        env = "WSCLOSE_SUBPROTOCOLS",
+        value_delimiter = ','
+    )]
+    subprotocols: Vec<String>,
     /// The name ticks carry in their `instance` field [default: the listen address].
     #[arg(long, env = "WSCLOSE_INSTANCE", default_value = "")]
     instance: String,
@@ -109,6 +116,7 @@ async fn serve(flags: Flags) -> anyhow::Result<()> {
         header_timeout: flags.header_timeout,
         shutdown_code: flags.shutdown_code,
         instance: flags.instance,
+        subprotocols: flags.subprotocols,
     };
     config.validate()?;
     // Installed before the listening line is printed: a SIGTERM sent the moment a supervisor

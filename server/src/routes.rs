@@ -27,7 +27,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tungstenite::protocol::{Role, WebSocketConfig};
-use warp::http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, UPGRADE};
+use warp::http::header::{
+    HeaderMap, HeaderValue, ALLOW, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
+};
 use warp::http::StatusCode;
 use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Rejection, Reply};
@@ -120,14 +122,7 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallib
         .unify()
         .or(warp::get().and(static_files).map(Reply::into_response))
         .unify()
-        .recover(|rejection: Rejection| async move {
-            let status = if rejection.is_not_found() {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            Ok::<_, Infallible>(warp::reply::with_status(format!("{rejection:?}\n"), status))
-        })
+        .recover(|rejection: Rejection| async move { Ok::<_, Infallible>(refusal(&rejection)) })
         .with(warp::trace::request())
 }
 
@@ -145,20 +140,20 @@ fn websocket_route(
         .and(warp::ext::optional::<OnUpgrade>())
         // Validates method and headers, and rejects exactly as warp always does.
         .and(warp::ws())
-        .and(warp::header::value("sec-websocket-key"))
+        .and(warp::header::headers_cloned())
         .and(warp::query::<WsParams>())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
         .map(
             move |on_upgrade: Option<OnUpgrade>,
                   _validated: warp::ws::Ws,
-                  key: HeaderValue,
+                  headers: HeaderMap,
                   params: WsParams,
                   origin: Option<String>,
                   host: Option<String>| {
                 let request = UpgradeRequest {
                     on_upgrade,
-                    key,
+                    headers,
                     params,
                     origin,
                     host,
@@ -173,8 +168,8 @@ struct UpgradeRequest {
     /// Resolves to the raw connection once the 101 response is sent; `None` when hyper
     /// cannot upgrade this request (then the 101 is sent and nothing more happens, as in warp).
     on_upgrade: Option<OnUpgrade>,
-    /// `Sec-WebSocket-Key`, answered with `Sec-WebSocket-Accept`.
-    key: HeaderValue,
+    /// The request's headers, for tungstenite's handshake response and the subprotocol offer.
+    headers: HeaderMap,
     params: WsParams,
     origin: Option<String>,
     host: Option<String>,
@@ -189,12 +184,25 @@ pub const READ_BUFFER_SIZE: usize = 2 * 1024;
 fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::reply::Response {
     let UpgradeRequest {
         on_upgrade,
-        key,
+        headers,
         params,
         origin,
         host,
     } = request;
     let config = &app.config;
+    let Some(on_upgrade) = on_upgrade else {
+        // hyper upgrades HTTP/1.1 connections only; a 101 to HTTP/1.0 would lead nowhere.
+        return refuse(StatusCode::BAD_REQUEST, "WebSocket upgrades need HTTP/1.1");
+    };
+    let response = match switching_protocols(&headers, &config.subprotocols) {
+        Ok(response) => response,
+        Err(error) => {
+            return refuse_owned(
+                StatusCode::BAD_REQUEST,
+                format!("not a WebSocket upgrade: {error}"),
+            )
+        }
+    };
     if !origin_allowed(origin.as_deref(), host.as_deref(), &config.allowed_origins) {
         tracing::info!(?origin, ?host, "refused upgrade: origin not allowed");
         app.metrics.upgrade_refused(endpoint.name(), 403);
@@ -238,45 +246,111 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    match on_upgrade {
-        Some(on_upgrade) => {
-            tokio::spawn(async move {
-                match on_upgrade.await {
-                    Ok(upgraded) => {
-                        let socket = WebSocketStream::from_raw_socket(
-                            TokioIo::new(upgraded),
-                            Role::Server,
-                            Some(socket_config),
-                        )
-                        .await;
-                        connection::serve(socket, session).await;
-                    }
-                    Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
-                }
-                drop((slot, running));
-            });
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(socket_config),
+                )
+                .await;
+                connection::serve(socket, session).await;
+            }
+            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
-        None => tracing::debug!("websocket couldn't be upgraded: no upgrade state"),
-    }
-    switching_protocols(&key)
-}
-
-/// The `101 Switching Protocols` answer to a WebSocket upgrade request, as `warp::ws` sends it.
-fn switching_protocols(key: &HeaderValue) -> warp::reply::Response {
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let mut response = warp::reply::Response::default();
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(
-        SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
-    );
+        drop((slot, running));
+    });
     response
 }
 
+/// The `101 Switching Protocols` answer, built by tungstenite from the request's headers
+/// (`Sec-WebSocket-Accept` from the key), plus `Sec-WebSocket-Protocol` when the client offered
+/// a subprotocol this server supports: the first one it offered.
+fn switching_protocols(
+    headers: &HeaderMap,
+    supported: &[String],
+) -> Result<warp::reply::Response, tungstenite::Error> {
+    let mut request = warp::http::Request::new(());
+    *request.headers_mut() = headers.clone();
+    // Only HTTP/1.1 gets here: hyper offers no upgrade to HTTP/1.0 (see `upgrade`).
+    *request.version_mut() = warp::http::Version::HTTP_11;
+    let (parts, ()) = tungstenite::handshake::server::create_response(&request)?.into_parts();
+    let mut response = warp::reply::Response::default();
+    *response.status_mut() = parts.status;
+    *response.headers_mut() = parts.headers;
+    if let Some(chosen) = choose_subprotocol(headers, supported) {
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, chosen);
+    }
+    Ok(response)
+}
+
+/// The first subprotocol the client offers in `Sec-WebSocket-Protocol` that is `supported`.
+fn choose_subprotocol(headers: &HeaderMap, supported: &[String]) -> Option<HeaderValue> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .find(|offered| supported.iter().any(|ours| ours == offered))
+        .and_then(|chosen| HeaderValue::from_str(chosen).ok())
+}
+
+/// One readable line, with the right status, for every way a request can be refused.
+fn refusal(rejection: &Rejection) -> warp::reply::Response {
+    use warp::reject::{InvalidHeader, InvalidQuery, MethodNotAllowed, MissingHeader};
+    if rejection.is_not_found() {
+        return refuse(StatusCode::NOT_FOUND, "not found");
+    }
+    let header = rejection
+        .find::<InvalidHeader>()
+        .map(InvalidHeader::name)
+        .or_else(|| rejection.find::<MissingHeader>().map(MissingHeader::name));
+    if let Some(header) = header {
+        if header.eq_ignore_ascii_case("sec-websocket-version") {
+            // RFC 6455 §4.2.2: say which version the server speaks.
+            let mut response = refuse(
+                StatusCode::UPGRADE_REQUIRED,
+                "unsupported WebSocket version: this server speaks 13 (RFC 6455)",
+            );
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            return response;
+        }
+        return refuse_owned(
+            StatusCode::BAD_REQUEST,
+            format!("not a WebSocket upgrade: missing or invalid {header} header"),
+        );
+    }
+    if rejection.find::<MethodNotAllowed>().is_some() {
+        let mut response = refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    if rejection.find::<InvalidQuery>().is_some() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid query: push_ms and after take whole numbers",
+        );
+    }
+    refuse(StatusCode::BAD_REQUEST, "bad request")
+}
+
 fn refuse(status: StatusCode, why: &'static str) -> warp::reply::Response {
+    refuse_owned(status, why.to_owned())
+}
+
+/// A plain-text refusal: one line, ending in a newline.
+fn refuse_owned(status: StatusCode, why: String) -> warp::reply::Response {
     warp::reply::with_status(format!("{why}\n"), status).into_response()
 }
 
@@ -300,20 +374,53 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
 #[cfg(test)]
 mod tests {
     use super::{origin_allowed, switching_protocols};
-    use warp::http::header::HeaderValue;
+    use warp::http::header::{HeaderMap, HeaderValue};
+
+    fn upgrade_headers(extra: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            // The example from RFC 6455, section 1.3.
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
 
     #[test]
     fn switching_protocols_answers_the_key() {
-        // The example from RFC 6455, section 1.3.
-        let response = switching_protocols(&HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        let response = switching_protocols(&upgrade_headers(&[]), &[]).unwrap();
         assert_eq!(response.status(), 101);
         let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
         assert_eq!(
             header("sec-websocket-accept"),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
-        assert_eq!(header("connection"), "upgrade");
+        assert!(header("connection").eq_ignore_ascii_case("upgrade"));
         assert_eq!(header("upgrade"), "websocket");
+        assert!(!response.headers().contains_key("sec-websocket-protocol"));
+    }
+
+    #[test]
+    fn the_first_offered_subprotocol_we_speak_is_chosen() {
+        let ours = vec!["chat.v2".to_owned(), "chat.v1".to_owned()];
+        let chosen = |offer: &'static str| {
+            let headers = upgrade_headers(&[("sec-websocket-protocol", offer)]);
+            switching_protocols(&headers, &ours)
+                .unwrap()
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(chosen("chat.v1, chat.v2").as_deref(), Some("chat.v1"));
+        assert_eq!(chosen("mqtt,chat.v2").as_deref(), Some("chat.v2"));
+        assert_eq!(chosen("mqtt"), None);
     }
 
     #[test]

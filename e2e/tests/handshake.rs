@@ -1,0 +1,173 @@
+//! The edges of the HTTP handshake (issue 11), as raw requests against the real binary: each
+//! refusal has the right status and one readable line, and the server keeps serving.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsclose_e2e::http::parse_head;
+use wsclose_e2e::raw::RawClient;
+use wsclose_e2e::ws::assert_healthy;
+use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
+
+/// A parsed response: status, headers, body.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Asserts a plain one-line refusal, with no Rust `Debug` dump in it.
+    fn assert_one_line(&self, status: u16, needle: &str) {
+        assert_eq!(self.status, status, "body: {:?}", self.body);
+        assert_eq!(self.body.lines().count(), 1, "body: {:?}", self.body);
+        assert!(self.body.contains(needle), "body: {:?}", self.body);
+        assert!(
+            !self.body.contains("Rejection") && !self.body.contains('{'),
+            "a Debug dump: {:?}",
+            self.body
+        );
+    }
+}
+
+/// Sends `request` as is and reads the response head plus its `Content-Length` body.
+async fn send_raw(server: &ServerProcess, request: &str) -> Response {
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some((status, headers, head_len)) = parse_head(&buf).expect("HTTP head") {
+                let length: usize = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, value)| value.parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= head_len + length || n == 0 {
+                    let body = String::from_utf8_lossy(&buf[head_len..]).into_owned();
+                    return Response {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
+            }
+            assert!(n > 0, "connection closed before a response: {buf:?}");
+        }
+    };
+    tokio::time::timeout(IO_TIMEOUT, read)
+        .await
+        .expect("a response in time")
+}
+
+fn upgrade(version_line: &str, path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} {version_line}\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+#[tokio::test]
+async fn http_1_0_upgrade_is_refused_not_switched() {
+    let server = ServerProcess::start(&[]).await;
+    let response = send_raw(
+        &server,
+        &upgrade("HTTP/1.0", "/ws/drain", "Sec-WebSocket-Version: 13\r\n"),
+    )
+    .await;
+    response.assert_one_line(400, "HTTP/1.1");
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn wrong_websocket_version_gets_426_naming_13() {
+    let server = ServerProcess::start(&[]).await;
+    let response = send_raw(
+        &server,
+        &upgrade("HTTP/1.1", "/ws/echo", "Sec-WebSocket-Version: 8\r\n"),
+    )
+    .await;
+    response.assert_one_line(426, "13");
+    assert_eq!(response.header("sec-websocket-version"), Some("13"));
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn refusals_are_one_readable_line() {
+    let server = ServerProcess::start(&[]).await;
+    // A plain GET on a WebSocket path: no upgrade headers.
+    let response = send_raw(&server, "GET /ws/drain HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    response.assert_one_line(400, "not a WebSocket upgrade");
+    // A query that does not parse.
+    let response = send_raw(
+        &server,
+        &upgrade(
+            "HTTP/1.1",
+            "/ws/drain?push_ms=soon",
+            "Sec-WebSocket-Version: 13\r\n",
+        ),
+    )
+    .await;
+    response.assert_one_line(400, "invalid query");
+    let response = send_raw(&server, "GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    response.assert_one_line(404, "not found");
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn post_healthz_is_405_with_allow() {
+    let server = ServerProcess::start(&[]).await;
+    let response = send_raw(
+        &server,
+        "POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    response.assert_one_line(405, "GET");
+    assert_eq!(response.header("allow"), Some("GET"));
+}
+
+#[tokio::test]
+async fn the_first_offered_subprotocol_the_server_speaks_is_chosen() {
+    let server =
+        ServerProcess::start(&["--subprotocol", "chat.v2", "--subprotocol", "chat.v1"]).await;
+    for (offer, chosen) in [
+        ("chat.v1, chat.v2", Some("chat.v1")),
+        ("mqtt, chat.v2", Some("chat.v2")),
+        ("mqtt", None),
+    ] {
+        let (response, client) = RawClient::upgrade(
+            server.addr(),
+            "/ws/echo",
+            &[("Sec-WebSocket-Protocol", offer)],
+        )
+        .await
+        .expect("upgrade");
+        assert_eq!(response.status, 101, "{offer}");
+        assert_eq!(response.header("sec-websocket-protocol"), chosen, "{offer}");
+        drop(client);
+    }
+    // Without --subprotocol, an offer gets no choice (the client decides whether to go on).
+    let plain = ServerProcess::start(&[]).await;
+    let (response, _) = RawClient::upgrade(
+        plain.addr(),
+        "/ws/echo",
+        &[("Sec-WebSocket-Protocol", "chat.v1")],
+    )
+    .await
+    .expect("upgrade");
+    assert_eq!(response.status, 101);
+    assert_eq!(response.header("sec-websocket-protocol"), None);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_healthy(&plain).await;
+}
