@@ -6,6 +6,8 @@
 # The server binds 127.0.0.1:0; its WebSocket base URL (ws://127.0.0.1:PORT) is exported as
 # WSCLOSE_SERVER_URL for COMMAND. The server is stopped afterwards, whatever happens.
 #
+# WSCLOSE_FREE_PORT is a port that was free a moment ago, for the refused-connection test.
+#
 # wasm-bindgen-test serves its test page from another origin than the server, and the server
 # refuses foreign browser origins (HTTP 403). So a second free port is picked for that page,
 # exported as WASM_BINDGEN_TEST_ADDRESS, and allowed with --allowed-origin.
@@ -23,6 +25,9 @@ shift || { echo "with-server: missing '-- COMMAND'" >&2; exit 2; }
 
 page_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export WASM_BINDGEN_TEST_ADDRESS=127.0.0.1:$page_port
+# A port nothing listens on, for the "connection refused" test.
+WSCLOSE_FREE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export WSCLOSE_FREE_PORT
 flags+=(--allowed-origin "http://127.0.0.1:$page_port")
 
 log=${WSCLOSE_SERVER_LOG:-target/wsclose-server-test.log}

@@ -9,10 +9,11 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
+use gloo_events::EventListener;
 use gloo_timers::callback::Interval;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Document, Element, Event, EventTarget, HtmlInputElement, KeyboardEvent};
+use web_sys::{Document, Element, HtmlInputElement, KeyboardEvent};
 
 use crate::chart::{self, Bar, BarKind};
 use crate::explain::{self, format_ms};
@@ -37,7 +38,7 @@ pub struct Demo {
     /// Shared with the running probes and the timer.
     page: Rc<Page>,
     /// Removed from their elements when the `Demo` is dropped (or freed from JavaScript).
-    _listeners: Vec<Listener>,
+    _listeners: Vec<EventListener>,
 }
 
 #[wasm_bindgen]
@@ -95,12 +96,12 @@ impl Demo {
                 label.set_text_content(Some(&url));
             }
             let weak = Rc::downgrade(&page);
-            listeners.push(Listener::new(&button, "click", move |_| {
+            listeners.push(EventListener::new(&button, "click", move |_| {
                 start(&weak, url.clone());
-            })?);
+            }));
         }
         let weak = Rc::downgrade(&page);
-        listeners.push(Listener::new(
+        listeners.push(EventListener::new(
             &by_id(&document, "run-custom")?.into(),
             "click",
             move |_| {
@@ -108,27 +109,31 @@ impl Demo {
                     start(&weak, page.url_input.value().trim().to_owned());
                 }
             },
-        )?);
+        ));
         let weak = Rc::downgrade(&page);
-        listeners.push(Listener::new(&page.url_input, "keydown", move |event| {
-            let enter = event
-                .dyn_ref::<KeyboardEvent>()
-                .is_some_and(|key| key.key() == "Enter");
-            if let (true, Some(page)) = (enter, weak.upgrade()) {
-                start(&weak, page.url_input.value().trim().to_owned());
-            }
-        })?);
+        listeners.push(EventListener::new(
+            &page.url_input,
+            "keydown",
+            move |event| {
+                let enter = event
+                    .dyn_ref::<KeyboardEvent>()
+                    .is_some_and(|key| key.key() == "Enter");
+                if let (true, Some(page)) = (enter, weak.upgrade()) {
+                    start(&weak, page.url_input.value().trim().to_owned());
+                }
+            },
+        ));
 
         if let Some(button) = document.get_element_by_id("subscribe") {
             let live = LivePanel::find(&document)?;
             let url = format!("{base}{LIVE_PATH}");
             let weak = Rc::downgrade(&page);
             let toggle = button.clone();
-            listeners.push(Listener::new(&button, "click", move |_| {
+            listeners.push(EventListener::new(&button, "click", move |_| {
                 if let Some(page) = weak.upgrade() {
                     page.toggle_subscription(&url, &live, &toggle);
                 }
-            })?);
+            }));
         }
 
         page.redraw_chart()?;
@@ -150,38 +155,6 @@ impl Demo {
     #[wasm_bindgen(getter)]
     pub fn pending(&self) -> u32 {
         self.page.pending() as u32
-    }
-}
-
-/// An event listener that removes itself from its target when dropped.
-struct Listener {
-    target: EventTarget,
-    kind: &'static str,
-    callback: Closure<dyn FnMut(Event)>,
-}
-
-impl Listener {
-    fn new(
-        target: &EventTarget,
-        kind: &'static str,
-        callback: impl FnMut(Event) + 'static,
-    ) -> Result<Listener, JsValue> {
-        let callback = Closure::<dyn FnMut(Event)>::new(callback);
-        target.add_event_listener_with_callback(kind, callback.as_ref().unchecked_ref())?;
-        Ok(Listener {
-            target: target.clone(),
-            kind,
-            callback,
-        })
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        // Removing a listener that is registered cannot fail.
-        let _ = self
-            .target
-            .remove_event_listener_with_callback(self.kind, self.callback.as_ref().unchecked_ref());
     }
 }
 

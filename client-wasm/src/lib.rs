@@ -52,7 +52,11 @@ pub async fn measure_close_js(url: String, options: JsValue) -> Result<JsValue, 
     let options: CloseOptions = if options.is_undefined() || options.is_null() {
         CloseOptions::default()
     } else {
-        serde_wasm_bindgen::from_value(options)
+        // Through a JSON value: serde-wasm-bindgen looks up only the struct's own keys on a JS
+        // object, so a misspelled key would be ignored; serde_json reports it.
+        serde_wasm_bindgen::from_value::<serde_json::Value>(options)
+            .map_err(|e| e.to_string())
+            .and_then(|value| serde_json::from_value(value).map_err(|e| e.to_string()))
             .map_err(|e| JsValue::from(js_sys::Error::new(&format!("bad options: {e}"))))?
     };
     match measure_close(&url, options).await {

@@ -31,7 +31,7 @@ pub const ABNORMAL_CLOSURE: u16 = 1006;
 /// From JavaScript this is a plain object with camelCase keys, every key optional:
 /// `{ code, reason, waitForMessages, setupTimeoutMs, closeTimeoutMs }`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct CloseOptions {
     /// The code passed to `close()`: 1000 or 3000–4999.
     pub code: u16,
@@ -42,6 +42,8 @@ pub struct CloseOptions {
     /// Bound on connecting plus receiving `wait_for_messages` messages.
     pub setup_timeout_ms: u32,
     /// Give up when no `close` event arrives this long after `close()`. `None` waits forever.
+    /// Browsers' timers hold at most [`MAX_TIMER_MS`] (about 24.8 days); longer values wait
+    /// that long.
     pub close_timeout_ms: Option<u32>,
 }
 
@@ -267,6 +269,13 @@ impl Probe {
         Ok(())
     }
 
+    /// Sends one message without waiting for anything.
+    pub fn send(&self, payload: &Payload) -> Result<(), ProbeError> {
+        self.socket
+            .send(payload)
+            .map_err(|e| ProbeError::Rejected(describe(&e)))
+    }
+
     /// Sends one message and returns the next data message that comes back, at most
     /// `timeout_ms`. Against `/ws/echo` (without `push_ms`) that is the echo.
     pub async fn round_trip(
@@ -302,7 +311,17 @@ impl Probe {
     }
 
     /// Reads `performance.now()` and calls `close(code, reason)` right after: the clock starts.
-    pub fn close(self, code: u16, reason: &str) -> Result<Closing, ProbeError> {
+    ///
+    /// Fails with [`ProbeError::ClosedByServer`] when the server has already closed the
+    /// socket: there is no close handshake left to time.
+    pub fn close(mut self, code: u16, reason: &str) -> Result<Closing, ProbeError> {
+        while let Some(event) = self.socket.try_next_event() {
+            match event {
+                SocketEvent::Close(info) => return Err(self.closed_by_server(info)),
+                SocketEvent::Message(_) => self.messages_received += 1,
+                SocketEvent::Open | SocketEvent::Error => {}
+            }
+        }
         let started_at_ms = self
             .socket
             .close(code, reason)
@@ -369,6 +388,16 @@ impl Closing {
                 }
             };
             match event {
+                // The `close` event fired before `close()` was called (the server closed
+                // first, between the queue check in `Probe::close` and the call).
+                Some(SocketEvent::Close(info)) if info.at_ms < self.started_at_ms => {
+                    return Err(ProbeError::ClosedByServer {
+                        code: info.code,
+                        reason: info.reason,
+                        was_clean: info.was_clean,
+                        messages_received: self.messages_received,
+                    })
+                }
                 Some(SocketEvent::Close(info)) => {
                     return Ok(CloseReport {
                         elapsed_ms: info.at_ms - self.started_at_ms,
@@ -413,10 +442,15 @@ pub async fn echo(url: &str, payload: &Payload, timeout_ms: u32) -> Result<Paylo
     Ok(reply)
 }
 
-/// A future that completes after `ms` milliseconds, or never for `None`.
+/// The longest delay a browser timer holds: `setTimeout` takes a signed 32-bit count of
+/// milliseconds, and gloo-timers casts larger values to negative ones, which fire at once.
+pub const MAX_TIMER_MS: u32 = i32::MAX as u32;
+
+/// A future that completes after `ms` milliseconds (at most [`MAX_TIMER_MS`]), or never for
+/// `None`.
 fn deadline(ms: Option<u32>) -> impl FusedFuture<Output = ()> {
     match ms {
-        Some(ms) => Either::Left(TimeoutFuture::new(ms)),
+        Some(ms) => Either::Left(TimeoutFuture::new(ms.min(MAX_TIMER_MS))),
         None => Either::Right(future::pending()),
     }
     .fuse()

@@ -158,6 +158,11 @@ impl Socket {
         Ok(started_at_ms)
     }
 
+    /// The next event if one is already queued, without waiting.
+    pub fn try_next_event(&mut self) -> Option<SocketEvent> {
+        self.events.try_recv().ok()
+    }
+
     /// `WebSocket.readyState`; see [`ready_state`].
     pub fn ready_state(&self) -> u16 {
         self.ws.ready_state()

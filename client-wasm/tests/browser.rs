@@ -157,12 +157,83 @@ async fn a_code_the_browser_forbids_is_rejected() {
 
 #[wasm_bindgen_test]
 async fn a_refused_connection_is_reported() {
-    // Port 9 (discard) on loopback: nothing listens there, so the connection is refused.
+    // A port that was free a moment ago (browsers block well-known ports such as 9 before any
+    // TCP happens, so those test nothing).
+    let port = free_port();
     let options = CloseOptions::default();
-    match measure_close("ws://127.0.0.1:9/ws/drain", options).await {
+    match measure_close(&format!("ws://127.0.0.1:{port}/ws/drain"), options).await {
         Err(ProbeError::ConnectFailed { code, .. }) => assert_eq!(code, 1006),
-        other => panic!("expected ConnectFailed, got {other:?}"),
+        other => panic!("expected ConnectFailed on port {port}, got {other:?}"),
     }
+}
+
+#[wasm_bindgen_test]
+async fn a_setup_that_never_completes_times_out() {
+    // push_ms=0: no tick will ever come, so waiting for one must give up.
+    let options = CloseOptions {
+        wait_for_messages: 1,
+        setup_timeout_ms: 300,
+        ..CloseOptions::default()
+    };
+    match measure_close(&url("/ws/drain?push_ms=0"), options).await {
+        Err(ProbeError::SetupTimeout {
+            after_ms,
+            messages_received,
+        }) => {
+            assert_eq!((after_ms, messages_received), (300, 0));
+        }
+        other => panic!("expected SetupTimeout, got {other:?}"),
+    }
+}
+
+/// The server closes first (1009 for an oversized message); closing afterwards is an error
+/// that says so, never a report with a negative time.
+#[wasm_bindgen_test]
+async fn closing_after_the_server_closed_is_an_error_not_a_negative_time() {
+    let probe = wsclose_client::Probe::connect(&url("/ws/echo"), GIVE_UP_MS)
+        .await
+        .expect("connect");
+    probe
+        .send(&Payload::Binary(vec![0; 70_000]))
+        .expect("send an oversized message");
+    gloo_timers::future::TimeoutFuture::new(500).await;
+    match probe.close(1000, "") {
+        Err(ProbeError::ClosedByServer { code, .. }) => assert_eq!(code, 1009),
+        Err(other) => panic!("expected ClosedByServer, got {other}"),
+        Ok(closing) => match closing.wait(Some(GIVE_UP_MS)).await {
+            Err(ProbeError::ClosedByServer { code, .. }) => assert_eq!(code, 1009),
+            other => panic!("expected ClosedByServer, got {other:?}"),
+        },
+    }
+}
+
+/// A close timeout beyond what a browser timer holds must not give up at once.
+#[wasm_bindgen_test]
+async fn a_huge_close_timeout_still_waits() {
+    let options = CloseOptions::default().give_up_after_ms(u32::MAX);
+    let target = url("/ws/no-drain");
+    let probe = measure_close(&target, options);
+    let watch = gloo_timers::future::TimeoutFuture::new(1_500);
+    futures::pin_mut!(probe);
+    match futures::future::select(probe, watch).await {
+        futures::future::Either::Right(((), _)) => {} // still waiting: right
+        futures::future::Either::Left((result, _)) => {
+            panic!("closeTimeoutMs = u32::MAX ended within 1.5 s: {result:?}")
+        }
+    }
+}
+
+/// A misspelled option is an error, not silently ignored.
+#[wasm_bindgen_test]
+async fn misspelled_options_are_rejected() {
+    let options = Object::new();
+    set(&options, "closeTimeoutMS", JsValue::from(10));
+    let rejected = wsclose_client::measure_close_js(url("/ws/drain"), options.into())
+        .await
+        .expect_err("an unknown option must reject");
+    let message = get(&rejected, "message").as_string().unwrap_or_default();
+    assert!(message.contains("unknown field"), "{message}");
+    assert!(message.contains("closeTimeoutMS"), "{message}");
 }
 
 /// The JavaScript export resolves with a plain camelCase object.
@@ -210,4 +281,12 @@ fn set(object: &Object, key: &str, value: JsValue) {
 
 fn get(object: &JsValue, key: &str) -> JsValue {
     Reflect::get(object, &key.into()).expect("get a property")
+}
+
+/// A loopback port that was free when the test run started (`WSCLOSE_FREE_PORT`, set by
+/// `scripts/with-server.sh`), for a connection that must be refused.
+fn free_port() -> u16 {
+    option_env!("WSCLOSE_FREE_PORT")
+        .and_then(|port| port.parse().ok())
+        .expect("WSCLOSE_FREE_PORT is not set: run the tests through scripts/with-server.sh")
 }

@@ -212,7 +212,7 @@ where
                 // The stream has ended: tungstenite flushed the Close reply, if any.
                 None => {
                     return match (server_close, peer_close) {
-                        (Some(ours), _) => ending_after_our_close(ours, metrics, endpoint),
+                        (Some(ours), _) => ending_after_our_close(ours),
                         (None, Some((code, received_at))) => {
                             metrics.close_handshake(endpoint, Initiator::Client, secs(received_at));
                             Ending { initiator: Initiator::Client, code: Some(code), reason: "peer_close" }
@@ -225,7 +225,8 @@ where
                     if let Some(ours) = server_close.take() {
                         if message.is_close() {
                             // Our Close was answered: the handshake is complete. Drop now.
-                            return ending_after_our_close(ours, metrics, endpoint);
+                            metrics.close_handshake(endpoint, Initiator::Server, secs(ours.sent_at));
+                            return ending_after_our_close(ours);
                         }
                         server_close = Some(ours); // still draining until the answer
                     } else if message.is_close() {
@@ -247,13 +248,13 @@ where
                 Some(Err(error)) => {
                     let Some((code, reason)) = close_code_for(&error) else {
                         return match server_close {
-                            Some(ours) => ending_after_our_close(ours, metrics, endpoint),
+                            Some(ours) => ending_after_our_close(ours),
                             None => peer_gone(),
                         };
                     };
                     if let Some(ours) = server_close {
                         // Garbage while we wait for the peer's Close: stop waiting.
-                        return ending_after_our_close(ours, metrics, endpoint);
+                        return ending_after_our_close(ours);
                     }
                     tracing::debug!(endpoint, %error, code, "peer broke the protocol");
                     let close = close_message(code, reason.replace('_', " "));
@@ -444,8 +445,10 @@ async fn sleep_until_due(due: Option<Instant>) {
     }
 }
 
-fn ending_after_our_close(ours: ServerClose, metrics: &Metrics, endpoint: &str) -> Ending {
-    metrics.close_handshake(endpoint, Initiator::Server, secs(ours.sent_at));
+/// The ending after the server's Close. Only an answered Close is a close handshake for the
+/// `wsclose_close_handshake_seconds` histogram; a peer that never answered (or broke the
+/// protocol and was failed) would add a 0 s "handshake".
+fn ending_after_our_close(ours: ServerClose) -> Ending {
     Ending {
         initiator: Initiator::Server,
         code: Some(ours.code),

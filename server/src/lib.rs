@@ -7,6 +7,8 @@
 //! # Layout
 //!
 //! * [`connection`]: the connection lifecycle, top to bottom. Start reading here.
+//! * [`linger`]: the lingering close of an upgraded connection (FIN, then drain), so a reset
+//!   never destroys the server's last Close frame.
 //! * [`routes`]: the HTTP surface, and admission (Origin, capacity) before the handshake.
 //! * [`config`]: every timing value and limit, with defaults and how they relate.
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 
 pub mod config;
 pub mod connection;
+pub mod linger;
 pub mod metrics;
 pub mod routes;
 

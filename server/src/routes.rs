@@ -36,6 +36,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::config::Config;
 use crate::connection::{self, Endpoint, Session, Timing};
+use crate::linger::LingeringClose;
 use crate::metrics::Metrics;
 
 /// State shared by every request: configuration, metrics, connection slots and the
@@ -246,11 +247,12 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
+    let linger = config.close_timeout;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    LingeringClose::new(TokioIo::new(upgraded), linger),
                     Role::Server,
                     Some(socket_config),
                 )
