@@ -36,6 +36,40 @@ pub fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
     Ok(Some((status, headers, end + 4)))
 }
 
+/// Reads one response from `stream` (an open connection, keep-alive or not): the head, then
+/// a `Content-Length` body, or everything up to EOF without one. Within [`crate::IO_TIMEOUT`].
+pub async fn read_response(stream: &mut TcpStream) -> anyhow::Result<HttpResponse> {
+    let read = async {
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some((status, headers, head_len)) = parse_head(&buf)? {
+                let length = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, value)| value.parse::<usize>().ok());
+                let complete = length.map_or(n == 0, |length| buf.len() >= head_len + length);
+                if complete {
+                    let end = length.map_or(buf.len(), |length| head_len + length);
+                    return Ok(HttpResponse {
+                        status,
+                        headers,
+                        body: String::from_utf8_lossy(&buf[head_len..end]).into_owned(),
+                    });
+                }
+            }
+            if n == 0 {
+                bail!("connection closed before a complete response: {buf:?}");
+            }
+        }
+    };
+    tokio::time::timeout(crate::IO_TIMEOUT, read)
+        .await
+        .context("no response in time")?
+}
+
 /// A complete HTTP response.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {

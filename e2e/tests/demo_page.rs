@@ -33,25 +33,10 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     let driver = Chromedriver::start();
     let client = driver.connect().await;
 
-    client
-        .goto(&server.http_url("/"))
-        .await
-        .expect("open the demo page");
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("html[data-ready='true']"))
-        .await
-        .expect("the wasm demo loads and marks <html data-ready>");
+    open_page(&client, &server.http_url("/")).await;
 
     // The fix: /ws/drain answers the Close frame at once.
-    client
-        .find(Locator::Id("run-drain"))
-        .await
-        .expect("#run-drain")
-        .click()
-        .await
-        .expect("click");
+    click(&client, "run-drain").await;
     let drain = done_row(&client, "/ws/drain").await;
     let elapsed = attr(&drain, "data-elapsed-ms").await;
     let elapsed_ms: f64 = elapsed.parse().expect("data-elapsed-ms is a number");
@@ -73,25 +58,13 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
         .send_keys(&server.ws_url("/ws/echo"))
         .await
         .expect("type into #url");
-    client
-        .find(Locator::Id("run-custom"))
-        .await
-        .expect("#run-custom")
-        .click()
-        .await
-        .expect("click");
+    click(&client, "run-custom").await;
     let echo = done_row(&client, "/ws/echo").await;
     assert_eq!(attr(&echo, "data-code").await, "1000");
     assert_eq!(attr(&echo, "data-was-clean").await, "true");
 
     // The bug: /ws/no-drain never reads, so the row must still be waiting 3 s later.
-    client
-        .find(Locator::Id("run-no-drain"))
-        .await
-        .expect("#run-no-drain")
-        .click()
-        .await
-        .expect("click");
+    click(&client, "run-no-drain").await;
     let no_drain = client
         .wait()
         .at_most(WAIT)
@@ -135,6 +108,17 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     client.close().await.expect("end the WebDriver session");
 }
 
+/// Clicks the element with id `id`.
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|error| panic!("#{id}: {error}"))
+        .click()
+        .await
+        .unwrap_or_else(|error| panic!("click #{id}: {error}"));
+}
+
 /// Opens the demo page at `url` and waits for the wasm to load.
 async fn open_page(client: &Client, url: &str) {
     client.goto(url).await.expect("open the demo page");
@@ -151,13 +135,7 @@ async fn open_page(client: &Client, url: &str) {
 async fn drain_probes(client: &Client, count: usize) -> Vec<f64> {
     let mut times = Vec::new();
     for done in 1..=count {
-        client
-            .find(Locator::Id("run-drain"))
-            .await
-            .expect("#run-drain")
-            .click()
-            .await
-            .expect("click");
+        click(client, "run-drain").await;
         let css = format!("#results tbody tr[data-state='done']:nth-child({done})");
         let row = client
             .wait()
@@ -233,13 +211,7 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
         assert!(*ms < 1_000.0, "a close took {ms} ms");
     }
 
-    client
-        .find(Locator::Id("subscribe"))
-        .await
-        .expect("#subscribe")
-        .click()
-        .await
-        .expect("click");
+    click(&client, "subscribe").await;
     live_attr(&client, "data-ticks", |ticks| {
         ticks.parse().is_ok_and(|n: u64| n >= 4)
     })

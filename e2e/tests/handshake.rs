@@ -3,72 +3,44 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use wsclose_e2e::http::parse_head;
+use wsclose_e2e::http::{read_response, HttpResponse};
 use wsclose_e2e::raw::RawClient;
 use wsclose_e2e::ws::assert_healthy;
-use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
+use wsclose_e2e::ServerProcess;
 
-/// A parsed response: status, headers, body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+/// Asserts a plain one-line refusal, with no Rust `Debug` dump in it.
+fn assert_one_line(response: &HttpResponse, status: u16, needle: &str) {
+    assert_eq!(response.status, status, "body: {:?}", response.body);
+    assert_eq!(
+        response.body.lines().count(),
+        1,
+        "body: {:?}",
+        response.body
+    );
+    assert!(response.body.contains(needle), "body: {:?}", response.body);
+    assert!(
+        !response.body.contains("Rejection") && !response.body.contains('{'),
+        "a Debug dump: {:?}",
+        response.body
+    );
 }
 
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// Asserts a plain one-line refusal, with no Rust `Debug` dump in it.
-    fn assert_one_line(&self, status: u16, needle: &str) {
-        assert_eq!(self.status, status, "body: {:?}", self.body);
-        assert_eq!(self.body.lines().count(), 1, "body: {:?}", self.body);
-        assert!(self.body.contains(needle), "body: {:?}", self.body);
-        assert!(
-            !self.body.contains("Rejection") && !self.body.contains('{'),
-            "a Debug dump: {:?}",
-            self.body
-        );
-    }
+/// The first header called `name`.
+fn header<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
 }
 
-/// Sends `request` as is and reads the response head plus its `Content-Length` body.
-async fn send_raw(server: &ServerProcess, request: &str) -> Response {
+/// Sends `request` as is and reads the response.
+async fn send_raw(server: &ServerProcess, request: &str) -> HttpResponse {
     let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    let read = async {
-        loop {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.expect("read");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some((status, headers, head_len)) = parse_head(&buf).expect("HTTP head") {
-                let length: usize = headers
-                    .iter()
-                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, value)| value.parse().ok())
-                    .unwrap_or(0);
-                if buf.len() >= head_len + length || n == 0 {
-                    let body = String::from_utf8_lossy(&buf[head_len..]).into_owned();
-                    return Response {
-                        status,
-                        headers,
-                        body,
-                    };
-                }
-            }
-            assert!(n > 0, "connection closed before a response: {buf:?}");
-        }
-    };
-    tokio::time::timeout(IO_TIMEOUT, read)
-        .await
-        .expect("a response in time")
+    read_response(&mut stream).await.expect("a response")
 }
 
 fn upgrade(version_line: &str, path: &str, extra: &str) -> String {
@@ -86,7 +58,7 @@ async fn http_1_0_upgrade_is_refused_not_switched() {
         &upgrade("HTTP/1.0", "/ws/drain", "Sec-WebSocket-Version: 13\r\n"),
     )
     .await;
-    response.assert_one_line(400, "HTTP/1.1");
+    assert_one_line(&response, 400, "HTTP/1.1");
     assert_healthy(&server).await;
 }
 
@@ -98,8 +70,8 @@ async fn wrong_websocket_version_gets_426_naming_13() {
         &upgrade("HTTP/1.1", "/ws/echo", "Sec-WebSocket-Version: 8\r\n"),
     )
     .await;
-    response.assert_one_line(426, "13");
-    assert_eq!(response.header("sec-websocket-version"), Some("13"));
+    assert_one_line(&response, 426, "13");
+    assert_eq!(header(&response, "sec-websocket-version"), Some("13"));
     assert_healthy(&server).await;
 }
 
@@ -108,7 +80,7 @@ async fn refusals_are_one_readable_line() {
     let server = ServerProcess::start(&[]).await;
     // A plain GET on a WebSocket path: no upgrade headers.
     let response = send_raw(&server, "GET /ws/drain HTTP/1.1\r\nHost: test\r\n\r\n").await;
-    response.assert_one_line(400, "not a WebSocket upgrade");
+    assert_one_line(&response, 400, "not a WebSocket upgrade");
     // A query that does not parse.
     let response = send_raw(
         &server,
@@ -119,9 +91,9 @@ async fn refusals_are_one_readable_line() {
         ),
     )
     .await;
-    response.assert_one_line(400, "invalid query");
+    assert_one_line(&response, 400, "invalid query");
     let response = send_raw(&server, "GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n").await;
-    response.assert_one_line(404, "not found");
+    assert_one_line(&response, 404, "not found");
     assert_healthy(&server).await;
 }
 
@@ -133,8 +105,8 @@ async fn post_healthz_is_405_with_allow() {
         "POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n",
     )
     .await;
-    response.assert_one_line(405, "GET");
-    assert_eq!(response.header("allow"), Some("GET"));
+    assert_one_line(&response, 405, "GET");
+    assert_eq!(header(&response, "allow"), Some("GET"));
 }
 
 #[tokio::test]

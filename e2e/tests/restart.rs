@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose_e2e::http::parse_head;
+use wsclose_e2e::http::read_response;
 use wsclose_e2e::raw::{RawClient, RawCloseOutcome};
 use wsclose_e2e::ws::{assert_healthy, connect, next_data};
 use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
@@ -41,28 +41,8 @@ async fn get_on(stream: &mut TcpStream, path: &str) -> (u16, String) {
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
         .await
         .expect("write request");
-    let mut buf = Vec::new();
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
-            .await
-            .expect("response in time")
-            .expect("read response");
-        assert!(n > 0, "connection closed before a response");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some((status, headers, head_len)) = parse_head(&buf).expect("HTTP head") {
-            let length: usize = headers
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, value)| value.parse().ok())
-                .expect("content-length");
-            if buf.len() >= head_len + length {
-                let body = String::from_utf8_lossy(&buf[head_len..head_len + length]);
-                return (status, body.into_owned());
-            }
-        }
-    }
+    let response = read_response(stream).await.expect("a response");
+    (response.status, response.body)
 }
 
 #[tokio::test]
