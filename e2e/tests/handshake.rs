@@ -92,6 +92,17 @@ async fn refusals_are_one_readable_line() {
     )
     .await;
     assert_one_line(&response, 400, "invalid query");
+    // A push interval below --min-push-interval (10 ms by default).
+    let response = send_raw(
+        &server,
+        &upgrade(
+            "HTTP/1.1",
+            "/ws/drain?push_ms=1",
+            "Sec-WebSocket-Version: 13\r\n",
+        ),
+    )
+    .await;
+    assert_one_line(&response, 400, "at least 10");
     let response = send_raw(&server, "GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n").await;
     assert_one_line(&response, 404, "not found");
     assert_healthy(&server).await;

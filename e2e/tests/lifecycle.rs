@@ -105,7 +105,7 @@ async fn tcp_ends_right_after_the_handshake_with_a_sleeping_writer() {
 #[tokio::test]
 async fn ticks_are_contiguous_and_none_is_lost_up_to_the_close() {
     let server = ServerProcess::start(&[]).await;
-    let mut ws = connect(&server.ws_url("/ws/drain?push_ms=5")).await;
+    let mut ws = connect(&server.ws_url("/ws/drain?push_ms=10")).await;
     let mut ticks = Vec::new();
     while ticks.len() < 40 {
         ticks.push(parse_tick(&next_data(&mut ws, IO_TIMEOUT).await));

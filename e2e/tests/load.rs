@@ -32,7 +32,7 @@ async fn thousand_connections_close_while_pushing() {
 
     let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let all_open = Arc::new(Barrier::new(CONNECTIONS));
-    let url = server.ws_url("/ws/drain?push_ms=5");
+    let url = server.ws_url("/ws/drain?push_ms=10");
     let mut clients = Vec::new();
     for i in 0..CONNECTIONS {
         let (connecting, all_open, url) = (connecting.clone(), all_open.clone(), url.clone());

@@ -35,7 +35,14 @@ const RSS_BOUND_KIB: u64 = 64 * 1024;
 #[tokio::test]
 async fn non_reading_peers_are_dropped_after_write_timeout_and_memory_stays_flat() {
     let _heavy = heavy_test_guard().await;
-    let server = ServerProcess::start(&["--write-timeout", WRITE_TIMEOUT]).await;
+    // One tick a millisecond fills the stalled peers' windows fast; allowed explicitly.
+    let server = ServerProcess::start(&[
+        "--write-timeout",
+        WRITE_TIMEOUT,
+        "--min-push-interval",
+        "1ms",
+    ])
+    .await;
     let rss_start = server.rss_kib();
 
     let mut peers = Vec::new();

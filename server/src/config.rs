@@ -40,40 +40,93 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// Most WebSocket connections open at once. Upgrades beyond this get HTTP 503.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The smallest push interval a client may ask for with `push_ms` (a floor against clients
+/// that would make the server write a thousand messages a second).
+pub const DEFAULT_MIN_PUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// How long a client may take to send a request's headers before the connection is dropped.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the server can be tuned with. `Config::default()` gives the documented defaults.
-#[derive(Debug, Clone)]
+///
+/// It is also the command line: `wsclose-server` flattens it into its flags
+/// (`#[derive(clap::Args)]`), each with a `WSCLOSE_*` environment variable, and each default is
+/// one of the constants above, written nowhere else.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct Config {
     /// Directory served at `/`: the demo page and the built wasm.
+    #[arg(long, env = "WSCLOSE_STATIC_DIR", default_value_os_t = default_static_dir())]
     pub static_dir: PathBuf,
-    /// Tick period on `/ws/drain` and `/ws/no-drain`, unless a connection asks for `push_ms`.
+    /// Tick period on /ws/drain and /ws/no-drain, unless a connection asks for `push_ms`.
+    #[arg(long, env = "WSCLOSE_PUSH_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_PUSH_INTERVAL))]
     pub push_interval: Duration,
-    /// Period of the server's keepalive pings. Must be shorter than `pong_timeout`.
+    /// The smallest `push_ms` a client may ask for; smaller values get HTTP 400.
+    #[arg(long, env = "WSCLOSE_MIN_PUSH_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_MIN_PUSH_INTERVAL))]
+    pub min_push_interval: Duration,
+    /// Period of the server's keepalive pings; must be shorter than --pong-timeout.
+    #[arg(long, env = "WSCLOSE_PING_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_PING_INTERVAL))]
     pub ping_interval: Duration,
     /// A peer that sends no frame for this long is dropped (its read deadline expired).
+    #[arg(long, env = "WSCLOSE_PONG_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_PONG_TIMEOUT))]
     pub pong_timeout: Duration,
     /// Bound on every single write or flush to the peer.
+    #[arg(long, env = "WSCLOSE_WRITE_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_WRITE_TIMEOUT))]
     pub write_timeout: Duration,
     /// After the server sends Close, the longest it waits for the peer's Close.
+    #[arg(long, env = "WSCLOSE_CLOSE_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_CLOSE_TIMEOUT))]
     pub close_timeout: Duration,
-    /// Largest incoming message (and frame), in bytes.
+    /// Largest incoming message (and frame), in bytes; larger ones get Close 1009.
+    #[arg(long, env = "WSCLOSE_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
-    /// Most WebSocket connections open at once.
+    /// Most WebSocket connections open at once; more get HTTP 503.
+    #[arg(long, env = "WSCLOSE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Browser origins allowed to connect. Empty means "the Origin must match Host".
+    /// A browser origin allowed to connect (repeatable). With none, Origin must match Host.
+    #[arg(
+        long = "allowed-origin",
+        env = "WSCLOSE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
     /// A request's headers must arrive within this, or the connection is dropped.
+    #[arg(long, env = "WSCLOSE_HEADER_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_HEADER_TIMEOUT))]
     pub header_timeout: Duration,
-    /// The Close code every socket gets on shutdown: [`CLOSE_GOING_AWAY`] (1001) or
-    /// [`CLOSE_SERVICE_RESTART`] (1012, "come back", for a rolling restart).
+    /// The Close code sockets get on shutdown: 1001 (going away) or 1012 (service restart).
+    #[arg(long, env = "WSCLOSE_SHUTDOWN_CODE", default_value_t = CLOSE_GOING_AWAY,
+          value_parser = shutdown_code())]
     pub shutdown_code: u16,
     /// The name ticks carry in their `instance` field. Empty: the listen address.
+    #[arg(long, env = "WSCLOSE_INSTANCE", default_value = "")]
     pub instance: String,
-    /// Subprotocols the server speaks, for `Sec-WebSocket-Protocol`: it answers with the first
-    /// one the client offers that is listed here, and with none when nothing matches.
+    /// A subprotocol the server speaks (repeatable): the 101 names the first one the client
+    /// offers that is listed, and none when nothing matches.
+    #[arg(
+        long = "subprotocol",
+        env = "WSCLOSE_SUBPROTOCOLS",
+        value_delimiter = ','
+    )]
     pub subprotocols: Vec<String>,
+}
+
+/// A duration as the flags take it (`54s`, `250ms`), for the CLI's defaults.
+fn text(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// `--shutdown-code` takes 1001 or 1012 only; clap lists both when given anything else.
+fn shutdown_code() -> impl clap::builder::TypedValueParser<Value = u16> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new([
+        CLOSE_GOING_AWAY.to_string(),
+        CLOSE_SERVICE_RESTART.to_string(),
+    ])
+    .map(|code| code.parse().expect("a listed code"))
 }
 
 impl Default for Config {
@@ -81,6 +134,7 @@ impl Default for Config {
         Config {
             static_dir: default_static_dir(),
             push_interval: DEFAULT_PUSH_INTERVAL,
+            min_push_interval: DEFAULT_MIN_PUSH_INTERVAL,
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
@@ -177,6 +231,21 @@ mod tests {
             config.validate(),
             Err(ConfigError::PingNotBeforePongDeadline { .. })
         ));
+    }
+
+    /// The command line's defaults are `Config::default()`: one source of truth.
+    #[test]
+    fn the_cli_defaults_are_the_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let parsed = Cli::try_parse_from(["wsclose-server"])
+            .expect("no flags parse")
+            .config;
+        assert_eq!(parsed, Config::default());
     }
 
     #[test]

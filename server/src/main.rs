@@ -4,12 +4,9 @@
 #![recursion_limit = "256"]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 use wsclose_server::config::{self, Config};
 
@@ -20,58 +17,9 @@ struct Flags {
     /// Listen address; port 0 picks a free port.
     #[arg(long, env = "WSCLOSE_ADDR", default_value_t = config::DEFAULT_ADDR)]
     addr: SocketAddr,
-    /// Directory with the demo page and the built wasm [default: <workspace>/target/www].
-    #[arg(long, env = "WSCLOSE_STATIC_DIR")]
-    static_dir: Option<PathBuf>,
-    /// How often /ws/drain and /ws/no-drain push a tick.
-    #[arg(long, env = "WSCLOSE_PUSH_INTERVAL", value_parser = humantime::parse_duration, default_value = "1s")]
-    push_interval: Duration,
-    /// Keepalive ping period; must be shorter than --pong-timeout.
-    #[arg(long, env = "WSCLOSE_PING_INTERVAL", value_parser = humantime::parse_duration, default_value = "54s")]
-    ping_interval: Duration,
-    /// A peer that sends no frame for this long is dropped.
-    #[arg(long, env = "WSCLOSE_PONG_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60s")]
-    pong_timeout: Duration,
-    /// Longest a single write or flush may block before the peer is dropped.
-    #[arg(long, env = "WSCLOSE_WRITE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
-    write_timeout: Duration,
-    /// After the server sends Close, how long it waits for the peer's Close.
-    #[arg(long, env = "WSCLOSE_CLOSE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
-    close_timeout: Duration,
-    /// Largest incoming message in bytes; larger ones get Close 1009.
-    #[arg(long, env = "WSCLOSE_MAX_MESSAGE_SIZE", default_value_t = config::DEFAULT_MAX_MESSAGE_SIZE)]
-    max_message_size: usize,
-    /// Most WebSocket connections at once; more get HTTP 503.
-    #[arg(long, env = "WSCLOSE_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
-    max_connections: usize,
-    /// A browser origin allowed to connect (repeatable). With none, Origin must match Host.
-    #[arg(
-        long = "allowed-origin",
-        env = "WSCLOSE_ALLOWED_ORIGINS",
-        value_delimiter = ','
-    )]
-    allowed_origins: Vec<String>,
-    /// A request's headers must arrive within this, or the connection is dropped.
-    #[arg(long, env = "WSCLOSE_HEADER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
-    header_timeout: Duration,
-    /// The Close code sockets get on shutdown: 1001 (going away) or 1012 (service restart).
-    #[arg(long, env = "WSCLOSE_SHUTDOWN_CODE", default_value_t = 1001, value_parser = shutdown_code())]
-    shutdown_code: u16,
-    /// A subprotocol the server speaks (repeatable); the first one a client offers is chosen.
-    #[arg(
-        long = "subprotocol",
-        env = "WSCLOSE_SUBPROTOCOLS",
-        value_delimiter = ','
-    )]
-    subprotocols: Vec<String>,
-    /// The name ticks carry in their `instance` field [default: the listen address].
-    #[arg(long, env = "WSCLOSE_INSTANCE", default_value = "")]
-    instance: String,
-}
-
-/// `--shutdown-code` takes 1001 or 1012 only; clap lists both when given anything else.
-fn shutdown_code() -> impl TypedValueParser<Value = u16> {
-    PossibleValuesParser::new(["1001", "1012"]).map(|code| code.parse().expect("a listed code"))
+    /// Everything else is the library's `Config`, with its defaults.
+    #[command(flatten)]
+    config: Config,
 }
 
 fn main() -> ExitCode {
@@ -103,21 +51,7 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn serve(flags: Flags) -> anyhow::Result<()> {
-    let config = Config {
-        static_dir: flags.static_dir.unwrap_or_else(config::default_static_dir),
-        push_interval: flags.push_interval,
-        ping_interval: flags.ping_interval,
-        pong_timeout: flags.pong_timeout,
-        write_timeout: flags.write_timeout,
-        close_timeout: flags.close_timeout,
-        max_message_size: flags.max_message_size,
-        max_connections: flags.max_connections,
-        allowed_origins: flags.allowed_origins,
-        header_timeout: flags.header_timeout,
-        shutdown_code: flags.shutdown_code,
-        instance: flags.instance,
-        subprotocols: flags.subprotocols,
-    };
+    let config = flags.config;
     config.validate()?;
     // Installed before the listening line is printed: a SIGTERM sent the moment a supervisor
     // reads that line must already shut down gracefully (and not kill the process, status 143).

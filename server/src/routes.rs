@@ -219,6 +219,15 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
     };
     let push_interval = match (params.push_ms, endpoint) {
         (Some(0), _) => None,
+        (Some(ms), _) if Duration::from_millis(ms) < config.min_push_interval => {
+            return refuse_owned(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "push_ms must be 0 or at least {} (--min-push-interval)",
+                    config.min_push_interval.as_millis()
+                ),
+            );
+        }
         (Some(ms), _) => Some(Duration::from_millis(ms)),
         (None, Endpoint::Echo) => None,
         (None, Endpoint::Drain | Endpoint::NoDrain) => Some(config.push_interval),
