@@ -41,6 +41,8 @@ async fn abandoned_connections_on_every_endpoint_free_their_slots_within_pong_ti
         "/ws/echo?push_ms=0",
         "/ws/no-drain",
         "/ws/no-drain?push_ms=0",
+        "/ws/break-on-close",
+        "/ws/lingering-tcp",
     ] {
         let mut sockets = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {

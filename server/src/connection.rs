@@ -26,7 +26,9 @@
 //! * **Every write is bounded** by `write_timeout`, and the loop awaits each write before it
 //!   does anything else, so at most one message is ever queued per connection.
 //!
-//! [`push_without_reading`] is the bug, kept on purpose, right below the fix.
+//! [`push_without_reading`] is the bug, kept on purpose, right below the fix, and so are the
+//! two Rust traps: [`break_on_close`] (the Close reply is never flushed) and [`lingering_tcp`]
+//! (the TCP connection outlives the handshake).
 
 use std::error::Error as StdError;
 use std::pin::pin;
@@ -66,6 +68,10 @@ pub enum Endpoint {
     Echo,
     /// `/ws/no-drain`: pushes ticks and never reads. The bug, on purpose.
     NoDrain,
+    /// `/ws/break-on-close`: reads, but drops the socket on the peer's Close. Broken on purpose.
+    BreakOnClose,
+    /// `/ws/lingering-tcp`: answers Close, but the TCP connection stays open. Broken on purpose.
+    LingeringTcp,
 }
 
 impl Endpoint {
@@ -75,6 +81,8 @@ impl Endpoint {
             Endpoint::Drain => "drain",
             Endpoint::Echo => "echo",
             Endpoint::NoDrain => "no-drain",
+            Endpoint::BreakOnClose => "break-on-close",
+            Endpoint::LingeringTcp => "lingering-tcp",
         }
     }
 }
@@ -127,7 +135,7 @@ pub struct Ending {
 /// Runs one upgraded connection to its end, then drops the socket and records the ending.
 pub async fn serve<S, E>(socket: S, session: Session) -> Ending
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
+    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send + 'static,
     E: StdError + Send + Sync + 'static,
 {
     let endpoint = session.endpoint.name();
@@ -135,6 +143,8 @@ where
     let ending = match session.endpoint {
         Endpoint::Drain | Endpoint::Echo => drain(socket, &session).await,
         Endpoint::NoDrain => push_without_reading(socket, &session).await,
+        Endpoint::BreakOnClose => break_on_close(socket, &session).await,
+        Endpoint::LingeringTcp => lingering_tcp(socket, &session).await,
     };
     // The socket was moved into the loop and is gone by now: the TCP connection is closed.
     session
@@ -352,6 +362,84 @@ where
             }
         }
     }
+}
+
+/// **BROKEN ON PURPOSE.** The first Rust trap: a read loop that `break`s on `Message::Close`.
+///
+/// It reads everything, like [`drain`], but returns the moment the peer's Close arrives.
+/// tungstenite only *queued* the Close reply when it read the peer's Close; the reply would be
+/// written by the next read, which never comes: the socket is dropped with the reply unsent.
+/// The browser sees the TCP connection end without a Close frame, about a millisecond after
+/// `close()`: `1006`, `wasClean=false`. The fix is one line in [`drain`]: keep polling until
+/// the stream ends.
+async fn break_on_close<S, E>(mut socket: S, session: &Session) -> Ending
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
+    E: StdError + Send + Sync + 'static,
+{
+    let timing = session.timing;
+    loop {
+        // Bounded like every endpoint: shutdown, and a peer silent for pong_timeout.
+        let next = tokio::select! {
+            next = tokio::time::timeout(timing.pong_timeout, socket.next()) => next,
+            () = session.shutdown.cancelled() => {
+                let code = session.shutdown_code;
+                let close = close_message(code, shutdown_reason(code));
+                return match write(&mut socket, close, timing.write_timeout).await {
+                    Ok(()) => Ending { initiator: Initiator::Server, code: Some(code), reason: "shutdown" },
+                    Err(ending) => ending,
+                };
+            }
+        };
+        let message = match next {
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => return peer_gone(),
+            Err(_silent) => {
+                return Ending {
+                    initiator: Initiator::Server,
+                    code: None,
+                    reason: "pong_timeout",
+                }
+            }
+        };
+        if message.is_close() {
+            let code = close_code(&message).unwrap_or(CLOSE_NO_STATUS);
+            // The bug: returning (`break`) here drops tungstenite's queued reply.
+            return Ending {
+                initiator: Initiator::Client,
+                code: Some(code),
+                reason: "reply_dropped",
+            };
+        }
+        if message.is_text() || message.is_binary() {
+            session.metrics.message_received(session.endpoint.name());
+        }
+    }
+}
+
+/// How long [`lingering_tcp`] keeps the TCP connection open after a finished close handshake.
+pub const LINGERING_TCP_FOR: Duration = Duration::from_secs(5);
+
+/// **BROKEN ON PURPOSE.** The second Rust trap: a writer task that outlives the handshake.
+///
+/// The close handshake itself is done right (this is [`drain`]), but the socket is still held
+/// by something else for [`LINGERING_TCP_FOR`], as it is by a separate writer task that sleeps
+/// on its push interval while holding the write half. The TCP connection stays open after the
+/// handshake. Chromium waits up to 2 s more for it to close, then fires `close` with the code
+/// and `wasClean=true` (2.0 s); Firefox fires `close` on the Close frame (about 1 ms). The fix:
+/// one task owns the whole socket and drops it the moment the handshake ends.
+async fn lingering_tcp<S, E>(mut socket: S, session: &Session) -> Ending
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send + 'static,
+    E: StdError + Send + Sync + 'static,
+{
+    let ending = drain(&mut socket, session).await;
+    // The bug: the socket outlives the handshake, in a task that sleeps.
+    tokio::spawn(async move {
+        tokio::time::sleep(LINGERING_TCP_FOR).await;
+        drop(socket);
+    });
+    ending
 }
 
 /// Writes and flushes one message, bounded by `write_timeout`. A peer that cannot take it in

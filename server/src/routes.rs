@@ -115,6 +115,18 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallib
         .or(websocket_route("no-drain", Endpoint::NoDrain, &app))
         .unify()
         .or(websocket_route("echo", Endpoint::Echo, &app))
+        .unify()
+        .or(websocket_route(
+            "break-on-close",
+            Endpoint::BreakOnClose,
+            &app,
+        ))
+        .unify()
+        .or(websocket_route(
+            "lingering-tcp",
+            Endpoint::LingeringTcp,
+            &app,
+        ))
         .unify();
 
     warp::get()
@@ -229,7 +241,7 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
             );
         }
         (Some(ms), _) => Some(Duration::from_millis(ms)),
-        (None, Endpoint::Echo) => None,
+        (None, Endpoint::Echo | Endpoint::BreakOnClose | Endpoint::LingeringTcp) => None,
         (None, Endpoint::Drain | Endpoint::NoDrain) => Some(config.push_interval),
     };
     let Some(first_seq) = params.after.map_or(Some(0), |after| after.checked_add(1)) else {

@@ -1,0 +1,86 @@
+//! The two Rust traps, reproduced on purpose next to the fix (issue 10), against the real
+//! binary, as a native client sees them. What browsers show for each is in the README.
+//!
+//! Run with `cargo test -p wsclose-e2e --test traps -- --nocapture` to see the figures.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome};
+use wsclose_e2e::ws::assert_healthy;
+use wsclose_e2e::{MetricsSnapshot, ServerProcess, IO_TIMEOUT};
+
+/// `/ws/break-on-close` reads the Close and drops the socket: the TCP connection ends at once
+/// and no Close reply ever comes (a browser reports 1006, not clean).
+#[tokio::test]
+async fn break_on_close_ends_tcp_without_a_close_reply() {
+    let server = ServerProcess::start(&[]).await;
+    let mut raw = RawClient::connect(server.addr(), "/ws/break-on-close").await;
+    let sent = Instant::now();
+    raw.send(&Frame::close(1000, b"bye"))
+        .await
+        .expect("send Close");
+    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
+    let after = sent.elapsed();
+    println!("/ws/break-on-close: {outcome:?} {after:?} after the Close");
+    assert!(
+        matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::Reset),
+        "expected the connection to end with no Close frame, got {outcome:?}"
+    );
+    assert!(after < Duration::from_secs(1), "{after:?}");
+    let labels = [("endpoint", "break-on-close"), ("reason", "reply_dropped")];
+    MetricsSnapshot::wait_until(server.addr(), IO_TIMEOUT, |page| {
+        page.sum("wsclose_closes_total", &labels) == 1.0
+    })
+    .await
+    .unwrap_or_else(|page| panic!("not counted as {labels:?}:\n{}", page.text));
+    assert_healthy(&server).await;
+}
+
+/// `/ws/lingering-tcp` answers the Close at once, but the TCP connection stays open for about
+/// 5 s afterwards (Chromium waits 2 s of that before it fires `close`).
+#[tokio::test]
+async fn lingering_tcp_answers_close_but_keeps_tcp_open() {
+    let server = ServerProcess::start(&[]).await;
+    let mut raw = RawClient::connect(server.addr(), "/ws/lingering-tcp").await;
+    let sent = Instant::now();
+    raw.send(&Frame::close(4000, b"bye"))
+        .await
+        .expect("send Close");
+    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
+    let answered = sent.elapsed();
+    match &outcome {
+        RawCloseOutcome::Close(frame) => assert_eq!(frame.close_code(), Some(4000)),
+        other => panic!("expected the Close 4000 echoed, got {other:?}"),
+    }
+    assert!(answered < Duration::from_secs(1), "{answered:?}");
+    assert_eq!(
+        raw.wait_tcp_end(Duration::from_secs(2)).await,
+        None,
+        "TCP ended within 2 s of the handshake"
+    );
+    let ended = raw.wait_tcp_end(IO_TIMEOUT).await;
+    let tcp_open_for = sent.elapsed();
+    println!(
+        "/ws/lingering-tcp: Close answered after {answered:?}, TCP ended after {tcp_open_for:?}"
+    );
+    assert!(
+        ended.is_some(),
+        "TCP still open {tcp_open_for:?} after the Close"
+    );
+    assert!(
+        tcp_open_for >= Duration::from_millis(4_500) && tcp_open_for < Duration::from_secs(8),
+        "{tcp_open_for:?}"
+    );
+
+    // The fix, for comparison: /ws/drain ends TCP right after the handshake.
+    let mut raw = RawClient::connect(server.addr(), "/ws/drain?push_ms=60000").await;
+    raw.send(&Frame::close(4000, b"bye"))
+        .await
+        .expect("send Close");
+    assert!(matches!(
+        raw.next_close(IO_TIMEOUT).await.0,
+        RawCloseOutcome::Close(_)
+    ));
+    assert!(raw.wait_tcp_end(Duration::from_secs(1)).await.is_some());
+}
