@@ -11,7 +11,7 @@ const SVG_NS: &str = "http://www.w3.org/2000/svg";
 /// Width of the drawing in SVG units (it scales to the page with `viewBox`).
 const WIDTH: f64 = 760.0;
 /// Room for the bar labels on the left.
-const LEFT: f64 = 150.0;
+const LEFT: f64 = 190.0;
 /// Room on the right so the last tick label fits.
 const RIGHT: f64 = 24.0;
 /// Room above the bars for the timeout markers' labels.

@@ -43,7 +43,8 @@ pub struct Demo {
 
 #[wasm_bindgen]
 impl Demo {
-    /// Finds the page's elements (`#url`, `#run-drain`, `#run-no-drain`, `#run-custom`,
+    /// Finds the page's elements (`#url`, `#run-drain`, `#run-no-drain`, and the trap buttons
+    /// `#run-break-on-close` and `#run-lingering-tcp` when present, `#run-custom`,
     /// `#results`, `#chart`), fills in the default URLs from `location`, and listens for clicks.
     #[wasm_bindgen(constructor)]
     pub fn new() -> Result<Demo, JsValue> {
@@ -86,11 +87,18 @@ impl Demo {
             subscription: RefCell::new(None),
         });
 
-        let drain_url = format!("{base}/ws/drain");
-        let no_drain_url = format!("{base}/ws/no-drain");
         let mut listeners = Vec::new();
-        for (id, url) in [("run-drain", drain_url), ("run-no-drain", no_drain_url)] {
-            let button = by_id(&document, id)?;
+        for (id, path) in [
+            ("run-drain", "/ws/drain"),
+            ("run-no-drain", "/ws/no-drain"),
+            ("run-break-on-close", "/ws/break-on-close"),
+            ("run-lingering-tcp", "/ws/lingering-tcp"),
+        ] {
+            let url = format!("{base}{path}");
+            // The trap buttons are optional, so an older page still loads.
+            let Some(button) = document.get_element_by_id(id) else {
+                continue;
+            };
             button.set_attribute("data-url", &url)?;
             if let Some(label) = document.get_element_by_id(&format!("{id}-url")) {
                 label.set_text_content(Some(&url));

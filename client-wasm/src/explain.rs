@@ -68,7 +68,9 @@ pub fn explain(report: &CloseReport, sent_code: u16) -> String {
          after its closing-handshake timeout (Chromium 60 s, Firefox 20 s) and reports 1006."
             .to_owned()
     } else if code == ABNORMAL_CLOSURE {
-        "The connection ended without a Close frame from the server: it went away, or the \
+        "The connection ended without a Close frame from the server. If that was as quick as \
+         an answer, the server read your Close and dropped the socket before its reply was \
+         written (a read loop that breaks on Message::Close); otherwise it went away, or the \
          network failed."
             .to_owned()
     } else {

@@ -51,6 +51,40 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     );
     assert!(text.contains(" ms"), "visible elapsed: {text:?}");
 
+    // The first trap: the server drops the socket on the Close, the reply never goes out.
+    click(&client, "run-break-on-close").await;
+    let broken = done_row(&client, "/ws/break-on-close").await;
+    let broken_ms: f64 = attr(&broken, "data-elapsed-ms")
+        .await
+        .parse()
+        .expect("a number");
+    println!("demo page, break-on-close: close in {broken_ms:.3} ms");
+    assert_eq!(attr(&broken, "data-code").await, "1006");
+    assert_eq!(attr(&broken, "data-was-clean").await, "false");
+    assert!(broken_ms < 1_000.0, "break-on-close took {broken_ms} ms");
+
+    // The second trap: the Close is answered but TCP stays open; Chromium waits 2 s for it.
+    click(&client, "run-lingering-tcp").await;
+    let lingering = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(
+            "#results tr[data-endpoint='/ws/lingering-tcp'][data-state='done']",
+        ))
+        .await
+        .expect("a finished /ws/lingering-tcp row");
+    let lingering_ms: f64 = attr(&lingering, "data-elapsed-ms")
+        .await
+        .parse()
+        .expect("a number");
+    println!("demo page, lingering-tcp: close in {lingering_ms:.1} ms");
+    assert_eq!(attr(&lingering, "data-code").await, "1000");
+    assert_eq!(attr(&lingering, "data-was-clean").await, "true");
+    assert!(
+        (1_500.0..4_000.0).contains(&lingering_ms),
+        "Chromium waits about 2 s for the TCP close: {lingering_ms} ms"
+    );
+
     // Any URL typed into #url: /ws/echo drains too.
     let input = client.find(Locator::Id("url")).await.expect("#url");
     input.clear().await.expect("clear #url");
