@@ -57,18 +57,6 @@ pub enum SocketEvent {
     Close(CloseInfo),
 }
 
-/// `WebSocket.readyState` values, named.
-pub mod ready_state {
-    /// The handshake has not finished yet.
-    pub const CONNECTING: u16 = 0;
-    /// Open: messages flow both ways.
-    pub const OPEN: u16 = 1;
-    /// `close()` was called; the closing handshake is under way.
-    pub const CLOSING: u16 = 2;
-    /// The `close` event has fired (or the connection never opened).
-    pub const CLOSED: u16 = 3;
-}
-
 /// A `WebSocket` plus the closures that forward its events to a channel.
 ///
 /// Dropping it detaches the handlers and, if the socket is still connecting or open,
@@ -163,7 +151,7 @@ impl Socket {
         self.events.try_recv().ok()
     }
 
-    /// `WebSocket.readyState`; see [`ready_state`].
+    /// `WebSocket.readyState`: `web_sys::WebSocket::{CONNECTING, OPEN, CLOSING, CLOSED}`.
     pub fn ready_state(&self) -> u16 {
         self.ws.ready_state()
     }
@@ -195,7 +183,7 @@ impl Drop for Socket {
         self.ws.set_onerror(None);
         self.ws.set_onclose(None);
         let state = self.ws.ready_state();
-        if state == ready_state::CONNECTING || state == ready_state::OPEN {
+        if state == WebSocket::CONNECTING || state == WebSocket::OPEN {
             // Nobody listens any more; release the connection. Closing cannot fail without
             // arguments, and a failure here would have nowhere to go anyway.
             let _ = self.ws.close();

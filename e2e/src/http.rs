@@ -210,6 +210,11 @@ impl MetricsSnapshot {
                 value,
             });
         }
+        // The server always exposes wsclose_build_info, so no sample at all means the scrape
+        // failed (an empty or cut-off body), not that nothing happened.
+        if samples.is_empty() {
+            bail!("no metric samples in {text:?}");
+        }
         Ok(MetricsSnapshot {
             samples,
             text: text.to_owned(),
@@ -269,6 +274,12 @@ fn parse_labels(mut text: &str) -> anyhow::Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_body_is_an_error() {
+        assert!(MetricsSnapshot::parse("").is_err());
+        assert!(MetricsSnapshot::parse("# HELP x y\n# TYPE x counter\n").is_err());
+    }
 
     #[test]
     fn parses_labels_counters_and_histograms() {

@@ -10,6 +10,11 @@ use tokio::time::Instant;
 use wsclose_e2e::ws::{assert_contiguous, assert_healthy, close_and_wait, connect, parse_tick};
 use wsclose_e2e::{heavy_test_guard, raise_fd_limit, MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
+/// Bound on the median close reply with 1,000 closing at once (measured 118 ms; p99 226 ms).
+const P50_BOUND: Duration = Duration::from_secs(2);
+/// Bound on the 99th percentile.
+const P99_BOUND: Duration = Duration::from_secs(4);
+
 const CONNECTIONS: usize = 1_000;
 
 /// At most this many TCP connects in flight at once, so the listen backlog never overflows.
@@ -73,14 +78,20 @@ async fn thousand_connections_close_while_pushing() {
         close_times.push(elapsed);
     }
     close_times.sort();
-    println!(
-        "{CONNECTIONS} connections opened, pushed to and closed in {:?}; close reply p50 {:?}, \
-         p99 {:?}, max {:?}",
-        start.elapsed(),
+    let (p50, p99) = (
         close_times[CONNECTIONS / 2],
         close_times[CONNECTIONS * 99 / 100],
+    );
+    println!(
+        "{CONNECTIONS} connections opened, pushed to and closed in {:?}; close reply p50 {p50:?}, \
+         p99 {p99:?}, max {:?}",
+        start.elapsed(),
         close_times[CONNECTIONS - 1]
     );
+    // Generous bounds (speed is make bench's job): all 1,000 close at once on a shared 2-core
+    // machine; a server that answered Close only on its next tick or ping would miss them.
+    assert!(p50 < P50_BOUND, "close reply p50 {p50:?}");
+    assert!(p99 < P99_BOUND, "close reply p99 {p99:?}");
 
     let page = MetricsSnapshot::wait_until(server.addr(), Duration::from_secs(10), |page| {
         page.sum("wsclose_connections_active", &[]) == 0.0

@@ -259,15 +259,35 @@ async fn ping_is_answered_with_the_same_payload() {
         .expect("no EOF");
     assert_eq!(pong.opcode, OP_PONG);
     assert_eq!(pong.payload, b"are you there");
-    // Unsolicited pongs are allowed and ignored.
+    // Unsolicited pongs are allowed and ignored: the same connection goes on echoing.
     raw.send(&Frame::pong("unsolicited")).await.expect("send");
-    expect_echo(
-        &server,
-        &[Frame::binary("after pong")],
-        OP_BINARY.into(),
-        b"after pong",
-    )
-    .await;
+    raw.send(&Frame::binary("after pong")).await.expect("send");
+    let echoed = tokio::time::timeout(IO_TIMEOUT, raw.read_frame())
+        .await
+        .expect("echo in time")
+        .expect("read")
+        .expect("no EOF: an unsolicited pong must not end the connection");
+    assert_eq!(echoed.opcode, OP_BINARY);
+    assert_eq!(echoed.payload, b"after pong");
+}
+
+/// RFC 6455 §5.2: in a 64-bit payload length "the most significant bit MUST be 0". A frame
+/// that sets it is a protocol error (1002), not a message that is too big (1009).
+#[tokio::test]
+async fn length_with_its_top_bit_set_is_a_protocol_error() {
+    let server = server().await;
+    let mut raw = RawClient::connect(server.addr(), "/ws/echo").await;
+    // FIN + binary; masked, 127 = a 64-bit length follows; the length; the masking key.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 63 | 5).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    raw.send_bytes(&header).await.expect("send the header");
+    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
+    let RawCloseOutcome::Close(close) = &outcome else {
+        panic!("expected Close 1002, got {outcome:?}");
+    };
+    assert_eq!(close.close_code(), Some(1002));
+    assert_healthy(&server).await;
 }
 
 #[tokio::test]

@@ -12,6 +12,17 @@ use wsclose_e2e::{heavy_test_guard, ServerProcess, IO_TIMEOUT};
 
 const CONNECTIONS: usize = 200;
 
+/// How long before the SIGTERM a client's last tick may have been sent (ticks every 20 ms).
+const LAST_TICK_SLACK_MS: u64 = 100;
+
+/// Milliseconds since the Unix epoch, the clock of the ticks' `sent_at_ms`.
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(since.as_millis()).expect("fits")
+}
+
 /// What one client saw from its first tick to the end of its stream.
 struct Seen {
     ticks: Vec<Tick>,
@@ -69,6 +80,7 @@ async fn sigterm_sends_1001_after_every_tick_to_200_clients_and_exits_0() {
     }
     // Let the ticks flow a little, then stop the server mid-stream.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled_unix_ms = unix_ms();
     server.sigterm();
     let signalled = Instant::now();
 
@@ -104,6 +116,13 @@ async fn sigterm_sends_1001_after_every_tick_to_200_clients_and_exits_0() {
             seen.ticks.len()
         );
         assert_contiguous(&seen.ticks, 0);
+        // The ticks flowed until the shutdown: the last one was sent just before the Close
+        // (ticks every 20 ms), not long before it.
+        let last_sent = seen.ticks.last().and_then(|tick| tick.sent_at_ms.as_u64());
+        assert!(
+            last_sent.is_some_and(|sent| sent + LAST_TICK_SLACK_MS >= signalled_unix_ms),
+            "client {i}: last tick sent at {last_sent:?}, SIGTERM at {signalled_unix_ms}"
+        );
         total_ticks += seen.ticks.len();
     }
     println!("{CONNECTIONS} clients got Close 1001 after {total_ticks} contiguous ticks in all");

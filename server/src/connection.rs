@@ -481,6 +481,11 @@ pub fn close_code_for(error: &(dyn StdError + 'static)) -> Option<(u16, &'static
                     Some((CLOSE_PROTOCOL_ERROR, "protocol_error"))
                 }
                 tungstenite::Error::Utf8(_) => Some((CLOSE_INVALID_PAYLOAD, "invalid_utf8")),
+                // RFC 6455 §5.2: "the most significant bit MUST be 0" in a 64-bit length.
+                // tungstenite reports such a length as too big; it is a protocol error.
+                tungstenite::Error::Capacity(
+                    tungstenite::error::CapacityError::MessageTooLong { size, .. },
+                ) if (*size as u64) >> 63 == 1 => Some((CLOSE_PROTOCOL_ERROR, "protocol_error")),
                 tungstenite::Error::Capacity(_) => Some((CLOSE_MESSAGE_TOO_BIG, "message_too_big")),
                 _ => None,
             };

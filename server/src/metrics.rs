@@ -107,6 +107,22 @@ impl Metrics {
             &["endpoint", "status"],
         )
         .expect("valid metric");
+        // Always one sample, so a scrape of a fresh server is never an empty page (and a client
+        // can tell an empty body, which is an error, from "nothing happened yet").
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "wsclose_build_info",
+                "Always 1; the server's version as a label",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("unique metric names");
         for collector in [
             Box::new(connections_active.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(connections_total.clone()),
