@@ -5,10 +5,15 @@
 
 WASM_PACK_VERSION   := 0.15.1
 GECKODRIVER_VERSION := 0.37.1
+# npm's binaryen ships a wasm-opt new enough for rustc's wasm (Debian's 108 is not); wasm-pack
+# runs the one on PATH. Installed locally under target/ (npm registry only).
+BINARYEN_VERSION    := 132.0.0
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock)
 APT_PACKAGES        := chromium chromium-driver firefox-esr nginx
 NGINX               := /usr/sbin/nginx
 
+BINARYEN_DIR := target/binaryen
+WASM_OPT     := $(BINARYEN_DIR)/node_modules/.bin/wasm-opt
 CHROMEDRIVER := /usr/bin/chromedriver
 GECKODRIVER  := $(HOME)/.cargo/bin/geckodriver
 ADDR         ?= 127.0.0.1:3030
@@ -35,13 +40,15 @@ help: ## List the targets
 
 setup: setup-wasm setup-browsers ## Install everything missing (idempotent)
 
-setup-wasm: ## Install the wasm32 target, wasm-pack and wasm-bindgen-cli if missing
+setup-wasm: ## Install the wasm32 target, wasm-pack, wasm-bindgen-cli and wasm-opt if missing
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
 	  || rustup target add wasm32-unknown-unknown
 	@wasm-pack --version 2>/dev/null | grep -qF " $(WASM_PACK_VERSION)" \
 	  || cargo install --locked --force wasm-pack --version $(WASM_PACK_VERSION)
 	@wasm-bindgen --version 2>/dev/null | grep -qF " $(WASM_BINDGEN_VERSION)" \
 	  || cargo install --force wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	@$(WASM_OPT) --version 2>/dev/null | grep -qF "version $(firstword $(subst ., ,$(BINARYEN_VERSION)))" \
+	  || npm install --prefix $(BINARYEN_DIR) --no-save --no-audit --no-fund binaryen@$(BINARYEN_VERSION)
 
 setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, nginx (apt) and geckodriver if missing
 	@if ! command -v chromium >/dev/null || ! test -x $(CHROMEDRIVER) || ! command -v firefox-esr >/dev/null \
@@ -59,7 +66,8 @@ build: setup-wasm build-wasm ## Build the server and the demo page (wasm) into t
 build-wasm:
 	mkdir -p $(WWW)
 	cp -R client-wasm/static/. $(WWW)/
-	wasm-pack --log-level warn build client-wasm --mode no-install --target web --release --no-opt \
+	PATH="$(abspath $(BINARYEN_DIR))/node_modules/.bin:$$PATH" \
+	  wasm-pack --log-level warn build client-wasm --mode no-install --target web --release \
 	  --no-pack --out-dir ../$(WWW)/pkg --out-name wsclose_client
 
 serve: setup-wasm build-wasm ## Run the demo on http://127.0.0.1:3030 (ADDR=... to change)

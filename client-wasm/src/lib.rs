@@ -32,6 +32,7 @@ pub mod socket;
 pub mod subscription;
 
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 pub use demo::Demo;
 pub use probe::{
@@ -52,12 +53,22 @@ pub async fn measure_close_js(url: String, options: JsValue) -> Result<JsValue, 
     let options: CloseOptions = if options.is_undefined() || options.is_null() {
         CloseOptions::default()
     } else {
-        // Through a JSON value: serde-wasm-bindgen looks up only the struct's own keys on a JS
-        // object, so a misspelled key would be ignored; serde_json reports it.
-        serde_wasm_bindgen::from_value::<serde_json::Value>(options)
-            .map_err(|e| e.to_string())
-            .and_then(|value| serde_json::from_value(value).map_err(|e| e.to_string()))
-            .map_err(|e| JsValue::from(js_sys::Error::new(&format!("bad options: {e}"))))?
+        let bad = |why: String| JsValue::from(js_sys::Error::new(&format!("bad options: {why}")));
+        // serde-wasm-bindgen looks up only the known keys, so a misspelled one is found here.
+        if let Some(object) = options.dyn_ref::<js_sys::Object>() {
+            let keys = js_sys::Object::keys(object);
+            if let Some(unknown) = keys
+                .iter()
+                .filter_map(|key| key.as_string())
+                .find(|key| !CloseOptions::KEYS.contains(&key.as_str()))
+            {
+                return Err(bad(format!(
+                    "unknown field `{unknown}`, expected one of {:?}",
+                    CloseOptions::KEYS
+                )));
+            }
+        }
+        serde_wasm_bindgen::from_value(options).map_err(|e| bad(e.to_string()))?
     };
     match measure_close(&url, options).await {
         Ok(report) => Ok(serde_wasm_bindgen::to_value(&report)?),

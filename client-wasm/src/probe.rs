@@ -30,7 +30,7 @@ pub const ABNORMAL_CLOSURE: u16 = 1006;
 ///
 /// From JavaScript this is a plain object with camelCase keys, every key optional:
 /// `{ code, reason, waitForMessages, setupTimeoutMs, closeTimeoutMs }`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct CloseOptions {
     /// The code passed to `close()`: 1000 or 3000–4999.
@@ -45,6 +45,18 @@ pub struct CloseOptions {
     /// Browsers' timers hold at most [`MAX_TIMER_MS`] (about 24.8 days); longer values wait
     /// that long.
     pub close_timeout_ms: Option<u32>,
+}
+
+impl CloseOptions {
+    /// The keys a JavaScript options object may have. serde-wasm-bindgen looks up only these
+    /// on an object and never sees the others, so `measureClose` checks for strangers itself.
+    pub const KEYS: [&'static str; 5] = [
+        "code",
+        "reason",
+        "waitForMessages",
+        "setupTimeoutMs",
+        "closeTimeoutMs",
+    ];
 }
 
 impl Default for CloseOptions {
@@ -472,4 +484,25 @@ pub(crate) fn describe(error: &JsValue) -> String {
         );
     }
     error.as_string().unwrap_or_else(|| format!("{error:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CloseOptions;
+
+    /// `CloseOptions::KEYS` is exactly the struct's camelCase fields.
+    #[test]
+    fn the_option_keys_are_the_fields() {
+        let json = serde_json::to_value(CloseOptions::default()).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys = CloseOptions::KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+    }
 }
