@@ -79,9 +79,10 @@ serve-cluster: setup build-wasm ## nginx on ADDR in front of two servers, restar
 
 test: setup build lint unit e2e test-browser ## Everything: clippy, unit, e2e, headless Chromium + Firefox
 
-lint: ## rustfmt check and clippy -D warnings, native and wasm
+lint: ## rustfmt check, clippy -D warnings (native and wasm), the library's docs without warnings
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose-server --no-deps
 	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 unit: ## Unit tests (server logic under paused time; the client's pure logic, natively)

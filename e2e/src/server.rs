@@ -19,6 +19,10 @@ use tokio::process::{Child, Command};
 /// The prefix of the one line the server prints to stdout once it listens.
 pub const LISTENING_PREFIX: &str = "wsclose-server listening on http://";
 
+/// What every listening line contains, the server's and the examples' (`listening on
+/// http://IP:PORT`), right before the address.
+pub const LISTENING_ON: &str = "listening on http://";
+
 /// How long the server may take from spawn to its listening line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -36,30 +40,46 @@ pub fn workspace_root() -> PathBuf {
 /// Panics with cargo's output when the build fails, because no test can run without it.
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build_server().unwrap_or_else(|err| panic!("{err:#}")))
+    BINARY.get_or_init(|| {
+        build(&["--bin", "wsclose-server"], "wsclose-server")
+            .unwrap_or_else(|err| panic!("{err:#}"))
+    })
 }
 
-fn build_server() -> anyhow::Result<PathBuf> {
+/// Builds the example `name` of `wsclose-server` (`server/examples/NAME.rs`, once per test
+/// process) and returns the path of the executable, like [`server_binary`].
+pub fn example_binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, path)) = built.iter().find(|(built, _)| built == name) {
+        return path.clone();
+    }
+    let path = build(&["--example", name], name).unwrap_or_else(|err| panic!("{err:#}"));
+    built.push((name.to_owned(), path.clone()));
+    path
+}
+
+/// `cargo build -p wsclose-server {what}`, and the executable of the target named `target`.
+fn build(what: &[&str], target: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
-    command.current_dir(workspace_root()).args([
-        "build",
-        "-p",
-        "wsclose-server",
-        "--bin",
-        "wsclose-server",
-        "--message-format=json-render-diagnostics",
-    ]);
+    command
+        .current_dir(workspace_root())
+        .args(["build", "-p", "wsclose-server"])
+        .args(what)
+        .arg("--message-format=json-render-diagnostics");
     if std::env::var_os("WSCLOSE_E2E_RELEASE").is_some() {
         command.arg("--release");
     }
     let output = command
         .stdin(Stdio::null())
         .output()
-        .context("run cargo build for wsclose-server")?;
+        .with_context(|| format!("run cargo build for {target}"))?;
     if !output.status.success() {
         bail!(
-            "cargo build -p wsclose-server failed ({}):\n{}",
+            "cargo build -p wsclose-server {what:?} failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
@@ -69,15 +89,14 @@ fn build_server() -> anyhow::Result<PathBuf> {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if message["reason"] == "compiler-artifact" && message["target"]["name"] == "wsclose-server"
-        {
+        if message["reason"] == "compiler-artifact" && message["target"]["name"] == target {
             if let Some(executable) = message["executable"].as_str() {
                 return Ok(PathBuf::from(executable));
             }
         }
     }
     Err(anyhow!(
-        "cargo build succeeded but reported no wsclose-server executable"
+        "cargo build succeeded but reported no {target} executable"
     ))
 }
 
@@ -108,14 +127,30 @@ impl ServerProcess {
     /// Like [`ServerProcess::start`], but returns the error instead of panicking.
     pub async fn try_start(args: &[&str]) -> anyhow::Result<ServerProcess> {
         let mut command = server_command();
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        Self::spawn(command).await
+    }
+
+    /// Spawns the example `name` (see [`example_binary`]) on `127.0.0.1:0`, its only argument,
+    /// with `env` added to a clean environment, and waits for its `listening on` line.
+    pub async fn start_example(name: &str, env: &[(&str, &str)]) -> ServerProcess {
+        let mut command = clean_command(&example_binary(name));
+        command.arg("127.0.0.1:0").envs(env.iter().copied());
+        match Self::spawn(command).await {
+            Ok(server) => server,
+            Err(err) => panic!("example {name} did not start: {err:#}"),
+        }
+    }
+
+    /// Spawns `command` with piped output and waits until it prints its listening line: one
+    /// that contains [`LISTENING_ON`] followed by the address.
+    async fn spawn(mut command: Command) -> anyhow::Result<ServerProcess> {
         command
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn().context("spawn wsclose-server")?;
+        let mut child = command.spawn().context("spawn the server")?;
         let pid = child.id().context("child has a pid")?;
         let stderr: Captured = Arc::default();
         let stdout: Captured = Arc::default();
@@ -150,8 +185,9 @@ impl ServerProcess {
             ),
         };
         let addr = line
-            .strip_prefix(LISTENING_PREFIX)
+            .split_once(LISTENING_ON)
             .with_context(|| format!("unexpected first stdout line {line:?}"))?
+            .1
             .trim()
             .parse::<SocketAddr>()
             .with_context(|| format!("no socket address in {line:?}"))?;
@@ -162,6 +198,11 @@ impl ServerProcess {
             stdout,
             stderr,
         })
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("poll the server process")
     }
 
     /// The address the server listens on.
@@ -248,7 +289,12 @@ impl Drop for ServerProcess {
 /// shell (say, `WSCLOSE_ALLOWED_ORIGINS` left over from `make serve`) cannot change what the
 /// tests see: each test passes the flags it means.
 fn server_command() -> Command {
-    let mut command = Command::new(server_binary());
+    clean_command(server_binary())
+}
+
+/// A command for `program` with every `WSCLOSE_*` variable removed (see [`server_command`]).
+fn clean_command(program: &Path) -> Command {
+    let mut command = Command::new(program);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("WSCLOSE_") {
             command.env_remove(name);

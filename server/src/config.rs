@@ -64,22 +64,9 @@ pub struct Config {
     #[arg(long, env = "WSCLOSE_MIN_PUSH_INTERVAL", value_parser = humantime::parse_duration,
           default_value = text(DEFAULT_MIN_PUSH_INTERVAL))]
     pub min_push_interval: Duration,
-    /// Period of the server's keepalive pings; must be shorter than --pong-timeout.
-    #[arg(long, env = "WSCLOSE_PING_INTERVAL", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_PING_INTERVAL))]
-    pub ping_interval: Duration,
-    /// A peer that sends no frame for this long is dropped (its read deadline expired).
-    #[arg(long, env = "WSCLOSE_PONG_TIMEOUT", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_PONG_TIMEOUT))]
-    pub pong_timeout: Duration,
-    /// Bound on every single write or flush to the peer.
-    #[arg(long, env = "WSCLOSE_WRITE_TIMEOUT", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_WRITE_TIMEOUT))]
-    pub write_timeout: Duration,
-    /// After the server sends Close, the longest it waits for the peer's Close.
-    #[arg(long, env = "WSCLOSE_CLOSE_TIMEOUT", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_CLOSE_TIMEOUT))]
-    pub close_timeout: Duration,
+    /// The lifecycle's timing: pings, the pong deadline, write and close bounds.
+    #[command(flatten)]
+    pub timing: Timing,
     /// Largest incoming message (and frame), in bytes; larger ones get Close 1009.
     #[arg(long, env = "WSCLOSE_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
@@ -114,6 +101,86 @@ pub struct Config {
     pub subprotocols: Vec<String>,
 }
 
+/// The timing values one connection obeys: the keepalive, the read deadline, and the bounds on
+/// writes and on the close handshake. How they relate is in the [module docs](self).
+///
+/// `Timing::default()` gives the documented defaults. It is part of the server's command line
+/// (`--ping-interval` and so on, each with its `WSCLOSE_*` variable), and
+/// [`Timing::from_env`] reads the same variables for any other server that uses
+/// [`serve_websocket`](crate::serve_websocket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct Timing {
+    /// Period of the server's keepalive pings; must be shorter than --pong-timeout.
+    #[arg(long, env = "WSCLOSE_PING_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_PING_INTERVAL))]
+    pub ping_interval: Duration,
+    /// A peer that sends no frame for this long is dropped (its read deadline expired).
+    #[arg(long, env = "WSCLOSE_PONG_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_PONG_TIMEOUT))]
+    pub pong_timeout: Duration,
+    /// Bound on every single write or flush to the peer.
+    #[arg(long, env = "WSCLOSE_WRITE_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_WRITE_TIMEOUT))]
+    pub write_timeout: Duration,
+    /// After the server sends Close, the longest it waits for the peer's Close.
+    #[arg(long, env = "WSCLOSE_CLOSE_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_CLOSE_TIMEOUT))]
+    pub close_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        }
+    }
+}
+
+impl Timing {
+    /// The defaults, with each value the environment sets replaced: `WSCLOSE_PING_INTERVAL`,
+    /// `WSCLOSE_PONG_TIMEOUT`, `WSCLOSE_WRITE_TIMEOUT`, `WSCLOSE_CLOSE_TIMEOUT` (durations such
+    /// as `54s` or `250ms`, the same variables the server's flags read). Validated.
+    pub fn from_env() -> Result<Timing, ConfigError> {
+        use clap::Parser;
+        /// The timing flags alone, parsed from no arguments: only the environment counts.
+        #[derive(Parser)]
+        #[command(no_binary_name = true)]
+        struct FromEnv {
+            #[command(flatten)]
+            timing: Timing,
+        }
+        let parsed = FromEnv::try_parse_from(std::iter::empty::<String>()).map_err(|error| {
+            let message = error.to_string();
+            ConfigError::Env(message.lines().next().unwrap_or("invalid value").to_owned())
+        })?;
+        parsed.timing.validate()?;
+        Ok(parsed.timing)
+    }
+
+    /// Checks that no value is zero and that a ping comes before the pong deadline.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let non_zero = [
+            ("--ping-interval", self.ping_interval.is_zero()),
+            ("--pong-timeout", self.pong_timeout.is_zero()),
+            ("--write-timeout", self.write_timeout.is_zero()),
+            ("--close-timeout", self.close_timeout.is_zero()),
+        ];
+        if let Some((flag, _)) = non_zero.iter().find(|(_, zero)| *zero) {
+            return Err(ConfigError::Zero { flag });
+        }
+        if self.ping_interval >= self.pong_timeout {
+            return Err(ConfigError::PingNotBeforePongDeadline {
+                ping: self.ping_interval,
+                pong: self.pong_timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A duration as the flags take it (`54s`, `250ms`), for the CLI's defaults.
 fn text(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
@@ -135,10 +202,7 @@ impl Default for Config {
             static_dir: default_static_dir(),
             push_interval: DEFAULT_PUSH_INTERVAL,
             min_push_interval: DEFAULT_MIN_PUSH_INTERVAL,
-            ping_interval: DEFAULT_PING_INTERVAL,
-            pong_timeout: DEFAULT_PONG_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            timing: Timing::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
@@ -164,6 +228,9 @@ pub enum ConfigError {
     /// Only 1001 and 1012 tell a client why the socket closes on shutdown.
     #[error("--shutdown-code must be 1001 (going away) or 1012 (service restart), not {0}")]
     ShutdownCode(u16),
+    /// A `WSCLOSE_*` variable that [`Timing::from_env`] could not read.
+    #[error("{0}")]
+    Env(String),
     /// A duration of zero would turn the timer into a busy loop or drop every peer at once.
     #[error("{flag} must be greater than zero")]
     Zero {
@@ -175,11 +242,8 @@ pub enum ConfigError {
 impl Config {
     /// Checks the relations between the values; the server refuses to start otherwise.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.timing.validate()?;
         let non_zero = [
-            ("--ping-interval", self.ping_interval.is_zero()),
-            ("--pong-timeout", self.pong_timeout.is_zero()),
-            ("--write-timeout", self.write_timeout.is_zero()),
-            ("--close-timeout", self.close_timeout.is_zero()),
             ("--max-message-size", self.max_message_size == 0),
             ("--max-connections", self.max_connections == 0),
             ("--header-timeout", self.header_timeout.is_zero()),
@@ -189,12 +253,6 @@ impl Config {
         }
         if ![CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART].contains(&self.shutdown_code) {
             return Err(ConfigError::ShutdownCode(self.shutdown_code));
-        }
-        if self.ping_interval >= self.pong_timeout {
-            return Err(ConfigError::PingNotBeforePongDeadline {
-                ping: self.ping_interval,
-                pong: self.pong_timeout,
-            });
         }
         Ok(())
     }
@@ -217,14 +275,20 @@ mod tests {
     fn defaults_are_valid_and_ping_is_nine_tenths_of_pong() {
         let config = Config::default();
         assert_eq!(config.validate(), Ok(()));
-        assert_eq!(config.ping_interval, config.pong_timeout * 9 / 10);
+        assert_eq!(
+            config.timing.ping_interval,
+            config.timing.pong_timeout * 9 / 10
+        );
     }
 
     #[test]
     fn ping_must_come_before_pong_deadline() {
         let config = Config {
-            ping_interval: Duration::from_secs(5),
-            pong_timeout: Duration::from_secs(5),
+            timing: Timing {
+                ping_interval: Duration::from_secs(5),
+                pong_timeout: Duration::from_secs(5),
+                ..Timing::default()
+            },
             ..Config::default()
         };
         assert!(matches!(
@@ -262,7 +326,10 @@ mod tests {
     #[test]
     fn zero_values_are_refused() {
         let config = Config {
-            write_timeout: Duration::ZERO,
+            timing: Timing {
+                write_timeout: Duration::ZERO,
+                ..Timing::default()
+            },
             ..Config::default()
         };
         assert_eq!(

@@ -1,12 +1,44 @@
 //! # wsclose-server
 //!
-//! A warp WebSocket server that closes connections correctly, next to one endpoint that does
-//! not, on purpose. Browsers fire `close` about 1 ms after `ws.close()` on `/ws/drain`, and
-//! only after their closing-handshake timeout (60 s in Chromium) on `/ws/no-drain`.
+//! The fix for the 60 s WebSocket close, as a library: call [`serve_websocket`] with an
+//! upgraded socket, and the connection gets the whole lifecycle. It keeps reading, so Ping and
+//! Close are always answered and a browser's `close` event fires in about 1 ms instead of after
+//! its 60 s timeout; it pings and drops a silent peer at a pong deadline; it bounds every write;
+//! it closes with 1001 on shutdown and waits for the answer; it drops the TCP connection the
+//! moment the close handshake is over.
 //!
-//! # Layout
+//! ```no_run
+//! use futures::stream;
+//! use tokio::net::TcpListener;
+//! use wsclose_server::{serve_websocket, CancellationToken, Lifecycle};
 //!
-//! * [`connection`]: the connection lifecycle, top to bottom. Start reading here.
+//! # async fn run() -> std::io::Result<()> {
+//! let lifecycle = Lifecycle::new(CancellationToken::new()); // cancel it to shut down
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! loop {
+//!     let (tcp, _) = listener.accept().await?;
+//!     let lifecycle = lifecycle.clone();
+//!     tokio::spawn(async move {
+//!         let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else { return };
+//!         // Nothing to push; every message is sent back.
+//!         serve_websocket(socket, &lifecycle, stream::pending(), Some).await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! The socket is any `Stream<Item = Result<Message, E>> + Sink<Message>` of tungstenite
+//! [`Message`]s. `examples/` has a whole server for warp, axum (its `WebSocket` adapted with
+//! `map` and `with`) and tokio-tungstenite, each shutting down gracefully on SIGTERM.
+//!
+//! # The demo server
+//!
+//! The rest of the crate is the demo: a warp server with one endpoint that closes correctly
+//! (built on [`serve_websocket`]), and endpoints that do not, on purpose.
+//!
+//! * [`connection`]: the connection lifecycle, top to bottom, and the broken variants next to
+//!   it. Start reading here.
+//! * [`endpoints`]: the demo's endpoints as users of the lifecycle (ticks, echo, metrics).
 //! * [`linger`]: the lingering close of an upgraded connection (FIN, then drain), so a reset
 //!   never destroys the server's last Close frame.
 //! * [`routes`]: the HTTP surface, and admission (Origin, capacity) before the handshake.
@@ -16,6 +48,8 @@
 //!   socket with 1001 and wait for them (mini-redis style).
 //!
 //! The binary (`src/main.rs`) only parses flags and passes in the shutdown signal.
+
+#![deny(missing_docs)]
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,12 +61,23 @@ use tokio::net::TcpListener;
 
 pub mod config;
 pub mod connection;
+pub mod endpoints;
 pub mod linger;
 pub mod metrics;
 pub mod routes;
 
 pub use config::{Config, ConfigError};
+pub use connection::{
+    serve_websocket, Ending, Initiator, Lifecycle, Timing, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART,
+};
 pub use routes::App;
+/// The shutdown token [`Lifecycle`] watches (re-exported from `tokio-util`).
+pub use tokio_util::sync::CancellationToken;
+/// Counts running sockets so a server can wait for them on shutdown (re-exported from
+/// `tokio-util`).
+pub use tokio_util::task::TaskTracker;
+/// The message type [`serve_websocket`] reads and writes (re-exported from `tungstenite`).
+pub use tungstenite::Message;
 
 /// Extra time shutdown grants beyond `close_timeout`, for the last writes and the exit itself.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
@@ -125,7 +170,7 @@ pub async fn serve_app(
     );
     app.shutdown.cancel();
     app.tracker.close();
-    let budget = app.config.close_timeout + SHUTDOWN_GRACE;
+    let budget = app.config.timing.close_timeout + SHUTDOWN_GRACE;
     if tokio::time::timeout(budget, app.tracker.wait())
         .await
         .is_err()
@@ -142,4 +187,19 @@ pub async fn serve_app(
         tracing::warn!("HTTP connections still open; dropping them");
     }
     Ok(())
+}
+
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that resolves on the
+/// first of them. Install them before printing a "listening" line: a signal that arrives
+/// before the handlers exist kills the process outright (status 143), with no Close sent.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

@@ -55,7 +55,7 @@ async fn serve(flags: Flags) -> anyhow::Result<()> {
     config.validate()?;
     // Installed before the listening line is printed: a SIGTERM sent the moment a supervisor
     // reads that line must already shut down gracefully (and not kill the process, status 143).
-    let shutdown = shutdown_signal().context("install signal handlers")?;
+    let shutdown = wsclose_server::shutdown_signal().context("install signal handlers")?;
     // Each connection is a file descriptor; allow as many as the hard limit permits.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(%error, "could not raise the open-file limit");
@@ -75,18 +75,4 @@ async fn serve(flags: Flags) -> anyhow::Result<()> {
     println!("wsclose-server listening on http://{addr}");
     wsclose_server::run(listener, config, shutdown).await?;
     Ok(())
-}
-
-/// Installs the SIGINT and SIGTERM handlers now, and returns a future that resolves on the
-/// first of them.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
 }

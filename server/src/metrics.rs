@@ -11,21 +11,13 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Which side started the end of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Initiator {
-    /// The peer sent Close, or vanished.
-    Client,
-    /// The server sent Close, or dropped the peer.
-    Server,
-}
+pub use crate::connection::Initiator;
 
-impl Initiator {
-    fn label(self) -> &'static str {
-        match self {
-            Initiator::Client => "client",
-            Initiator::Server => "server",
-        }
+/// The `initiator` label.
+fn initiator_label(initiator: Initiator) -> &'static str {
+    match initiator {
+        Initiator::Client => "client",
+        Initiator::Server => "server",
     }
 }
 
@@ -164,14 +156,19 @@ impl Metrics {
         reason: &str,
     ) {
         self.closes_total
-            .with_label_values(&[endpoint, initiator.label(), &code_label(code), reason])
+            .with_label_values(&[
+                endpoint,
+                initiator_label(initiator),
+                &code_label(code),
+                reason,
+            ])
             .inc();
     }
 
     /// A close handshake took `seconds`, from the first Close frame until the socket was dropped.
     pub fn close_handshake(&self, endpoint: &str, initiator: Initiator, seconds: f64) {
         self.close_handshake_seconds
-            .with_label_values(&[endpoint, initiator.label()])
+            .with_label_values(&[endpoint, initiator_label(initiator)])
             .observe(seconds);
     }
 

@@ -35,7 +35,8 @@ use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::Config;
-use crate::connection::{self, Endpoint, Session, Timing};
+use crate::connection::Lifecycle;
+use crate::endpoints::{self, Endpoint, Session};
 use crate::linger::LingeringClose;
 use crate::metrics::Metrics;
 
@@ -249,18 +250,15 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
     };
     let session = Session {
         endpoint,
-        timing: Timing {
-            push_interval,
-            ping_interval: config.ping_interval,
-            pong_timeout: config.pong_timeout,
-            write_timeout: config.write_timeout,
-            close_timeout: config.close_timeout,
+        lifecycle: Lifecycle {
+            timing: config.timing,
+            shutdown: app.shutdown.clone(),
+            shutdown_code: config.shutdown_code,
         },
-        metrics: app.metrics.clone(),
-        shutdown: app.shutdown.clone(),
-        shutdown_code: config.shutdown_code,
+        push_interval,
         first_seq,
         instance: app.instance.clone(),
+        metrics: app.metrics.clone(),
     };
     // Counted from now, not from the end of the handshake, so shutdown cannot miss it.
     let running = app.tracker.token();
@@ -268,7 +266,7 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    let linger = config.close_timeout;
+    let linger = config.timing.close_timeout;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -278,7 +276,7 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
                     Some(socket_config),
                 )
                 .await;
-                connection::serve(socket, session).await;
+                endpoints::serve(socket, session).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }

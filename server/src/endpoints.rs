@@ -1,0 +1,250 @@
+//! The demo's WebSocket endpoints, each a user of the lifecycle in [`crate::connection`].
+//!
+//! * `/ws/drain` is a stream of ticks handed to [`serve_websocket`]; what the peer sends is
+//!   counted and discarded.
+//! * `/ws/echo` is a handler that returns each message as its reply.
+//! * `/ws/no-drain`, `/ws/break-on-close` and `/ws/lingering-tcp` call the functions that are
+//!   broken on purpose, with the same ticks and handler.
+//!
+//! This module adds only what the demo needs around the lifecycle: the ticks, and the metrics.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{Sink, Stream, StreamExt};
+use tokio::time::{sleep_until, Instant, Sleep};
+use tungstenite::Message;
+
+use crate::connection::{self, serve_websocket, Ending, Lifecycle};
+use crate::metrics::Metrics;
+
+/// Which behaviour a WebSocket endpoint has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/ws/drain`: pushes ticks, reads and discards everything. The fix.
+    Drain,
+    /// `/ws/echo`: reads everything and sends each data message back.
+    Echo,
+    /// `/ws/no-drain`: pushes ticks and never reads. The bug, on purpose.
+    NoDrain,
+    /// `/ws/break-on-close`: reads, but drops the socket on the peer's Close. Broken on purpose.
+    BreakOnClose,
+    /// `/ws/lingering-tcp`: answers Close, but the TCP connection stays open. Broken on purpose.
+    LingeringTcp,
+}
+
+impl Endpoint {
+    /// The name used in logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Drain => "drain",
+            Endpoint::Echo => "echo",
+            Endpoint::NoDrain => "no-drain",
+            Endpoint::BreakOnClose => "break-on-close",
+            Endpoint::LingeringTcp => "lingering-tcp",
+        }
+    }
+}
+
+/// Everything one demo connection needs besides its socket.
+#[derive(Clone)]
+pub struct Session {
+    /// Which behaviour to run.
+    pub endpoint: Endpoint,
+    /// Timing, shutdown token and shutdown code.
+    pub lifecycle: Lifecycle,
+    /// Tick period, or `None` when this connection does not push.
+    pub push_interval: Option<Duration>,
+    /// The `seq` of the first tick: 0, or N+1 for `?after=N` (a client resuming elsewhere).
+    pub first_seq: u64,
+    /// The name ticks carry in their `instance` field.
+    pub instance: Arc<str>,
+    /// Where the connection and its ending are counted.
+    pub metrics: Metrics,
+}
+
+/// Runs one demo connection to its end and records it in the metrics.
+pub async fn serve<S, E>(socket: S, session: Session) -> Ending
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send + 'static,
+    E: StdError + Send + Sync + 'static,
+{
+    let Session {
+        endpoint,
+        lifecycle,
+        push_interval,
+        first_seq,
+        instance,
+        metrics,
+    } = session;
+    let name = endpoint.name();
+    let _active = metrics.connection_opened(name);
+    // Counted as they are handed to the socket.
+    let ticks = Ticks::new(push_interval, first_seq, instance).inspect({
+        let metrics = metrics.clone();
+        move |_| metrics.message_sent(name)
+    });
+    let echo = endpoint == Endpoint::Echo;
+    let handler = {
+        let metrics = metrics.clone();
+        move |message: Message| {
+            metrics.message_received(name);
+            echo.then(|| {
+                metrics.message_sent(name);
+                message
+            })
+        }
+    };
+    let ending = match endpoint {
+        Endpoint::Drain | Endpoint::Echo => {
+            serve_websocket(socket, &lifecycle, ticks, handler).await
+        }
+        Endpoint::NoDrain => connection::push_without_reading(socket, &lifecycle, ticks).await,
+        Endpoint::BreakOnClose => connection::break_on_close(socket, &lifecycle, handler).await,
+        Endpoint::LingeringTcp => {
+            connection::lingering_tcp(socket, &lifecycle, ticks, handler).await
+        }
+    };
+    // The socket was moved into the lifecycle and is gone by now: the TCP connection is closed.
+    metrics.connection_closed(name, ending.initiator, ending.code, ending.reason);
+    if let Some(handshake) = ending.close_handshake {
+        metrics.close_handshake(name, ending.initiator, handshake.as_secs_f64());
+    }
+    tracing::debug!(endpoint = name, ?ending, "connection ended");
+    ending
+}
+
+/// The ticks `/ws/drain` and `/ws/no-drain` push: `{"seq":N,"sent_at_ms":UNIX_MS,"instance":NAME}`
+/// every period, numbered from `first_seq`. Without a period it never yields.
+///
+/// A late tick delays the next one; missed ticks are not sent in a burst. Each poll checks the
+/// clock before the timer: while a peer floods frames, tokio's timer wheel lags (a timer alone
+/// fired about 50 ms late, and ticks at 100 ms fell from 30 to 20 in 3 s).
+pub struct Ticks {
+    period: Option<Duration>,
+    due: Instant,
+    timer: Pin<Box<Sleep>>,
+    seq: u64,
+    instance: Arc<str>,
+}
+
+impl Ticks {
+    /// Ticks every `period` (none for `None`), the first one `period` from now.
+    pub fn new(period: Option<Duration>, first_seq: u64, instance: Arc<str>) -> Self {
+        let due = Instant::now() + period.unwrap_or_default();
+        Ticks {
+            period,
+            due,
+            timer: Box::pin(sleep_until(due)),
+            seq: first_seq,
+            instance,
+        }
+    }
+}
+
+impl Stream for Ticks {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let Some(period) = self.period else {
+            return Poll::Pending;
+        };
+        let now = Instant::now();
+        if now < self.due && self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let due = self.due;
+        let next = if due + period > now {
+            due + period
+        } else {
+            now + period
+        };
+        self.due = next;
+        self.timer.as_mut().reset(next);
+        let message = tick(self.seq, &self.instance);
+        self.seq += 1;
+        Poll::Ready(Some(message))
+    }
+}
+
+/// One tick as JSON text.
+fn tick(seq: u64, instance: &str) -> Message {
+    let sent_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    Message::text(
+        serde_json::json!({ "seq": seq, "sent_at_ms": sent_at_ms, "instance": instance })
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::fake::{drained, socket};
+    use crate::connection::Timing;
+    use tokio_util::sync::CancellationToken;
+
+    fn session(endpoint: Endpoint, push: Option<Duration>) -> Session {
+        Session {
+            endpoint,
+            lifecycle: Lifecycle::new(CancellationToken::new()).with_timing(Timing {
+                ping_interval: Duration::from_secs(9),
+                pong_timeout: Duration::from_secs(10),
+                write_timeout: Duration::from_secs(2),
+                close_timeout: Duration::from_secs(3),
+            }),
+            push_interval: push,
+            first_seq: 0,
+            instance: "test".into(),
+            metrics: Metrics::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_are_numbered_from_the_first_seq_without_gaps() {
+        let (socket, peer, mut from_server) = socket(false);
+        let session = Session {
+            first_seq: 7,
+            ..session(Endpoint::Drain, Some(Duration::from_millis(100)))
+        };
+        let task = tokio::spawn(serve(socket, session));
+        tokio::time::sleep(Duration::from_millis(550)).await;
+        drop(peer);
+        task.await.unwrap();
+        let seqs: Vec<u64> = drained(&mut from_server)
+            .iter()
+            .map(|message| {
+                let json: serde_json::Value =
+                    serde_json::from_str(message.to_text().unwrap()).unwrap();
+                assert_eq!(json["instance"], "test");
+                json["seq"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(seqs, vec![7, 8, 9, 10, 11]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn echo_sends_each_data_message_back_and_drain_does_not() {
+        for (endpoint, echoed) in [(Endpoint::Echo, true), (Endpoint::Drain, false)] {
+            let (socket, peer, mut from_server) = socket(false);
+            let task = tokio::spawn(serve(socket, session(endpoint, None)));
+            peer.unbounded_send(Ok(Message::text("hi"))).unwrap();
+            peer.unbounded_send(Ok(Message::binary(vec![0u8, 1, 2])))
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drop(peer);
+            task.await.unwrap();
+            let expected = if echoed {
+                vec![Message::text("hi"), Message::binary(vec![0u8, 1, 2])]
+            } else {
+                vec![]
+            };
+            assert_eq!(drained(&mut from_server), expected, "{endpoint:?}");
+        }
+    }
+}
