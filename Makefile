@@ -33,7 +33,7 @@ FIREFOX_TEST := $(WASM_PACK_TEST) --firefox --geckodriver $(GECKODRIVER)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-wasm setup-browsers build build-wasm serve serve-cluster test lint unit e2e \
-        test-browser test-chrome test-firefox test-slow bench fmt clean
+        test-browser test-chrome test-firefox test-slow bench check fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -85,8 +85,9 @@ lint: ## rustfmt check, clippy -D warnings (native and wasm), the library's docs
 	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose-server --no-deps
 	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
 
-unit: ## Unit tests (server logic under paused time; the client's pure logic, natively)
+unit: ## Unit tests (server logic under paused time; the client's pure logic, natively; the check's CLI)
 	cargo test -p wsclose-server
+	cargo test -p wsclose-check
 	cargo test -p wsclose-client --lib
 
 e2e: build ## End-to-end tests against the real server binary
@@ -111,6 +112,10 @@ test-slow: setup build ## The full-length no-drain reproduction in both browsers
 bench: setup build ## Close latency vs TCP RTT, browser latency, 10k scale (BENCH_ARGS=--quick)
 	cargo build --release -p wsclose-server
 	cargo run --release -p wsclose-e2e --bin bench -- $(BENCH_ARGS)
+
+check: ## Diagnose any server: make check URL=ws://host:port/path [CHECK_ARGS="--json --max-size N"]
+	@test -n "$(URL)" || { echo "usage: make check URL=ws://HOST:PORT/PATH [CHECK_ARGS=...]" >&2; exit 2; }
+	cargo run --quiet --release -p wsclose-check -- $(CHECK_ARGS) "$(URL)"
 
 fmt: ## Format the whole workspace
 	cargo fmt --all

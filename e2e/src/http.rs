@@ -1,7 +1,7 @@
 //! Plain HTTP/1.1 over a `TcpStream`, and the Prometheus text format of `/metrics`.
 //!
-//! The tests need only `GET` with `Connection: close`, so a few lines of parsing stand in for an
-//! HTTP client dependency.
+//! The tests need only `GET` with `Connection: close`; the response head is parsed by
+//! httparse (through `wsclose_check::raw::parse_head`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,31 +10,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Status line and headers parsed from the front of a buffer: `(status, headers, head length)`.
-pub type Head = (u16, Vec<(String, String)>, usize);
-
-/// Parses an HTTP/1.1 response head from the front of `buf`; `Ok(None)` until `\r\n\r\n` is in.
-pub fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
-    let Some(end) = buf.windows(4).position(|window| window == b"\r\n\r\n") else {
-        if buf.len() > 64 * 1024 {
-            bail!("no end of HTTP head in 64 KiB");
-        }
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&buf[..end]).context("HTTP head is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect();
-    Ok(Some((status, headers, end + 4)))
-}
+pub use wsclose_check::raw::{parse_head, Head};
 
 /// Reads one response from `stream` (an open connection, keep-alive or not): the head, then
 /// a `Content-Length` body, or everything up to EOF without one. Within [`crate::IO_TIMEOUT`].

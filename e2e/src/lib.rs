@@ -8,9 +8,10 @@
 //! - [`server`]: [`ServerProcess`] builds the binary once per test process, spawns it, parses the
 //!   listening line, sends signals, reads RSS, and kills the child in `Drop` so a failing test
 //!   never leaves a server behind.
-//! - [`raw`]: a hand-written WebSocket client over a plain `TcpStream`: the HTTP upgrade with any
-//!   headers, a frame encoder that can break every rule (unmasked, RSV bits, reserved opcodes,
-//!   oversized control frames), and a decoder that reads the server's Close code.
+//! - [`raw`]: the raw-frame WebSocket client of `wsclose-check`, re-exported: the HTTP upgrade
+//!   with any headers, a frame encoder that can break every rule (unmasked, RSV bits, reserved
+//!   opcodes, oversized control frames), and a decoder that reads the server's Close code.
+//!   [`connect_stalling`] adds a client socket built to stall.
 //! - [`ws`]: helpers around `tokio-tungstenite`, the well-behaved client: connect, close and wait
 //!   for the echo, parse ticks, check that a server is still healthy.
 //! - [`cluster`]: nginx in front of two servers through `deploy/serve-cluster.sh`, killed as a
@@ -24,8 +25,8 @@
 
 pub mod cluster;
 pub mod http;
-pub mod raw;
 pub mod server;
+pub use wsclose_check::raw;
 pub mod ws;
 
 pub use http::{http_get, HttpResponse, MetricsSnapshot};
@@ -54,4 +55,34 @@ pub async fn heavy_test_guard() -> tokio::sync::MutexGuard<'static, ()> {
 /// limit. The server is spawned afterwards, so it inherits the raised limit.
 pub fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE")
+}
+
+/// Upgrades `path` over a socket built to stall quickly when the test stops reading: the
+/// smallest receive buffer the kernel allows, and a 536-byte MSS advertised in the SYN.
+///
+/// On loopback the MSS is about 64 KiB, and the kernel grows the server's send buffer with
+/// the congestion window, up to `tcp_wmem` max (4 MiB): at one 40-byte tick per millisecond
+/// that takes minutes to fill. With a tiny receive window few segments are ever acknowledged,
+/// the window stays small, and so does the server's send buffer (tens of KiB): its writes
+/// block within a second, which is what a slow-reader test needs. (Measured: with these two
+/// settings 20 stalled peers on `push_ms=1` are dropped 1.75 s after connecting with
+/// `--write-timeout 1s`, run after run; with a 4 KiB receive buffer and an 88-byte MSS it
+/// varied from 1.7 s to 8 s.)
+pub async fn connect_stalling(addr: std::net::SocketAddr, path: &str) -> RawClient {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .expect("socket");
+    // The kernel rounds this up to its minimum (about 2 KiB).
+    socket.set_recv_buffer_size(1).expect("SO_RCVBUF");
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::TcpMaxSeg, &536)
+        .expect("TCP_MAXSEG");
+    let stream = socket.connect(addr).await.expect("connect");
+    match RawClient::upgrade_stream(stream, &addr.to_string(), path, &[]).await {
+        Ok((_, Some(client))) => client,
+        Ok((response, None)) => panic!("upgrade of {path} refused: {response:?}"),
+        Err(err) => panic!("upgrade of {path} failed: {err:#}"),
+    }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wsclose_e2e::raw::{RawClient, RawCloseOutcome, OP_TEXT};
+use wsclose_e2e::raw::{RawCloseOutcome, OP_TEXT};
 use wsclose_e2e::ws::{assert_contiguous, assert_healthy, Tick};
 use wsclose_e2e::{heavy_test_guard, MetricsSnapshot, ServerProcess};
 
@@ -16,7 +16,7 @@ const PEERS: usize = 50;
 const WRITE_TIMEOUT: &str = "2s";
 
 /// Time for the peers' small TCP buffers to fill (under a second, see
-/// `RawClient::connect_stalling`) plus the 2 s write timeout, with a wide margin for a loaded CI
+/// `wsclose_e2e::connect_stalling`) plus the 2 s write timeout, with a wide margin for a loaded CI
 /// machine. Measured: 2.8 to 4.4 s (the server's send buffer varies with its build).
 const DROP_BOUND: Duration = Duration::from_secs(12);
 
@@ -47,7 +47,7 @@ async fn non_reading_peers_are_dropped_after_write_timeout_and_memory_stays_flat
 
     let mut peers = Vec::new();
     for _ in 0..PEERS {
-        peers.push(RawClient::connect_stalling(server.addr(), "/ws/drain?push_ms=1").await);
+        peers.push(wsclose_e2e::connect_stalling(server.addr(), "/ws/drain?push_ms=1").await);
     }
     let start = Instant::now();
     let rss_connected = server.rss_kib();
@@ -126,7 +126,7 @@ const ECHO_RSS_GROWTH_BOUND_KIB: u64 = 8 * 1024;
 async fn peer_flooding_echo_without_reading_is_dropped_and_memory_stays_bounded() {
     let _heavy = heavy_test_guard().await;
     let server = ServerProcess::start(&["--write-timeout", "1s"]).await;
-    let mut peer = RawClient::connect_stalling(server.addr(), "/ws/echo").await;
+    let mut peer = wsclose_e2e::connect_stalling(server.addr(), "/ws/echo").await;
     let rss_connected = server.rss_kib();
     let start = Instant::now();
 

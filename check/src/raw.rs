@@ -16,8 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::http::parse_head;
-
 /// Opcode of a continuation frame.
 pub const OP_CONTINUATION: u8 = 0x0;
 /// Opcode of a text frame.
@@ -37,6 +35,9 @@ pub const RSV1: u8 = 0b100;
 pub const RSV2: u8 = 0b010;
 /// RSV3, as a value for [`Frame::rsv`].
 pub const RSV3: u8 = 0b001;
+
+/// The longest wait for an upgrade response, and for [`RawClient::expect_close`].
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `Sec-WebSocket-Key` every raw upgrade sends (the sample nonce from RFC 6455).
 pub const WEBSOCKET_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -237,6 +238,34 @@ impl Frame {
     }
 }
 
+/// Status, headers and head length of an HTTP response head: `(status, headers, length)`.
+pub type Head = (u16, Vec<(String, String)>, usize);
+
+/// Parses an HTTP/1.x response head from the front of `buf` (with httparse); `Ok(None)` while
+/// it is incomplete, an error when it is not HTTP or longer than 64 KiB.
+pub fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf).context("not an HTTP response")? {
+        httparse::Status::Partial if buf.len() > 64 * 1024 => {
+            bail!("no end of HTTP head in 64 KiB")
+        }
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(length) => {
+            let status = response.code.context("HTTP response without a status")?;
+            let headers = response
+                .headers
+                .iter()
+                .map(|header| {
+                    let value = String::from_utf8_lossy(header.value).trim().to_owned();
+                    (header.name.to_owned(), value)
+                })
+                .collect();
+            Ok(Some((status, headers, length)))
+        }
+    }
+}
+
 /// The HTTP answer to an upgrade request.
 #[derive(Debug, Clone)]
 pub struct UpgradeResponse {
@@ -321,7 +350,7 @@ impl RawClient {
         stream.write_all(request.as_bytes()).await?;
 
         let mut buf = BytesMut::with_capacity(4096);
-        let deadline = Instant::now() + crate::IO_TIMEOUT;
+        let deadline = Instant::now() + READ_TIMEOUT;
         let (status, headers, head_len) = loop {
             if let Some(head) = parse_head(&buf)? {
                 break head;
@@ -363,36 +392,6 @@ impl RawClient {
             response.body = buf[..len.min(buf.len())].to_vec();
         }
         Ok((response, None))
-    }
-
-    /// Upgrades `path` over a socket built to stall quickly when the test stops reading: the
-    /// smallest receive buffer the kernel allows, and a 536-byte MSS advertised in the SYN.
-    ///
-    /// On loopback the MSS is about 64 KiB, and the kernel grows the server's send buffer with
-    /// the congestion window, up to `tcp_wmem` max (4 MiB): at one 40-byte tick per millisecond
-    /// that takes minutes to fill. With a tiny receive window few segments are ever acknowledged,
-    /// the window stays small, and so does the server's send buffer (tens of KiB): its writes
-    /// block within a second, which is what a slow-reader test needs. (Measured: with these two
-    /// settings 20 stalled peers on `push_ms=1` are dropped 1.75 s after connecting with
-    /// `--write-timeout 1s`, run after run; with a 4 KiB receive buffer and an 88-byte MSS it
-    /// varied from 1.7 s to 8 s.)
-    pub async fn connect_stalling(addr: SocketAddr, path: &str) -> RawClient {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .expect("socket");
-        // The kernel rounds this up to its minimum (about 2 KiB).
-        socket.set_recv_buffer_size(1).expect("SO_RCVBUF");
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::TcpMaxSeg, &536)
-            .expect("TCP_MAXSEG");
-        let stream = socket.connect(addr).await.expect("connect");
-        match Self::upgrade_stream(stream, &addr.to_string(), path, &[]).await {
-            Ok((_, Some(client))) => client,
-            Ok((response, None)) => panic!("upgrade of {path} refused: {response:?}"),
-            Err(err) => panic!("upgrade of {path} failed: {err:#}"),
-        }
     }
 
     /// Upgrades `path` with no extra headers; panics unless the server answers 101.
@@ -452,10 +451,10 @@ impl RawClient {
         }
     }
 
-    /// Waits up to [`crate::IO_TIMEOUT`] for the server's Close frame and returns its code
+    /// Waits up to [`READ_TIMEOUT`] for the server's Close frame and returns its code
     /// (`None` for an empty Close). Panics, saying what happened instead, if none comes.
     pub async fn expect_close(&mut self) -> (Option<u16>, Vec<u8>) {
-        match self.next_close(crate::IO_TIMEOUT).await {
+        match self.next_close(READ_TIMEOUT).await {
             (RawCloseOutcome::Close(frame), _) => {
                 (frame.close_code(), frame.close_reason().to_vec())
             }

@@ -1,0 +1,218 @@
+//! # wsclose-check
+//!
+//! Diagnoses any WebSocket server's close behaviour from a native client, and predicts what
+//! Chromium and Firefox will show after `ws.close()`.
+//!
+//! ```text
+//! wsclose-check ws://127.0.0.1:3030/ws/no-drain
+//! ```
+//!
+//! Each check opens its own connection, speaks raw frames ([`raw`]), and returns a
+//! [`CheckResult`]: a stable id, a [`Verdict`], the figure it measured and, unless it passed,
+//! one sentence of explanation with the fix. [`predict`] turns what the close handshake did
+//! into the browsers' outcome, following the table measured in headless Chromium 156 and
+//! Firefox ESR 153 (see the README).
+//!
+//! # Layout
+//! * [`raw`]: the raw-frame client (upgrade with any header, frames that break any rule).
+//! * [`checks`]: the checks, in the order they run.
+//! * [`predict`]: from the close handshake to what each browser shows.
+//! * [`report`]: the table and the JSON.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub mod checks;
+pub mod predict;
+pub mod raw;
+pub mod report;
+
+pub use checks::{CheckResult, Verdict};
+pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
+
+/// How long the check waits for the server's Close frame, by default.
+pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// Where to connect, and how to upgrade.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The URL as given.
+    pub url: url::Url,
+    /// The address the host resolved to (the first one that accepted a connection).
+    pub addr: SocketAddr,
+    /// The `Host` header: host and port from the URL.
+    pub host: String,
+    /// The request target: path and query.
+    pub path: String,
+    /// The `Origin` header of every upgrade but the `origin` check's.
+    pub origin: String,
+}
+
+/// What the check was asked to do (the command line, without the URL).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// The Origin header to upgrade with, as a browser page would send it.
+    /// Default: the server's own origin (http://HOST:PORT).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// How long to wait for the server's Close frame.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub close_wait: Duration,
+    /// Wait this long for a server Ping (the `keepalive` check is skipped without it).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub keepalive_wait: Option<Duration>,
+    /// The server's maximum message size in bytes: a message of N+1 bytes must get Close 1009
+    /// (the `max-message-size` check is skipped without it).
+    #[arg(long, value_name = "N")]
+    pub max_size: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            origin: None,
+            close_wait: DEFAULT_CLOSE_WAIT,
+            keepalive_wait: None,
+            max_size: None,
+        }
+    }
+}
+
+/// Why a check could not run at all. Each is one line; the binary exits with status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The argument is not a `ws://` URL.
+    #[error("not a WebSocket URL: {0}")]
+    BadUrl(String),
+    /// The host did not resolve, or nothing accepted the connection.
+    #[error("cannot reach {host}: {cause}")]
+    Unreachable {
+        /// `host:port` from the URL.
+        host: String,
+        /// What went wrong ("connection refused", ...).
+        cause: String,
+    },
+    /// The server answered, but not as a WebSocket server.
+    #[error("{0}")]
+    NotWebSocket(String),
+}
+
+/// Everything one run found: `{"url", "checks", "predicted"}` in JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The URL checked.
+    pub url: String,
+    /// Every check, in the order it ran.
+    pub checks: Vec<CheckResult>,
+    /// What Chromium and Firefox will show after `close()`.
+    pub predicted: Predicted,
+    /// What the close handshake did, which the prediction follows.
+    #[serde(skip)]
+    pub behaviour: CloseBehaviour,
+}
+
+impl Report {
+    /// The result of the check `id`.
+    pub fn check(&self, id: &str) -> Option<&CheckResult> {
+        self.checks.iter().find(|check| check.id == id)
+    }
+
+    /// True when any check failed (the binary then exits with status 1).
+    pub fn failed(&self) -> bool {
+        self.checks
+            .iter()
+            .any(|check| check.verdict == Verdict::Fail)
+    }
+}
+
+/// Parses `url` and finds a server that accepts TCP connections there.
+pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError> {
+    let parsed =
+        url::Url::parse(url).map_err(|error| CheckError::BadUrl(format!("{url} ({error})")))?;
+    match parsed.scheme() {
+        "ws" => {}
+        "wss" => {
+            return Err(CheckError::BadUrl(format!(
+                "{url} (wss:// is not supported yet; check the server behind its TLS terminator with ws://)"
+            )))
+        }
+        other => {
+            return Err(CheckError::BadUrl(format!(
+                "{url} (the scheme is {other}:, expected ws://)"
+            )))
+        }
+    }
+    let host_name = parsed
+        .host_str()
+        .ok_or_else(|| CheckError::BadUrl(format!("{url} (no host)")))?
+        .to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let host = match parsed.port() {
+        Some(port) => format!("{host_name}:{port}"),
+        None => host_name.clone(),
+    };
+    let lookup = host_name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let unreachable = |cause: String| CheckError::Unreachable {
+        host: format!("{host_name}:{port}"),
+        cause,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
+        .await
+        .map_err(|error| unreachable(format!("cannot resolve the host ({error})")))?
+        .collect();
+    let mut last_error = String::from("the host has no address");
+    let mut reachable = None;
+    for addr in addrs {
+        match tokio::time::timeout(raw::READ_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => {
+                reachable = Some(addr);
+                break;
+            }
+            Ok(Err(error)) => last_error = io_cause(&error),
+            Err(_) => last_error = format!("no answer within {:?}", raw::READ_TIMEOUT),
+        }
+    }
+    let addr = reachable.ok_or_else(|| unreachable(last_error))?;
+    let path = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_owned(),
+    };
+    let origin = options
+        .origin
+        .clone()
+        .unwrap_or_else(|| format!("http://{host}"));
+    Ok(Target {
+        url: parsed,
+        addr,
+        host,
+        path,
+        origin,
+    })
+}
+
+/// Runs every check against `url` and predicts what browsers will show.
+pub async fn run(url: &str, options: &Options) -> Result<Report, CheckError> {
+    let target = resolve(url, options).await?;
+    let (checks, behaviour) = checks::run_all(&target, options).await?;
+    Ok(Report {
+        url: url.to_owned(),
+        checks,
+        predicted: predict::predict(&behaviour),
+        behaviour,
+    })
+}
+
+/// An I/O error as the short phrase people know ("connection refused").
+fn io_cause(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+        _ => error.to_string(),
+    }
+}

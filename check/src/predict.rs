@@ -1,0 +1,176 @@
+//! From what the close handshake did to what each browser shows after `ws.close()`.
+//!
+//! The rules are the table measured in headless Chromium 156 and Firefox ESR 153 against real
+//! servers:
+//!
+//! | the server                               | Chromium                      | Firefox                 |
+//! |------------------------------------------|-------------------------------|-------------------------|
+//! | answers Close, closes TCP at once        | about the round trip, code, clean | the same            |
+//! | never answers                            | 60 s, 1006, not clean         | 20 s, 1006, not clean   |
+//! | answers Close, keeps TCP open            | up to 2 s more, code, clean   | the round trip, clean   |
+//! | closes TCP without answering             | about the round trip, 1006, not clean | the same        |
+
+use serde::Serialize;
+
+/// Chromium's closing-handshake timeout: with no Close answer, `close` fires after this.
+pub const CHROMIUM_CLOSE_TIMEOUT_MS: f64 = 60_000.0;
+/// Firefox's closing-handshake timeout.
+pub const FIREFOX_CLOSE_TIMEOUT_MS: f64 = 20_000.0;
+/// After the close handshake, how long Chromium waits for the server to close TCP.
+pub const CHROMIUM_TCP_CLOSE_WAIT_MS: f64 = 2_000.0;
+/// The code a browser reports when the connection ended without a close handshake.
+pub const ABNORMAL_CLOSURE: u16 = 1006;
+/// The code a browser reports for a Close frame without a code.
+pub const NO_STATUS: u16 = 1005;
+
+/// What the server did after the check's Close(1000).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CloseBehaviour {
+    /// Its Close came back after `close_ms`; TCP ended `tcp_end_ms` after that (`None`: still
+    /// open when the check stopped watching).
+    Answered {
+        /// From our Close to the server's.
+        close_ms: f64,
+        /// The server's code.
+        code: Option<u16>,
+        /// From the server's Close to the end of TCP.
+        tcp_end_ms: Option<f64>,
+    },
+    /// TCP ended (or broke) without a Close frame, `after_ms` after ours.
+    Dropped {
+        /// From our Close to the end of TCP.
+        after_ms: f64,
+    },
+    /// Nothing came back within the wait.
+    Unanswered {
+        /// How long the check waited.
+        waited_ms: f64,
+    },
+    /// The upgrade itself was refused with this status.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+    },
+}
+
+/// What one browser shows: `{"close_after_ms", "code", "was_clean"}` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BrowserOutcome {
+    /// From `close()` to the `close` event (for a refused upgrade: the failed `open`).
+    pub close_after_ms: f64,
+    /// `CloseEvent.code`.
+    pub code: u16,
+    /// `CloseEvent.wasClean`.
+    pub was_clean: bool,
+}
+
+/// The prediction for both browsers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Predicted {
+    /// Headless Chromium (156 measured).
+    pub chromium: BrowserOutcome,
+    /// Firefox (ESR 153 measured).
+    pub firefox: BrowserOutcome,
+}
+
+/// What Chromium and Firefox will show after `close(1000)` on a server that behaves so.
+pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
+    let both = |outcome| Predicted {
+        chromium: outcome,
+        firefox: outcome,
+    };
+    match *behaviour {
+        CloseBehaviour::Answered {
+            close_ms,
+            code,
+            tcp_end_ms,
+        } => {
+            let code = code.unwrap_or(NO_STATUS);
+            // Chromium fires `close` once TCP is gone, or gives up waiting for it after 2 s.
+            let tcp_wait = tcp_end_ms.map_or(CHROMIUM_TCP_CLOSE_WAIT_MS, |ms| {
+                ms.min(CHROMIUM_TCP_CLOSE_WAIT_MS)
+            });
+            Predicted {
+                chromium: BrowserOutcome {
+                    close_after_ms: close_ms + tcp_wait,
+                    code,
+                    was_clean: true,
+                },
+                // Firefox fires `close` on the Close frame and does not wait for TCP.
+                firefox: BrowserOutcome {
+                    close_after_ms: close_ms,
+                    code,
+                    was_clean: true,
+                },
+            }
+        }
+        CloseBehaviour::Dropped { after_ms } => both(BrowserOutcome {
+            close_after_ms: after_ms,
+            code: ABNORMAL_CLOSURE,
+            was_clean: false,
+        }),
+        CloseBehaviour::Unanswered { .. } => Predicted {
+            chromium: BrowserOutcome {
+                close_after_ms: CHROMIUM_CLOSE_TIMEOUT_MS,
+                code: ABNORMAL_CLOSURE,
+                was_clean: false,
+            },
+            firefox: BrowserOutcome {
+                close_after_ms: FIREFOX_CLOSE_TIMEOUT_MS,
+                code: ABNORMAL_CLOSURE,
+                was_clean: false,
+            },
+        },
+        CloseBehaviour::Refused { .. } => both(BrowserOutcome {
+            close_after_ms: 0.0,
+            code: ABNORMAL_CLOSURE,
+            was_clean: false,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_measured_table() {
+        let fix = predict(&CloseBehaviour::Answered {
+            close_ms: 0.3,
+            code: Some(1000),
+            tcp_end_ms: Some(0.1),
+        });
+        assert_eq!(
+            (
+                fix.chromium.code,
+                fix.chromium.was_clean,
+                fix.firefox.was_clean
+            ),
+            (1000, true, true)
+        );
+        assert!(fix.chromium.close_after_ms < 1.0);
+
+        let no_read = predict(&CloseBehaviour::Unanswered { waited_ms: 3000.0 });
+        assert_eq!(no_read.chromium.close_after_ms, 60_000.0);
+        assert_eq!(no_read.firefox.close_after_ms, 20_000.0);
+        assert_eq!(
+            (no_read.chromium.code, no_read.chromium.was_clean),
+            (1006, false)
+        );
+
+        let lingering = predict(&CloseBehaviour::Answered {
+            close_ms: 0.4,
+            code: Some(1000),
+            tcp_end_ms: None,
+        });
+        assert_eq!(lingering.chromium.close_after_ms, 2000.4);
+        assert!(lingering.chromium.was_clean);
+        assert_eq!(lingering.firefox.close_after_ms, 0.4);
+
+        let dropped = predict(&CloseBehaviour::Dropped { after_ms: 0.5 });
+        assert_eq!(
+            (dropped.chromium.code, dropped.firefox.was_clean),
+            (1006, false)
+        );
+    }
+}

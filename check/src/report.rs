@@ -1,0 +1,83 @@
+//! The report as a table (coloured on a terminal) or as one JSON object.
+
+use std::io::IsTerminal;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement, Table};
+
+/// The table's width when stdout is not a terminal (a file, a pipe, CI logs).
+pub const WIDTH_OFF_TERMINAL: u16 = 110;
+
+use crate::{BrowserOutcome, Report, Verdict};
+
+/// The report as JSON: `{"url", "checks": [...], "predicted": {"chromium", "firefox"}}`.
+pub fn json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("a report always serialises")
+}
+
+/// The report as two tables, the checks and the prediction, with each fix under its check.
+/// Colours are used only when stdout is a terminal.
+pub fn table(report: &Report) -> String {
+    let mut checks = Table::new();
+    checks
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["check", "verdict", "ms", "detail"]);
+    if !std::io::stdout().is_terminal() {
+        checks.set_width(WIDTH_OFF_TERMINAL);
+    }
+    for check in &report.checks {
+        let (label, colour) = match check.verdict {
+            Verdict::Pass => ("pass", Color::Green),
+            Verdict::Warn => ("warn", Color::Yellow),
+            Verdict::Fail => ("fail", Color::Red),
+            Verdict::Skip => ("skip", Color::DarkGrey),
+        };
+        let mut detail = check.detail.clone();
+        if let Some(fix) = &check.fix {
+            detail.push_str("\nfix: ");
+            detail.push_str(fix);
+        }
+        checks.add_row([
+            Cell::new(check.id),
+            Cell::new(label).fg(colour),
+            Cell::new(check.ms.map_or(String::new(), |ms| format!("{ms:.2}"))),
+            Cell::new(detail),
+        ]);
+    }
+    let mut predicted = Table::new();
+    predicted.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "browser, after close()",
+        "close event after",
+        "code",
+        "wasClean",
+    ]);
+    for (name, outcome) in [
+        ("Chromium", report.predicted.chromium),
+        ("Firefox", report.predicted.firefox),
+    ] {
+        predicted.add_row(outcome_row(name, outcome));
+    }
+    format!(
+        "wsclose-check {}\n{checks}\npredicted (from the native observations above):\n{predicted}",
+        report.url
+    )
+}
+
+fn outcome_row(name: &str, outcome: BrowserOutcome) -> [Cell; 4] {
+    let after = if outcome.close_after_ms >= 1000.0 {
+        format!("{:.1} s", outcome.close_after_ms / 1000.0)
+    } else {
+        format!("{:.1} ms", outcome.close_after_ms)
+    };
+    let colour = if outcome.was_clean && outcome.close_after_ms < 1000.0 {
+        Color::Green
+    } else {
+        Color::Red
+    };
+    [
+        Cell::new(name),
+        Cell::new(after).fg(colour),
+        Cell::new(outcome.code),
+        Cell::new(outcome.was_clean),
+    ]
+}

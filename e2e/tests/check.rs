@@ -1,0 +1,216 @@
+//! `wsclose-check` against every endpoint of the real server, the fix and each trap: each
+//! verdict and each browser prediction, which must match the table measured in real browsers
+//! (and, for the fast cases, `client-wasm`'s browser tests).
+//!
+//! Run with `cargo test -p wsclose-e2e --test check -- --nocapture` to see the reports.
+
+use std::time::Duration;
+
+use wsclose_check::{report, Options, Report, Verdict};
+use wsclose_e2e::ServerProcess;
+
+/// The checks' wait for a Close: shorter than the default 3 s, to keep the unanswered cases short.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+fn options() -> Options {
+    Options {
+        close_wait: CLOSE_WAIT,
+        ..Options::default()
+    }
+}
+
+async fn check(server: &ServerProcess, path: &str, options: &Options) -> Report {
+    let url = server.ws_url(path);
+    let report = wsclose_check::run(&url, options)
+        .await
+        .unwrap_or_else(|error| panic!("{url}: {error}"));
+    println!("{}", report::table(&report));
+    report
+}
+
+fn verdict(report: &Report, id: &str) -> Verdict {
+    report
+        .check(id)
+        .unwrap_or_else(|| panic!("no {id} check in {report:#?}"))
+        .verdict
+}
+
+/// Every check's verdict, in order, for one-line assertions.
+fn verdicts(report: &Report) -> Vec<(&'static str, Verdict)> {
+    report
+        .checks
+        .iter()
+        .map(|check| (check.id, check.verdict))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_fix_passes_everything_and_browsers_close_at_once() {
+    let server = ServerProcess::start(&[]).await;
+    let options = Options {
+        max_size: Some(64 * 1024),
+        ..options()
+    };
+    for path in ["/ws/drain", "/ws/echo"] {
+        let report = check(&server, path, &options).await;
+        use Verdict::*;
+        assert_eq!(
+            verdicts(&report),
+            vec![
+                ("handshake", Pass),
+                ("close-answered", Pass),
+                ("close-code-echoed", Pass),
+                ("tcp-closed", Pass),
+                ("ping-answered", Pass),
+                ("keepalive", Skip),
+                ("protocol-errors", Pass),
+                ("max-message-size", Pass),
+                ("origin", Pass),
+            ],
+            "{path}: {report:#?}"
+        );
+        assert!(!report.failed());
+        for browser in [report.predicted.chromium, report.predicted.firefox] {
+            assert_eq!((browser.code, browser.was_clean), (1000, true), "{path}");
+            assert!(browser.close_after_ms < 100.0, "{path}: {browser:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_drain_is_unanswered_and_browsers_wait_their_timeouts() {
+    let server = ServerProcess::start(&[]).await;
+    let report = check(&server, "/ws/no-drain", &options()).await;
+    assert!(report.failed());
+    assert_eq!(verdict(&report, "handshake"), Verdict::Pass);
+    assert_eq!(verdict(&report, "close-answered"), Verdict::Fail);
+    assert_eq!(verdict(&report, "close-code-echoed"), Verdict::Skip);
+    assert_eq!(verdict(&report, "tcp-closed"), Verdict::Skip);
+    assert_eq!(verdict(&report, "ping-answered"), Verdict::Fail);
+    assert_eq!(verdict(&report, "protocol-errors"), Verdict::Fail);
+    let fix = report.check("close-answered").unwrap().fix.clone().unwrap();
+    assert!(fix.contains("read loop"), "{fix}");
+    let (chromium, firefox) = (report.predicted.chromium, report.predicted.firefox);
+    assert_eq!(
+        (chromium.close_after_ms, chromium.code, chromium.was_clean),
+        (60_000.0, 1006, false)
+    );
+    assert_eq!(
+        (firefox.close_after_ms, firefox.code, firefox.was_clean),
+        (20_000.0, 1006, false)
+    );
+}
+
+#[tokio::test]
+async fn break_on_close_drops_the_reply_and_browsers_see_1006_at_once() {
+    let server = ServerProcess::start(&[]).await;
+    let report = check(&server, "/ws/break-on-close", &options()).await;
+    assert_eq!(verdict(&report, "close-answered"), Verdict::Fail);
+    let fix = report.check("close-answered").unwrap().fix.clone().unwrap();
+    assert!(fix.contains("do not break"), "{fix}");
+    // It does read: pings are answered.
+    assert_eq!(verdict(&report, "ping-answered"), Verdict::Pass);
+    for browser in [report.predicted.chromium, report.predicted.firefox] {
+        assert_eq!((browser.code, browser.was_clean), (1006, false));
+        assert!(browser.close_after_ms < 100.0, "{browser:?}");
+    }
+}
+
+#[tokio::test]
+async fn lingering_tcp_is_clean_but_chromium_waits_2_s() {
+    let server = ServerProcess::start(&[]).await;
+    let report = check(&server, "/ws/lingering-tcp", &options()).await;
+    assert_eq!(verdict(&report, "close-answered"), Verdict::Pass);
+    assert_eq!(verdict(&report, "close-code-echoed"), Verdict::Pass);
+    assert_eq!(verdict(&report, "tcp-closed"), Verdict::Fail);
+    let (chromium, firefox) = (report.predicted.chromium, report.predicted.firefox);
+    assert_eq!((chromium.code, chromium.was_clean), (1000, true));
+    assert!(
+        (2000.0..2100.0).contains(&chromium.close_after_ms),
+        "{chromium:?}"
+    );
+    assert_eq!((firefox.code, firefox.was_clean), (1000, true));
+    assert!(firefox.close_after_ms < 100.0, "{firefox:?}");
+}
+
+#[tokio::test]
+async fn a_refused_origin_fails_the_handshake_and_names_the_flag() {
+    let server = ServerProcess::start(&["--allowed-origin", "https://app.example"]).await;
+    let report = check(&server, "/ws/drain", &options()).await;
+    let handshake = report.check("handshake").unwrap();
+    assert_eq!(handshake.verdict, Verdict::Fail, "{handshake:?}");
+    assert!(handshake.fix.as_deref().unwrap().contains("--origin"));
+    assert!(report
+        .checks
+        .iter()
+        .filter(|check| !["handshake", "origin"].contains(&check.id))
+        .all(|check| check.verdict == Verdict::Skip));
+    assert_eq!(verdict(&report, "origin"), Verdict::Pass);
+
+    // With the allowed origin, everything runs.
+    let allowed = Options {
+        origin: Some("https://app.example".into()),
+        ..options()
+    };
+    let report = check(&server, "/ws/drain", &allowed).await;
+    assert_eq!(verdict(&report, "handshake"), Verdict::Pass);
+    assert_eq!(verdict(&report, "close-answered"), Verdict::Pass);
+}
+
+#[tokio::test]
+async fn keepalive_passes_only_when_a_ping_comes_in_time() {
+    let pinging = ServerProcess::start(&["--ping-interval", "200ms", "--pong-timeout", "2s"]).await;
+    let options = Options {
+        keepalive_wait: Some(Duration::from_secs(1)),
+        ..options()
+    };
+    let report = check(&pinging, "/ws/echo", &options).await;
+    assert_eq!(verdict(&report, "keepalive"), Verdict::Pass);
+
+    let default = ServerProcess::start(&[]).await; // pings every 54 s
+    let report = check(&default, "/ws/echo", &options).await;
+    assert_eq!(verdict(&report, "keepalive"), Verdict::Fail);
+}
+
+#[tokio::test]
+async fn a_wrong_max_size_is_reported() {
+    let server = ServerProcess::start(&["--max-message-size", "1000"]).await;
+    let claimed = Options {
+        max_size: Some(1000),
+        ..options()
+    };
+    let report = check(&server, "/ws/echo", &claimed).await;
+    assert_eq!(verdict(&report, "max-message-size"), Verdict::Pass);
+    // A server whose real limit is higher takes the 1001 bytes: no 1009.
+    let generous = ServerProcess::start(&["--max-message-size", "100000"]).await;
+    let report = check(&generous, "/ws/echo", &claimed).await;
+    let check = report.check("max-message-size").unwrap();
+    assert_eq!(check.verdict, Verdict::Fail, "{check:?}");
+}
+
+#[tokio::test]
+async fn the_json_has_the_documented_shape() {
+    let server = ServerProcess::start(&[]).await;
+    let report = check(&server, "/ws/drain", &options()).await;
+    let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
+    assert_eq!(json["url"], server.ws_url("/ws/drain"));
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 9);
+    for check in checks {
+        assert!(
+            check["id"].is_string() && check["detail"].is_string(),
+            "{check}"
+        );
+        assert!(
+            ["pass", "warn", "fail", "skip"].contains(&check["verdict"].as_str().unwrap()),
+            "{check}"
+        );
+        assert!(check["ms"].is_number() || check["ms"].is_null(), "{check}");
+    }
+    for browser in ["chromium", "firefox"] {
+        let outcome = &json["predicted"][browser];
+        assert!(outcome["close_after_ms"].is_number(), "{json}");
+        assert_eq!(outcome["code"], 1000);
+        assert_eq!(outcome["was_clean"], true);
+    }
+}
