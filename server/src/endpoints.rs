@@ -83,14 +83,17 @@ where
     } = session;
     let name = endpoint.name();
     let _active = metrics.connection_opened(name);
+    // Built in place, in each arm: a stream or closure held in a local across the `.await`
+    // would be stored twice in this future (measured: +750 bytes per connection). They borrow
+    // the metrics instead of cloning them, for the same reason.
+    let metrics = &metrics;
     // Counted as they are handed to the socket.
-    let ticks = Ticks::new(push_interval, first_seq, instance).inspect({
-        let metrics = metrics.clone();
-        move |_| metrics.message_sent(name)
-    });
+    let ticks = || {
+        Ticks::new(push_interval, first_seq, instance.clone())
+            .inspect(move |_| metrics.message_sent(name))
+    };
     let echo = endpoint == Endpoint::Echo;
-    let handler = {
-        let metrics = metrics.clone();
+    let handler = || {
         move |message: Message| {
             metrics.message_received(name);
             echo.then(|| {
@@ -101,12 +104,12 @@ where
     };
     let ending = match endpoint {
         Endpoint::Drain | Endpoint::Echo => {
-            serve_websocket(socket, &lifecycle, ticks, handler).await
+            serve_websocket(socket, &lifecycle, ticks(), handler()).await
         }
-        Endpoint::NoDrain => connection::push_without_reading(socket, &lifecycle, ticks).await,
-        Endpoint::BreakOnClose => connection::break_on_close(socket, &lifecycle, handler).await,
+        Endpoint::NoDrain => connection::push_without_reading(socket, &lifecycle, ticks()).await,
+        Endpoint::BreakOnClose => connection::break_on_close(socket, &lifecycle, handler()).await,
         Endpoint::LingeringTcp => {
-            connection::lingering_tcp(socket, &lifecycle, ticks, handler).await
+            connection::lingering_tcp(socket, &lifecycle, ticks(), handler()).await
         }
     };
     // The socket was moved into the lifecycle and is gone by now: the TCP connection is closed.
