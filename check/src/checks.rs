@@ -8,7 +8,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::predict::CloseBehaviour;
-use crate::raw::{Frame, RawClient, RawCloseOutcome, OP_PING, OP_PONG, RSV1};
+use tokio::net::TcpStream;
+
+use crate::raw::{Frame, Io, RawClient, RawCloseOutcome, OP_PING, OP_PONG, RSV1};
 use crate::{io_cause, CheckError, Options, Target};
 
 /// After the server's Close, how long TCP may stay open and still pass `tcp-closed`. RFC 6455
@@ -113,19 +115,42 @@ pub async fn run_all(
     Ok((results, behaviour))
 }
 
-/// Upgrades with `origin`; the response, and the client when it is a 101.
+/// A raw client over TCP, or over TLS for `wss://`.
+pub type Client = RawClient<Box<dyn Io>>;
+
+/// Upgrades with `origin` (over TLS for `wss://`); the response, and the client when it is a
+/// 101.
 async fn upgrade(
     target: &Target,
     origin: &str,
-) -> Result<(crate::raw::UpgradeResponse, Option<RawClient>), CheckError> {
-    let headers = [("Host", target.host.as_str()), ("Origin", origin)];
-    RawClient::upgrade(target.addr, &target.path, &headers)
+) -> Result<(crate::raw::UpgradeResponse, Option<Client>), CheckError> {
+    let unreachable = |error: &std::io::Error| CheckError::Unreachable {
+        host: target.addr.to_string(),
+        cause: io_cause(error),
+    };
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .map_err(|error| unreachable(&error))?;
+    tcp.set_nodelay(true).map_err(|error| unreachable(&error))?;
+    let stream: Box<dyn Io> = match &target.tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let tls_stream = tls
+                .connector
+                .connect(tls.server_name.clone(), tcp)
+                .await
+                .map_err(|error| CheckError::Tls {
+                    host: target.host.clone(),
+                    cause: format!("{error} (--insecure accepts a self-signed certificate)"),
+                })?;
+            Box::new(tls_stream)
+        }
+    };
+    let headers = [("Origin", origin)];
+    RawClient::upgrade_stream(stream, &target.host, &target.path, &headers)
         .await
         .map_err(|error| match error.downcast_ref::<std::io::Error>() {
-            Some(io) => CheckError::Unreachable {
-                host: target.addr.to_string(),
-                cause: io_cause(io),
-            },
+            Some(io) => unreachable(io),
             None => CheckError::NotWebSocket(format!(
                 "{} is not a WebSocket endpoint: {error:#}",
                 target.url
@@ -134,7 +159,7 @@ async fn upgrade(
 }
 
 /// A fresh, upgraded connection for one check.
-async fn connect(target: &Target) -> Result<RawClient, CheckError> {
+async fn connect(target: &Target) -> Result<Client, CheckError> {
     match upgrade(target, &target.origin).await? {
         (_, Some(client)) => Ok(client),
         (response, None) => Err(CheckError::NotWebSocket(format!(

@@ -28,6 +28,7 @@ pub mod checks;
 pub mod predict;
 pub mod raw;
 pub mod report;
+pub mod tls;
 
 pub use checks::{CheckResult, Verdict};
 pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
@@ -38,6 +39,8 @@ pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(3);
 /// Where to connect, and how to upgrade.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// TLS for `wss://`; `None` for `ws://`.
+    pub tls: Option<tls::Tls>,
     /// The URL as given.
     pub url: url::Url,
     /// The address the host resolved to (the first one that accepted a connection).
@@ -67,6 +70,9 @@ pub struct Options {
     /// (the `max-message-size` check is skipped without it).
     #[arg(long, value_name = "N")]
     pub max_size: Option<usize>,
+    /// wss://: accept any certificate (a self-signed test server).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl Default for Options {
@@ -76,6 +82,7 @@ impl Default for Options {
             close_wait: DEFAULT_CLOSE_WAIT,
             keepalive_wait: None,
             max_size: None,
+            insecure: false,
         }
     }
 }
@@ -92,6 +99,14 @@ pub enum CheckError {
         /// `host:port` from the URL.
         host: String,
         /// What went wrong ("connection refused", ...).
+        cause: String,
+    },
+    /// The TLS handshake of a `wss://` URL failed.
+    #[error("TLS with {host} failed: {cause}")]
+    Tls {
+        /// The host name from the URL.
+        host: String,
+        /// rustls's reason, and a hint.
         cause: String,
     },
     /// The server answered, but not as a WebSocket server.
@@ -131,24 +146,22 @@ impl Report {
 pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError> {
     let parsed =
         url::Url::parse(url).map_err(|error| CheckError::BadUrl(format!("{url} ({error})")))?;
-    match parsed.scheme() {
-        "ws" => {}
-        "wss" => {
-            return Err(CheckError::BadUrl(format!(
-                "{url} (wss:// is not supported yet; check the server behind its TLS terminator with ws://)"
-            )))
-        }
+    let secure = match parsed.scheme() {
+        "ws" => false,
+        "wss" => true,
         other => {
             return Err(CheckError::BadUrl(format!(
-                "{url} (the scheme is {other}:, expected ws://)"
+                "{url} (the scheme is {other}:, expected ws:// or wss://)"
             )))
         }
-    }
+    };
     let host_name = parsed
         .host_str()
         .ok_or_else(|| CheckError::BadUrl(format!("{url} (no host)")))?
         .to_owned();
-    let port = parsed.port_or_known_default().unwrap_or(80);
+    let port = parsed
+        .port_or_known_default()
+        .unwrap_or(if secure { 443 } else { 80 });
     let host = match parsed.port() {
         Some(port) => format!("{host_name}:{port}"),
         None => host_name.clone(),
@@ -182,11 +195,22 @@ pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError>
         Some(query) => format!("{}?{query}", parsed.path()),
         None => parsed.path().to_owned(),
     };
+    let scheme = if secure { "https" } else { "http" };
     let origin = options
         .origin
         .clone()
-        .unwrap_or_else(|| format!("http://{host}"));
+        .unwrap_or_else(|| format!("{scheme}://{host}"));
+    let tls = if secure {
+        let tls = tls::Tls::new(&lookup, options.insecure).map_err(|cause| CheckError::Tls {
+            host: host_name.clone(),
+            cause,
+        })?;
+        Some(tls)
+    } else {
+        None
+    };
     Ok(Target {
+        tls,
         url: parsed,
         addr,
         host,

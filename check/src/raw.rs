@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -302,13 +302,17 @@ pub enum RawCloseOutcome {
     Garbage(String),
 }
 
-/// A WebSocket client that speaks raw bytes over a `TcpStream`.
-pub struct RawClient {
-    stream: TcpStream,
+/// A byte stream a [`RawClient`] can speak over: TCP, or TLS over TCP for `wss://`.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A WebSocket client that speaks raw bytes over a `TcpStream` (or any other [`Io`]).
+pub struct RawClient<S = TcpStream> {
+    stream: S,
     buf: BytesMut,
 }
 
-impl RawClient {
+impl RawClient<TcpStream> {
     /// Connects to `addr` and sends an upgrade request for `path` with `headers` added (a
     /// `Host` among them replaces the default one). Returns the response, and the client when
     /// the status is 101.
@@ -320,18 +324,29 @@ impl RawClient {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
         Self::upgrade_stream(stream, &addr.to_string(), path, headers).await
     }
 
+    /// Upgrades `path` with no extra headers; panics unless the server answers 101.
+    pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
+        match Self::upgrade(addr, path, &[]).await {
+            Ok((_, Some(client))) => client,
+            Ok((response, None)) => panic!("upgrade of {path} refused: {response:?}"),
+            Err(err) => panic!("upgrade of {path} failed: {err:#}"),
+        }
+    }
+}
+
+impl<S: Io> RawClient<S> {
     /// Like [`RawClient::upgrade`], over a stream the test connected itself (to shrink its
     /// receive buffer, for example). `host` is the default `Host` header.
     pub async fn upgrade_stream(
-        mut stream: TcpStream,
+        mut stream: S,
         host: &str,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> anyhow::Result<(UpgradeResponse, Option<RawClient>)> {
-        stream.set_nodelay(true)?;
+    ) -> anyhow::Result<(UpgradeResponse, Option<RawClient<S>>)> {
         let mut request = format!("GET {path} HTTP/1.1\r\n");
         if !headers
             .iter()
@@ -392,15 +407,6 @@ impl RawClient {
             response.body = buf[..len.min(buf.len())].to_vec();
         }
         Ok((response, None))
-    }
-
-    /// Upgrades `path` with no extra headers; panics unless the server answers 101.
-    pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
-        match Self::upgrade(addr, path, &[]).await {
-            Ok((_, Some(client))) => client,
-            Ok((response, None)) => panic!("upgrade of {path} refused: {response:?}"),
-            Err(err) => panic!("upgrade of {path} failed: {err:#}"),
-        }
     }
 
     /// Writes one frame.
@@ -480,8 +486,8 @@ impl RawClient {
         }
     }
 
-    /// The underlying TCP stream.
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    /// The underlying stream.
+    pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
     }
 }

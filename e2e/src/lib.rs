@@ -80,6 +80,7 @@ pub async fn connect_stalling(addr: std::net::SocketAddr, path: &str) -> RawClie
     nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::TcpMaxSeg, &536)
         .expect("TCP_MAXSEG");
     let stream = socket.connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
     match RawClient::upgrade_stream(stream, &addr.to_string(), path, &[]).await {
         Ok((_, Some(client))) => client,
         Ok((response, None)) => panic!("upgrade of {path} refused: {response:?}"),

@@ -214,3 +214,87 @@ async fn the_json_has_the_documented_shape() {
         assert_eq!(outcome["was_clean"], true);
     }
 }
+
+/// A TLS terminator in front of `backend`, with a fresh self-signed certificate for
+/// `localhost`: each accepted connection is decrypted and copied to the server, as a proxy does.
+async fn tls_terminator(
+    backend: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio_rustls::rustls::{self, ServerConfig};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn wss_works_with_insecure_and_refuses_a_self_signed_certificate_without() {
+    let server = ServerProcess::start(&[]).await;
+    let (proxy, task) = tls_terminator(server.addr()).await;
+    let url = format!("wss://localhost:{}/ws/drain", proxy.port());
+
+    let refused = wsclose_check::run(&url, &options()).await.unwrap_err();
+    println!("without --insecure: {refused}");
+    assert!(
+        matches!(refused, wsclose_check::CheckError::Tls { .. }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("--insecure"), "{refused}");
+
+    let insecure = Options {
+        insecure: true,
+        ..options()
+    };
+    let report = wsclose_check::run(&url, &insecure).await.unwrap();
+    println!("{}", report::table(&report));
+    let handshake = report.check("handshake").unwrap();
+    assert!(
+        handshake.detail.contains("https://localhost:"),
+        "{handshake:?}"
+    );
+    for id in [
+        "handshake",
+        "close-answered",
+        "close-code-echoed",
+        "tcp-closed",
+        "ping-answered",
+    ] {
+        assert_eq!(verdict(&report, id), Verdict::Pass, "{id}: {report:#?}");
+    }
+    assert_eq!(
+        (
+            report.predicted.chromium.code,
+            report.predicted.chromium.was_clean
+        ),
+        (1000, true)
+    );
+    task.abort();
+}
