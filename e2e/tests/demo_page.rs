@@ -142,6 +142,73 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     client.close().await.expect("end the WebDriver session");
 }
 
+/// How far the page's median may sit above the bare WebSocket's. Both are coarsened to 0.1 ms
+/// (`performance.now()` without cross-origin isolation).
+const PAGE_DRIFT_MS: f64 = 0.5;
+
+/// The page reports what the probe measures: its drain figure stays next to a bare `WebSocket`
+/// closed the same way in the same page.
+#[tokio::test]
+async fn the_page_figure_matches_a_bare_websocket() {
+    const PROBES: usize = 15;
+    let www = workspace_root().join("target/www");
+    require_built_page(&www);
+    let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
+    let driver = Chromedriver::start();
+    let client = driver.connect().await;
+    open_page(&client, &server.http_url("/")).await;
+
+    let page_ms = drain_probes(&client, PROBES).await;
+    // The page waits `data-settle-ms` (none before it had one) between drawing the pending row
+    // and `close()`. The bare WebSocket waits as long: a socket idle for 50 ms closes in about
+    // 1.2 ms in headless Chromium, one closed the instant it opened in about 0.6 ms.
+    let html = client.find(Locator::Css("html")).await.expect("<html>");
+    let settle_ms: u32 = html
+        .attr("data-settle-ms")
+        .await
+        .expect("read data-settle-ms")
+        .map_or(0, |ms| ms.parse().expect("a number"));
+    // The same close with nothing of the page around it: open, wait, close(1000), `close`.
+    let bare = client
+        .execute_async(
+            r#"
+            const [url, count, settle, done] = arguments;
+            const times = [];
+            const once = () => {
+                const ws = new WebSocket(url);
+                ws.onopen = () => setTimeout(() => {
+                    ws.onclose = () => {
+                        times.push(performance.now() - started);
+                        times.length < count ? once() : done(times);
+                    };
+                    const started = performance.now();
+                    ws.close(1000, "bare");
+                }, settle);
+            };
+            once();
+            "#,
+            vec![
+                json!(server.ws_url("/ws/drain")),
+                json!(PROBES),
+                json!(settle_ms),
+            ],
+        )
+        .await
+        .expect("the bare WebSocket closes");
+    let bare_ms: Vec<f64> = serde_json::from_value(bare).expect("an array of numbers");
+    println!(
+        "Chromium, {PROBES} closes each, {settle_ms} ms after open: page median {:.2} ms \
+         {page_ms:?}; bare WebSocket median {:.2} ms {bare_ms:?}",
+        median(&page_ms),
+        median(&bare_ms),
+    );
+    assert!(
+        median(&page_ms) <= median(&bare_ms) + PAGE_DRIFT_MS,
+        "the page reports {page_ms:?}, a bare WebSocket {bare_ms:?}"
+    );
+    client.close().await.expect("end the WebDriver session");
+}
+
 /// Clicks the element with id `id`.
 async fn click(client: &Client, id: &str) {
     client
