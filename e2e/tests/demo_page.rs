@@ -27,13 +27,7 @@ const PENDING_FOR: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
-    let www = workspace_root().join("target/www");
-    require_built_page(&www);
-    let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
-    let driver = Chromedriver::start();
-    let client = driver.connect().await;
-
-    open_page(&client, &server.http_url("/")).await;
+    let (server, _driver, client) = served_page().await;
 
     // The fix: /ws/drain answers the Close frame at once.
     click(&client, "run-drain").await;
@@ -151,12 +145,7 @@ const PAGE_DRIFT_MS: f64 = 0.5;
 #[tokio::test]
 async fn the_page_figure_matches_a_bare_websocket() {
     const PROBES: usize = 15;
-    let www = workspace_root().join("target/www");
-    require_built_page(&www);
-    let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
-    let driver = Chromedriver::start();
-    let client = driver.connect().await;
-    open_page(&client, &server.http_url("/")).await;
+    let (server, _driver, client) = served_page().await;
 
     let page_ms = drain_probes(&client, PROBES).await;
     // The page waits `data-settle-ms` (none before it had one) between drawing the pending row
@@ -207,6 +196,18 @@ async fn the_page_figure_matches_a_bare_websocket() {
         "the page reports {page_ms:?}, a bare WebSocket {bare_ms:?}"
     );
     client.close().await.expect("end the WebDriver session");
+}
+
+/// The built page served by a fresh server, open in a fresh headless Chromium. Keep the
+/// driver alive as long as the client.
+async fn served_page() -> (ServerProcess, Chromedriver, Client) {
+    let www = workspace_root().join("target/www");
+    require_built_page(&www);
+    let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
+    let driver = Chromedriver::start();
+    let client = driver.connect().await;
+    open_page(&client, &server.http_url("/")).await;
+    (server, driver, client)
 }
 
 /// Clicks the element with id `id`.
