@@ -103,11 +103,12 @@ test-firefox: setup build
 	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
 	  $(FIREFOX_TEST) client-wasm --test browser -- --nocapture
 
-test-slow: setup build ## The full-length no-drain reproduction in both browsers (~2 min)
+test-slow: setup build ## The full-length no-drain reproduction in both browsers (~4 min)
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
 	  $(CHROME_TEST) client-wasm --test slow -- --nocapture
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
 	  $(FIREFOX_TEST) client-wasm --test slow -- --nocapture
+	cargo test -p wsclose-e2e --test check_browser -- --ignored --nocapture
 
 bench: setup build ## Close latency vs TCP RTT, browser latency, 10k scale (BENCH_ARGS=--quick)
 	cargo build --release -p wsclose-server

@@ -19,11 +19,14 @@
 //! * [`predict`]: from the close handshake to what each browser shows.
 //! * [`report`]: the table and the JSON.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod browser;
 pub mod checks;
 pub mod predict;
 pub mod raw;
@@ -73,6 +76,16 @@ pub struct Options {
     /// wss://: accept any certificate (a self-signed test server).
     #[arg(long)]
     pub insecure: bool,
+    /// Confirm the prediction in real headless browsers (the no-drain case takes 60 s).
+    #[arg(long, value_enum)]
+    pub browser: Option<browser::BrowserChoice>,
+    /// Where --browser serves its probe page. The server must accept this origin
+    /// (http://IP:PORT) in its Origin check.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub page_addr: SocketAddr,
+    /// The built probe page for --browser (`make build` puts it in target/www).
+    #[arg(long, default_value_os_t = browser::default_www())]
+    pub www: PathBuf,
 }
 
 impl Default for Options {
@@ -83,6 +96,9 @@ impl Default for Options {
             keepalive_wait: None,
             max_size: None,
             insecure: false,
+            browser: None,
+            page_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            www: browser::default_www(),
         }
     }
 }
@@ -109,6 +125,9 @@ pub enum CheckError {
         /// rustls's reason, and a hint.
         cause: String,
     },
+    /// `--browser` could not run (no built page, no driver).
+    #[error("--browser: {0}")]
+    Browser(String),
     /// The server answered, but not as a WebSocket server.
     #[error("{0}")]
     NotWebSocket(String),
@@ -123,6 +142,9 @@ pub struct Report {
     pub checks: Vec<CheckResult>,
     /// What Chromium and Firefox will show after `close()`.
     pub predicted: Predicted,
+    /// What each browser showed, with `--browser`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BTreeMap<&'static str, browser::Measured>>,
     /// What the close handshake did, which the prediction follows.
     #[serde(skip)]
     pub behaviour: CloseBehaviour,
@@ -223,12 +245,55 @@ pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError>
 pub async fn run(url: &str, options: &Options) -> Result<Report, CheckError> {
     let target = resolve(url, options).await?;
     let (checks, behaviour) = checks::run_all(&target, options).await?;
+    let predicted = predict::predict(&behaviour);
+    let browser = match options.browser {
+        Some(choice) => Some(in_browsers(url, choice, &predicted, options).await?),
+        None => None,
+    };
     Ok(Report {
         url: url.to_owned(),
         checks,
-        predicted: predict::predict(&behaviour),
+        predicted,
+        browser,
         behaviour,
     })
+}
+
+/// `--browser`: serves the probe page and measures `close()` in each browser chosen.
+async fn in_browsers(
+    url: &str,
+    choice: browser::BrowserChoice,
+    predicted: &Predicted,
+    options: &Options,
+) -> Result<BTreeMap<&'static str, browser::Measured>, CheckError> {
+    let (page_addr, page) = browser::serve_page(&options.www, options.page_addr)
+        .await
+        .map_err(CheckError::Browser)?;
+    let page_url = format!("http://{page_addr}/");
+    let mut measured = BTreeMap::new();
+    for name in choice.browsers() {
+        let expected = match name {
+            browser::Browser::Chromium => predicted.chromium,
+            browser::Browser::Firefox => predicted.firefox,
+        };
+        let label = format!(
+            "{} (predicted {})",
+            name.name(),
+            report::duration_text(expected.close_after_ms)
+        );
+        let result = browser::with_progress(&label, browser::measure(name, &page_url, url)).await;
+        match result {
+            Ok(outcome) => {
+                measured.insert(name.name(), outcome);
+            }
+            Err(error) => {
+                page.abort();
+                return Err(CheckError::Browser(error));
+            }
+        }
+    }
+    page.abort();
+    Ok(measured)
 }
 
 /// An I/O error as the short phrase people know ("connection refused").

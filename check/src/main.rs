@@ -10,7 +10,7 @@ use wsclose_check::{report, Options};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// The endpoint to check: ws://HOST[:PORT]/PATH[?QUERY].
+    /// The endpoint to check: ws:// or wss://HOST[:PORT]/PATH[?QUERY].
     url: String,
     /// Print one JSON object instead of the tables.
     #[arg(long)]

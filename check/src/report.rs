@@ -7,6 +7,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement,
 /// The table's width when stdout is not a terminal (a file, a pipe, CI logs).
 pub const WIDTH_OFF_TERMINAL: u16 = 110;
 
+use crate::browser::Measured;
 use crate::{BrowserOutcome, Report, Verdict};
 
 /// The report as JSON: `{"url", "checks": [...], "predicted": {"chromium", "firefox"}}`.
@@ -57,18 +58,72 @@ pub fn table(report: &Report) -> String {
     ] {
         predicted.add_row(outcome_row(name, outcome));
     }
-    format!(
+    let mut text = format!(
         "wsclose-check {}\n{checks}\npredicted (from the native observations above):\n{predicted}",
         report.url
-    )
+    );
+    if let Some(measured) = &report.browser {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "browser, measured",
+            "close event after",
+            "code",
+            "wasClean",
+            "as predicted",
+        ]);
+        for (name, result) in measured {
+            let predicted = if *name == "firefox" {
+                report.predicted.firefox
+            } else {
+                report.predicted.chromium
+            };
+            match result {
+                Measured::Outcome(outcome) => {
+                    let mut row = outcome_row(name, *outcome).to_vec();
+                    let agrees = agrees(predicted, *outcome);
+                    row.push(Cell::new(if agrees { "yes" } else { "no" }).fg(if agrees {
+                        Color::Green
+                    } else {
+                        Color::Red
+                    }));
+                    table.add_row(row);
+                }
+                Measured::Failed { error } => {
+                    table.add_row([
+                        Cell::new(name),
+                        Cell::new(format!("failed: {error}")),
+                        Cell::new(""),
+                        Cell::new(""),
+                        Cell::new("no").fg(Color::Red),
+                    ]);
+                }
+            }
+        }
+        text.push_str(&format!("\nmeasured in headless browsers:\n{table}"));
+    }
+    text
+}
+
+/// True when a measured outcome is the predicted one: the same code and wasClean, and a time
+/// within a quarter of the prediction or 100 ms of it, whichever is larger.
+pub fn agrees(predicted: BrowserOutcome, measured: BrowserOutcome) -> bool {
+    let slack = (predicted.close_after_ms * 0.25).max(100.0);
+    predicted.code == measured.code
+        && predicted.was_clean == measured.was_clean
+        && (predicted.close_after_ms - measured.close_after_ms).abs() <= slack
+}
+
+/// `12.3 ms` below a second, `60.0 s` above.
+pub fn duration_text(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        format!("{ms:.1} ms")
+    }
 }
 
 fn outcome_row(name: &str, outcome: BrowserOutcome) -> [Cell; 4] {
-    let after = if outcome.close_after_ms >= 1000.0 {
-        format!("{:.1} s", outcome.close_after_ms / 1000.0)
-    } else {
-        format!("{:.1} ms", outcome.close_after_ms)
-    };
+    let after = duration_text(outcome.close_after_ms);
     let colour = if outcome.was_clean && outcome.close_after_ms < 1000.0 {
         Color::Green
     } else {

@@ -6,20 +6,16 @@
 //! 1000 and `wasClean: true`; a no-drain probe is still waiting, its timer running, 3 s later.
 //! It saves a screenshot to `target/screenshots/demo.png`.
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use fantoccini::{elements::Element, Client, Locator};
 use serde_json::json;
+use wsclose_check::browser::{Browser, Driver};
 use wsclose_e2e::cluster::Cluster;
 use wsclose_e2e::server::workspace_root;
 use wsclose_e2e::ServerProcess;
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// Bound on every wait for the page to reach a state.
 const WAIT: Duration = Duration::from_secs(15);
 /// How long the no-drain probe must stay pending.
@@ -200,12 +196,12 @@ async fn the_page_figure_matches_a_bare_websocket() {
 
 /// The built page served by a fresh server, open in a fresh headless Chromium. Keep the
 /// driver alive as long as the client.
-async fn served_page() -> (ServerProcess, Chromedriver, Client) {
+async fn served_page() -> (ServerProcess, Driver, Client) {
     let www = workspace_root().join("target/www");
     require_built_page(&www);
     let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
-    let driver = Chromedriver::start();
-    let client = driver.connect().await;
+    let driver = Driver::start(Browser::Chromium).expect("start chromedriver");
+    let client = driver.connect().await.expect("a Chromium session");
     open_page(&client, &server.http_url("/")).await;
     (server, driver, client)
 }
@@ -295,8 +291,8 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
     let www = www.to_str().expect("utf-8 path");
     let mut cluster =
         Cluster::start("60s", &["--shutdown-code", "1012", "--static-dir", www]).await;
-    let driver = Chromedriver::start();
-    let client = driver.connect().await;
+    let driver = Driver::start(Browser::Chromium).expect("start chromedriver");
+    let client = driver.connect().await.expect("a Chromium session");
 
     let direct = format!("http://{}/", cluster.instance(1).addr);
     open_page(&client, &direct).await;
@@ -395,100 +391,4 @@ async fn cell_text(row: &Element, css: &str) -> String {
         .text()
         .await
         .expect("cell text")
-}
-
-/// `chromedriver` on a free port, in its own process group so that `Drop` also ends the
-/// Chromium it started, plus a fresh profile directory that `Drop` removes.
-struct Chromedriver {
-    child: Child,
-    port: u16,
-    profile: PathBuf,
-}
-
-impl Chromedriver {
-    fn start() -> Chromedriver {
-        assert!(
-            Path::new(CHROMEDRIVER).is_file() && Path::new(CHROMIUM).is_file(),
-            "{CHROMEDRIVER} and {CHROMIUM} are needed: run `make setup` \
-             (apt-get install chromium chromium-driver)"
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("pick a free port")
-            .port();
-        let profile = std::env::temp_dir().join(format!(
-            "wsclose-e2e-chromium-{}-{port}",
-            std::process::id()
-        ));
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn chromedriver");
-        let driver = Chromedriver {
-            child,
-            port,
-            profile,
-        };
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        driver
-    }
-
-    async fn connect(&self) -> Client {
-        let profile = format!("--user-data-dir={}", self.profile.display());
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--disable-extensions",
-                    "--disable-default-apps",
-                    "--no-first-run",
-                    "--no-default-browser-check",
-                    "--disable-quic",
-                    "--hide-scrollbars",
-                    "--window-size=1280,1200",
-                    profile,
-                ],
-            },
-        });
-        let serde_json::Value::Object(capabilities) = capabilities else {
-            unreachable!("a JSON object literal")
-        };
-        ClientBuilder::native()
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("start a Chromium session through chromedriver")
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // The group holds chromedriver and the browser it launched, nothing else.
-        let group = i32::try_from(self.child.id()).expect("pid fits in i32");
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(group),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
 }
