@@ -116,7 +116,7 @@ bench: setup build ## Close latency vs TCP RTT, browser latency, 10k scale (BENC
 
 check: ## Diagnose any server: make check URL=ws://host:port/path [CHECK_ARGS="--json --max-size N"]
 	@test -n "$(URL)" || { echo "usage: make check URL=ws://HOST:PORT/PATH [CHECK_ARGS=...]" >&2; exit 2; }
-	cargo run --quiet --release -p wsclose-check -- $(CHECK_ARGS) "$(URL)"
+	@cargo run --quiet --release -p wsclose-check -- $(CHECK_ARGS) "$(URL)"
 
 fmt: ## Format the whole workspace
 	cargo fmt --all

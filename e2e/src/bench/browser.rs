@@ -4,16 +4,13 @@
 //! All probes run inside one async script, one after the other, so the only thing timed is
 //! the browser's `close()` → `close` event (the probe measures it with `performance.now()`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use fantoccini::wd::TimeoutConfiguration;
 use serde_json::{json, Value};
-
-use crate::webdriver::{Driver, TempDir};
-
-/// ChromeDriver as `make setup` installs it (Debian's `chromium-driver`).
-pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+use wsclose_check::browser::{Browser, Driver, CHROMEDRIVER};
 
 /// Probes run before the measured ones (first connections pay for DNS-less socket setup,
 /// JIT warm-up and the like).
@@ -62,49 +59,57 @@ pub struct BrowserRun {
 }
 
 /// Why the browser figure could not be produced even though the run did not break.
-pub fn prerequisites(www: &Path) -> Result<PathBuf, String> {
-    let driver = PathBuf::from(CHROMEDRIVER);
-    if !driver.is_file() {
+pub fn prerequisites(www: &Path) -> Result<(), String> {
+    if !Path::new(CHROMEDRIVER).is_file() {
         return Err(format!("{CHROMEDRIVER} not found (run `make setup`)"));
     }
     let probe = www.join("pkg").join("wsclose_client.js");
     if !probe.is_file() {
         return Err(format!("{} not found (run `make build`)", probe.display()));
     }
-    Ok(driver)
+    Ok(())
 }
 
-/// Runs `count` probes of `ws_url` from the demo page at `page_url`.
-pub async fn run(
-    driver_binary: &Path,
-    page_url: &str,
-    ws_url: &str,
-    count: usize,
-    log: &Path,
-) -> anyhow::Result<BrowserRun> {
-    let driver = Driver::start(driver_binary, log).await?;
-    let profile = TempDir::new("chromium")?;
+/// Runs `count` probes of `ws_url` from the demo page at `page_url`, in headless Chromium
+/// started by `wsclose_check::browser::Driver` (fantoccini).
+pub async fn run(page_url: &str, ws_url: &str, count: usize) -> anyhow::Result<BrowserRun> {
+    let driver = tokio::task::spawn_blocking(|| Driver::start(Browser::Chromium))
+        .await?
+        .map_err(|error| anyhow!(error))?;
+    let client = driver.connect().await.map_err(|error| anyhow!(error))?;
     // Generous: a probe normally takes a few ms, and each gives up after 5 s.
     let script_timeout = Duration::from_secs(30) + Duration::from_secs(6) * count as u32;
-    let session = driver
-        .new_session(profile.path(), script_timeout)
-        .await
-        .context("start headless Chromium")?;
     let outcome = async {
-        session.goto(page_url).await?;
-        session
-            .execute_async(
-                SCRIPT,
-                vec![json!(ws_url), json!(count), json!(WARMUP)],
-                script_timeout,
-            )
-            .await
+        client
+            .update_timeouts(TimeoutConfiguration::new(Some(script_timeout), None, None))
+            .await?;
+        client.goto(page_url).await?;
+        let agent = client.execute("return navigator.userAgent", vec![]).await?;
+        let result = client
+            .execute_async(SCRIPT, vec![json!(ws_url), json!(count), json!(WARMUP)])
+            .await?;
+        anyhow::Ok((agent, result))
     }
     .await;
-    let version = session.browser_version().to_owned();
     // Close the browser whatever happened; the driver is killed on drop either way.
-    let _ = session.quit().await;
-    parse(outcome?, version, count)
+    let _ = client.close().await;
+    let (agent, result) = outcome.context("run the probes in headless Chromium")?;
+    parse(
+        result,
+        chromium_version(agent.as_str().unwrap_or_default()),
+        count,
+    )
+}
+
+/// `156.0.8078.73` from a user agent `… Chrome/156.0.8078.73 …` (headless says HeadlessChrome).
+fn chromium_version(agent: &str) -> String {
+    agent
+        .split_whitespace()
+        .find_map(|part| {
+            part.split_once("Chrome/")
+                .map(|(_, version)| version.to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn parse(value: Value, version: String, count: usize) -> anyhow::Result<BrowserRun> {

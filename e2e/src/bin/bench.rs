@@ -29,7 +29,8 @@
 //!
 //! # Layout
 //! The modules live in `e2e/src/bench/`: `server.rs` (the child process and `/proc`),
-//! `latency.rs`, `browser.rs` with `webdriver.rs` (a minimal WebDriver client), `scale.rs`,
+//! `latency.rs`, `browser.rs` (Chromium through `wsclose_check::browser::Driver` and fantoccini),
+//! `scale.rs`,
 //! `stats.rs` (percentiles) and `report.rs` (table, JSON, plots).
 
 #[path = "../bench/browser.rs"]
@@ -44,8 +45,6 @@ mod scale;
 mod server;
 #[path = "../bench/stats.rs"]
 mod stats;
-#[path = "../bench/webdriver.rs"]
-mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -470,13 +469,13 @@ fn browser_phase(
 ) {
     let name = "browser close p50 (headless Chromium)";
     let target = format!("≤ {TARGET_BROWSER_P50_MS} ms");
-    let driver = if options.browser {
+    let ready = if options.browser {
         browser::prerequisites(&www_dir())
     } else {
         Err("--no-browser".to_owned())
     };
-    let driver = match driver {
-        Ok(driver) => driver,
+    match ready {
+        Ok(()) => {}
         Err(why) => {
             eprintln!("bench: [3/4] browser close latency skipped: {why}");
             report.figures.push(Figure::missing(
@@ -497,13 +496,7 @@ fn browser_phase(
         options.browser_probes
     );
     let page = format!("http://{}/", server.addr());
-    let run = runtime.block_on(browser::run(
-        &driver,
-        &page,
-        ws_url,
-        options.browser_probes,
-        &options.out.join("chromedriver.log"),
-    ));
+    let run = runtime.block_on(browser::run(&page, ws_url, options.browser_probes));
     let run = match run {
         Ok(run) if !run.elapsed_ms.is_empty() => run,
         Ok(run) => {
