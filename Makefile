@@ -88,6 +88,7 @@ lint: ## rustfmt check, clippy -D warnings (native and wasm), the library's docs
 unit: ## Unit tests (server logic under paused time; the client's pure logic, natively; the check's CLI)
 	cargo test -p wsclose-server
 	cargo test -p wsclose-check
+	cargo test -p wsclose-bench
 	cargo test -p wsclose-client --lib
 
 e2e: build ## End-to-end tests against the real server binary
@@ -112,7 +113,7 @@ test-slow: setup build ## The full-length no-drain reproduction in both browsers
 
 bench: setup build ## Close latency vs TCP RTT, browser latency, 10k scale (BENCH_ARGS=--quick)
 	cargo build --release -p wsclose-server
-	cargo run --release -p wsclose-e2e --bin bench -- $(BENCH_ARGS)
+	cargo run --release -p wsclose-bench -- $(BENCH_ARGS)
 
 check: ## Diagnose any server: make check URL=ws://host:port/path [CHECK_ARGS="--json --max-size N"]
 	@test -n "$(URL)" || { echo "usage: make check URL=ws://HOST:PORT/PATH [CHECK_ARGS=...]" >&2; exit 2; }

@@ -248,15 +248,13 @@ impl ServerProcess {
             .map(|status| status.expect("wait for wsclose-server"))
     }
 
-    /// The server's resident set size in KiB (`VmRSS` in `/proc/PID/status`).
+    /// The server's resident set size in KiB (`VmRSS` in `/proc/PID/status`, read by procfs).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS line in /proc/PID/status")
+        procfs::process::Process::new(self.pid as i32)
+            .and_then(|process| process.status())
+            .expect("read /proc/PID/status")
+            .vmrss
+            .expect("VmRSS in /proc/PID/status")
     }
 
     /// Every line the server printed to stdout so far (the listening line first).

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-/// The prefix of the one line the server prints to stdout once it listens.
-const LISTENING_PREFIX: &str = "wsclose-server listening on http://";
+use wsclose_e2e::server::{workspace_root, LISTENING_PREFIX};
 
 /// How long the server may take from spawn to its listening line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -87,38 +86,23 @@ impl Server {
         format!("ws://{}{path}", self.addr)
     }
 
-    /// The resident set size in KiB (`VmRSS` in `/proc/PID/status`).
+    /// The resident set size in KiB (`VmRSS` in `/proc/PID/status`, read by procfs).
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+        let status = procfs::process::Process::new(self.pid() as i32)
+            .and_then(|process| process.status())
             .context("read /proc/PID/status")?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS line in /proc/PID/status")
+        status.vmrss.context("no VmRSS in /proc/PID/status")
     }
 
-    /// CPU time used so far, user plus system (`utime + stime` in `/proc/PID/stat`).
+    /// CPU time used so far, user plus system (`utime + stime` in `/proc/PID/stat`, in units
+    /// of procfs's `ticks_per_second`).
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+        let stat = procfs::process::Process::new(self.pid() as i32)
+            .and_then(|process| process.stat())
             .context("read /proc/PID/stat")?;
-        // The command name (field 2) may contain spaces; fields after its `)` are plain.
-        let after_name = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .context("no ')' in /proc/PID/stat")?;
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // after_name starts at field 3 (state); utime is field 14, stime field 15.
-        let ticks = |index: usize| -> anyhow::Result<u64> {
-            fields
-                .get(index - 3)
-                .context("short /proc/PID/stat")?
-                .parse()
-                .context("clock ticks in /proc/PID/stat")
-        };
-        let total = ticks(14)? + ticks(15)?;
+        let ticks = stat.utime + stat.stime;
         Ok(Duration::from_secs_f64(
-            total as f64 / clock_ticks_per_second(),
+            ticks as f64 / procfs::ticks_per_second() as f64,
         ))
     }
 }
@@ -128,21 +112,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `USER_HZ`, the unit of the CPU times in `/proc/PID/stat` (`getconf CLK_TCK`; 100 on Linux).
-fn clock_ticks_per_second() -> f64 {
-    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *HZ.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|output| String::from_utf8(output.stdout).ok())
-            .and_then(|text| text.trim().parse().ok())
-            .filter(|hz: &f64| *hz > 0.0)
-            .unwrap_or(100.0)
-    })
 }
 
 /// Where the release server is: `$CARGO_TARGET_DIR/release/wsclose-server`, else
@@ -163,12 +132,4 @@ pub fn target_dir() -> PathBuf {
             }
         })
         .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// The workspace root: the parent of the e2e crate.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e/ has a parent")
-        .to_path_buf()
 }

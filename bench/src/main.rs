@@ -28,22 +28,16 @@
 //!    second; RSS and CPU per connection from `/proc`, then a close storm ([`scale::run`]).
 //!
 //! # Layout
-//! The modules live in `e2e/src/bench/`: `server.rs` (the child process and `/proc`),
+//! One module per phase: `server.rs` (the child process, and `/proc` through procfs),
 //! `latency.rs`, `browser.rs` (Chromium through `wsclose_check::browser::Driver` and fantoccini),
 //! `scale.rs`,
 //! `stats.rs` (percentiles) and `report.rs` (table, JSON, plots).
 
-#[path = "../bench/browser.rs"]
 mod browser;
-#[path = "../bench/latency.rs"]
 mod latency;
-#[path = "../bench/report.rs"]
 mod report;
-#[path = "../bench/scale.rs"]
 mod scale;
-#[path = "../bench/server.rs"]
 mod server;
-#[path = "../bench/stats.rs"]
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -752,7 +746,9 @@ fn server_args() -> Vec<String> {
 
 /// The demo page and the built wasm, as `make build` leaves them.
 fn www_dir() -> PathBuf {
-    server::workspace_root().join("target").join("www")
+    wsclose_e2e::server::workspace_root()
+        .join("target")
+        .join("www")
 }
 
 /// `156.0.8078.79` → `156`.
