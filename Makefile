@@ -10,6 +10,12 @@ GECKODRIVER_VERSION := 0.37.1
 BINARYEN_VERSION    := 132.0.0
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock)
 APT_PACKAGES        := chromium chromium-driver firefox-esr nginx
+# The bench's peers (make bench only): Debian's Go and gorilla/websocket (built without module
+# downloads), npm's ws, PyPI's websockets in a venv; all under target/peers.
+PEER_APT_PACKAGES   := golang-go golang-github-gorilla-websocket-dev
+NODE_WS_VERSION     := 8.23.0
+PY_WEBSOCKETS_VERSION := 15.0.1
+PEERS               := target/peers
 NGINX               := /usr/sbin/nginx
 
 BINARYEN_DIR := target/binaryen
@@ -33,7 +39,7 @@ FIREFOX_TEST := $(WASM_PACK_TEST) --firefox --geckodriver $(GECKODRIVER)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-wasm setup-browsers build build-wasm serve serve-cluster test lint unit e2e \
-        test-browser test-chrome test-firefox test-slow bench check fmt clean
+        test-browser test-chrome test-firefox test-slow bench setup-peers check fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -111,8 +117,22 @@ test-slow: setup build ## The full-length no-drain reproduction in both browsers
 	  $(FIREFOX_TEST) client-wasm --test slow -- --nocapture
 	cargo test -p wsclose-e2e --test check_browser -- --ignored --nocapture
 
-bench: setup build ## Close latency vs TCP RTT, browser latency, 10k scale (BENCH_ARGS=--quick)
-	cargo build --release -p wsclose-server
+setup-peers: ## Install and build the bench's peers if missing (gorilla, Node ws, Python websockets)
+	@if ! command -v go >/dev/null || ! test -d /usr/share/gocode/src/github.com/gorilla/websocket; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(PEER_APT_PACKAGES) >/dev/null; \
+	fi
+	@test -x $(PEERS)/gorilla -a $(PEERS)/gorilla -nt bench/peers/gorilla.go \
+	  || GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$(abspath $(PEERS))/gocache \
+	     go build -o $(PEERS)/gorilla bench/peers/gorilla.go
+	@grep -qs '"version": "$(NODE_WS_VERSION)"' $(PEERS)/node/node_modules/ws/package.json \
+	  || npm install --prefix $(PEERS)/node --no-save --no-audit --no-fund ws@$(NODE_WS_VERSION)
+	@$(PEERS)/venv/bin/pip show websockets 2>/dev/null | grep -qx 'Version: $(PY_WEBSOCKETS_VERSION)' \
+	  || { python3 -m venv $(PEERS)/venv && \
+	       $(PEERS)/venv/bin/pip install -q websockets==$(PY_WEBSOCKETS_VERSION); }
+
+bench: setup build setup-peers ## Close latency vs TCP RTT and peers, browser latency, 10k scale (BENCH_ARGS=--quick)
+	cargo build --release -p wsclose-server -p wsclose-bench
 	cargo run --release -p wsclose-bench -- $(BENCH_ARGS)
 
 check: ## Diagnose any server: make check URL=ws://host:port/path [CHECK_ARGS="--json --max-size N"]

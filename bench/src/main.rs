@@ -35,6 +35,7 @@
 
 mod browser;
 mod latency;
+mod peers;
 mod report;
 mod scale;
 mod server;
@@ -69,6 +70,7 @@ const SCALE_PERIOD: &str = "1s";
 const USAGE: &str = "\
 usage: bench [--quick] [--connections N] [--handshakes N] [--rtt-iterations N]
              [--browser | --no-browser] [--browser-probes N] [--out DIR] [--server PATH]
+             [--no-peers] [--rounds N] [--peer-handshakes N] [--peer-idle N]
 
   --quick              smoke run: 200 connections, 100 handshakes, 10 browser probes
   --connections N      concurrent connections in the scale phase   [10000]
@@ -78,7 +80,11 @@ usage: bench [--quick] [--connections N] [--handshakes N] [--rtt-iterations N]
   --no-browser         skip the browser phase (on by default; skipped anyway when
                        /usr/bin/chromedriver or target/www/pkg is missing)
   --out DIR            where results.json and the plots go         [target/bench]
-  --server PATH        the server binary        [target/release/wsclose-server]";
+  --server PATH        the server binary        [target/release/wsclose-server]
+  --no-peers           skip the peers (on by default; a peer not installed is skipped)
+  --rounds N           rounds over wsclose and the peers, alternating   [5]
+  --peer-handshakes N  close handshakes per server per round            [200]
+  --peer-idle N        idle connections per server per round (RSS)      [1000]";
 
 /// The command line.
 #[derive(Debug, Clone)]
@@ -91,6 +97,10 @@ struct Options {
     browser_probes: usize,
     out: PathBuf,
     server: PathBuf,
+    peers: bool,
+    rounds: usize,
+    peer_handshakes: usize,
+    peer_idle: usize,
 }
 
 impl Options {
@@ -106,6 +116,10 @@ impl Options {
             browser_probes: if quick { 10 } else { 100 },
             out: server::target_dir().join("bench"),
             server: server::default_binary(),
+            peers: true,
+            rounds: if quick { 2 } else { 5 },
+            peer_handshakes: if quick { 50 } else { 200 },
+            peer_idle: if quick { 100 } else { 1_000 },
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -136,6 +150,10 @@ impl Options {
                 "--no-browser" => options.browser = false,
                 "--out" => options.out = PathBuf::from(value()?),
                 "--server" => options.server = PathBuf::from(value()?),
+                "--no-peers" => options.peers = false,
+                "--rounds" => options.rounds = number(value()?)?,
+                "--peer-handshakes" => options.peer_handshakes = number(value()?)?,
+                "--peer-idle" => options.peer_idle = number(value()?)?,
                 other => bail!("unknown argument {other:?}"),
             }
         }
@@ -222,6 +240,7 @@ fn run(options: &Options) -> anyhow::Result<usize> {
     let mut report = Report::default();
     latency_phases(options, &mut report);
     scale_phase(options, &mut report);
+    let peer_results = peers_phase(options, &mut report);
 
     let cdf_path = options.out.join("close_latency_cdf.svg");
     let rss_path = options.out.join("rss_vs_connections.svg");
@@ -249,6 +268,7 @@ fn run(options: &Options) -> anyhow::Result<usize> {
         },
         "figures": report.figures,
         "details": report.details,
+        "peers": peer_results,
     });
     let results_path = options.out.join("results.json");
     std::fs::write(&results_path, serde_json::to_string_pretty(&results)?)
@@ -265,6 +285,15 @@ fn run(options: &Options) -> anyhow::Result<usize> {
     println!();
     print!("{}", report::table(&report.figures));
     println!();
+    if !peer_results.is_empty() {
+        println!(
+            "peers, the same client, {} rounds alternating ({} close handshakes and {} idle \
+             connections per server per round):",
+            options.rounds, options.peer_handshakes, options.peer_idle
+        );
+        println!("{}", peers::table(&peer_results, options.rounds));
+        println!();
+    }
     println!(
         "wrote {}, {} and {} in {elapsed:.0} s",
         display(&results_path),
@@ -272,6 +301,54 @@ fn run(options: &Options) -> anyhow::Result<usize> {
         display(&rss_path)
     );
     Ok(errors)
+}
+
+/// Phase 5: wsclose next to the peers that are installed, alternating in rounds.
+fn peers_phase(options: &Options, report: &mut Report) -> Vec<peers::PeerResult> {
+    if !options.peers {
+        return Vec::new();
+    }
+    let (specs, missing) = peers::available(&options.server, &server::target_dir());
+    for why in &missing {
+        eprintln!("bench: [peers] skipped {why}");
+    }
+    report
+        .details
+        .insert("peers_skipped".into(), json!(missing));
+    eprintln!(
+        "bench: [peers] {} servers, {} rounds: {}",
+        specs.len(),
+        options.rounds,
+        specs
+            .iter()
+            .map(|spec| spec.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            report.error("peers", "peers phase", &error.into(), "");
+            return Vec::new();
+        }
+    };
+    match peers::run(
+        &runtime,
+        &specs,
+        options.rounds,
+        options.peer_handshakes,
+        options.peer_idle,
+        &options.out,
+    ) {
+        Ok(results) => results,
+        Err(error) => {
+            report.error("peers", "peers phase", &error, "");
+            Vec::new()
+        }
+    }
 }
 
 /// Phases 1–3: TCP RTT, close handshakes and the browser, on one current-thread runtime and

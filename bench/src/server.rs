@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use wsclose_e2e::server::{workspace_root, LISTENING_PREFIX};
+use wsclose_e2e::server::{workspace_root, LISTENING_ON};
 
 /// How long the server may take from spawn to its listening line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -30,17 +30,25 @@ impl Server {
                 binary.display()
             );
         }
-        let log_file = std::fs::File::create(log)
-            .with_context(|| format!("create server log {}", log.display()))?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn");
+        Self::spawn(command, log)
+    }
+
+    /// Spawns `command` (any server that prints a line containing `listening on http://IP:PORT`
+    /// first, such as the bench's peers) with its stderr going to `log`, and waits for that line.
+    pub fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Server> {
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("create server log {}", log.display()))?;
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
-            .with_context(|| format!("spawn {}", binary.display()))?;
+            .with_context(|| format!("spawn {:?}", command.get_program()))?;
         let stdout = child.stdout.take().context("piped stdout")?;
         let (line_tx, line_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -63,8 +71,9 @@ impl Server {
             )
         })?;
         server.addr = line
-            .strip_prefix(LISTENING_PREFIX)
+            .split_once(LISTENING_ON)
             .with_context(|| format!("unexpected first stdout line {line:?}"))?
+            .1
             .trim()
             .parse()
             .with_context(|| format!("no socket address in {line:?}"))?;
