@@ -538,41 +538,32 @@ async fn protocol_errors(target: &Target, options: &Options) -> Result<CheckResu
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     let ms = Some(millis(started.elapsed()));
-    let exact = cases
-        .iter()
-        .zip(&outcomes)
-        .filter(|(case, outcome)| {
-            matches!(outcome, RawCloseOutcome::Close(frame) if frame.close_code() == Some(case.expected))
-        })
-        .count();
-    let others: Vec<String> = cases
+    // The cases that did not get their exact code, with what they got instead.
+    let wrong: Vec<(&ProtocolCase, String)> = cases
         .iter()
         .zip(&outcomes)
         .filter(|(case, outcome)| {
             !matches!(outcome, RawCloseOutcome::Close(frame) if frame.close_code() == Some(case.expected))
         })
-        .map(|(case, outcome)| {
-            format!("{} → {} (expected {})", case.name, outcome_text(outcome), case.expected)
-        })
+        .map(|(case, outcome)| (case, outcome_text(outcome)))
         .collect();
     let ignored = outcomes.contains(&RawCloseOutcome::TimedOut);
+    let exact = cases.len() - wrong.len();
     let mut detail = format!("{exact}/{} got the exact close code", cases.len());
-    let wrong: Vec<String> = cases
-        .iter()
-        .zip(&outcomes)
-        .filter(|(case, outcome)| {
-            !matches!(outcome, RawCloseOutcome::Close(frame) if frame.close_code() == Some(case.expected))
-        })
-        .map(|(_, outcome)| outcome_text(outcome))
-        .collect();
-    if !wrong.is_empty() && wrong.iter().all(|text| *text == wrong[0]) {
-        // One answer for every case, say it once.
-        detail.push_str(&format!("; the other {} got {}", wrong.len(), wrong[0]));
-    } else if !others.is_empty() {
-        detail.push_str("; ");
-        detail.push_str(&others.join("; "));
+    if let Some((_, first)) = wrong.first() {
+        if wrong.iter().all(|(_, got)| got == first) {
+            // One answer for every case, say it once.
+            detail.push_str(&format!("; the other {} got {first}", wrong.len()));
+        } else {
+            let each: Vec<String> = wrong
+                .iter()
+                .map(|(case, got)| format!("{} → {got} (expected {})", case.name, case.expected))
+                .collect();
+            detail.push_str("; ");
+            detail.push_str(&each.join("; "));
+        }
     }
-    Ok(if others.is_empty() {
+    Ok(if wrong.is_empty() {
         CheckResult::new(id, Verdict::Pass, ms, detail)
     } else if ignored {
         CheckResult::new(id, Verdict::Fail, ms, detail).fix(
