@@ -1,5 +1,6 @@
 //! The demo page's timeline: one horizontal bar per probe on a log scale from 0.1 ms to
-//! 100 s, so a 1 ms close and a 60 s close both read well. Drawn as SVG through web-sys.
+//! 100 s, so a 1 ms close and a 60 s close both read well. Drawn as SVG through web-sys, and
+//! updated in place while bars grow ([`Chart`]).
 
 use wasm_bindgen::JsValue;
 use web_sys::{Document, Element};
@@ -81,166 +82,293 @@ fn tick_label(decade: i32) -> String {
     }
 }
 
-/// Replaces the contents of `container` with a chart of `bars`.
-pub(crate) fn render(
-    document: &Document,
-    container: &Element,
-    bars: &[Bar],
-) -> Result<(), JsValue> {
-    let rows = bars.len().max(1) as f64;
-    let height = TOP + rows * ROW + BOTTOM;
-    let plot_bottom = TOP + rows * ROW;
-    let svg = element(
-        document,
-        "svg",
-        &[
-            ("viewBox", &format!("0 0 {WIDTH} {height}")),
-            ("class", "timeline"),
-            ("role", "img"),
-            (
-                "aria-label",
-                "Time from close() to the close event, per probe, on a log scale",
-            ),
-        ],
-    )?;
+/// The browsers' closing-handshake timeouts, drawn as dashed markers: where the no-drain
+/// bars end. The one of the browser the page runs in is marked "(this browser)".
+const TIMEOUT_MARKERS: [(f64, &str, f64); 2] = [
+    (20_000.0, "Firefox timeout 20 s", 12.0),
+    (60_000.0, "Chromium timeout 60 s", 26.0),
+];
 
-    for decade in FIRST_DECADE..=LAST_DECADE {
-        let x = x_of(10_f64.powi(decade)).to_string();
-        add(
-            &svg,
-            element(
-                document,
-                "line",
-                &[
-                    ("x1", &x),
-                    ("x2", &x),
-                    ("y1", &(TOP - 4.0).to_string()),
-                    ("y2", &plot_bottom.to_string()),
-                    ("class", "grid"),
-                ],
-            )?,
-        )?;
-        add(
-            &svg,
-            text(
-                document,
-                &tick_label(decade),
-                &[
-                    ("x", &x),
-                    ("y", &(plot_bottom + 18.0).to_string()),
-                    ("class", "tick"),
-                    ("text-anchor", "middle"),
-                ],
-            )?,
-        )?;
-    }
+/// The chart in `#chart`, updated in place.
+///
+/// [`Chart::update`] runs on every tick of the demo's timer (100 ms) while a probe is
+/// pending. It rebuilds the SVG only when the set of bars changes (a probe is added or the
+/// table is cleared); otherwise it sets just the attributes and texts that changed, so the
+/// pending bar's pulse animation keeps running and nothing else is laid out again.
+pub(crate) struct Chart {
+    document: Document,
+    container: Element,
+    /// The closing-handshake timeout of the browser the page runs in, when known.
+    browser_timeout_ms: Option<f64>,
+    /// The bars as drawn, with their elements; `None` before the first draw.
+    drawn: Option<Vec<DrawnBar>>,
+}
 
-    // The browsers' closing-handshake timeouts: where the no-drain bars end.
-    for (ms, label, y) in [
-        (20_000.0, "Firefox timeout 20 s", 12.0),
-        (60_000.0, "Chromium timeout 60 s", 26.0),
-    ] {
-        let x = x_of(ms);
-        add(
-            &svg,
-            element(
-                document,
-                "line",
-                &[
-                    ("x1", &x.to_string()),
-                    ("x2", &x.to_string()),
-                    ("y1", &(y + 3.0).to_string()),
-                    ("y2", &plot_bottom.to_string()),
-                    ("class", "marker"),
-                ],
-            )?,
-        )?;
-        add(
-            &svg,
-            text(
-                document,
-                label,
-                &[
-                    ("x", &(x - 4.0).to_string()),
-                    ("y", &y.to_string()),
-                    ("class", "marker-label"),
-                    ("text-anchor", "end"),
-                ],
-            )?,
-        )?;
-    }
+/// One bar as it is on the page.
+struct DrawnBar {
+    label: String,
+    rect: Element,
+    value: Element,
+    look: Look,
+}
 
-    if bars.is_empty() {
-        add(
-            &svg,
-            text(
-                document,
-                "No probes yet. Press a button above.",
-                &[
-                    ("x", &x_of(10.0).to_string()),
-                    ("y", &(TOP + ROW / 2.0 + 4.0).to_string()),
-                    ("class", "empty"),
-                ],
-            )?,
-        )?;
-    }
+/// Everything about a bar that can change while its label stays: what [`Chart::update`]
+/// compares to decide which attributes to set.
+#[derive(Clone, Debug, PartialEq)]
+struct Look {
+    kind: BarKind,
+    width: String,
+    value: String,
+    value_x: String,
+    value_anchor: &'static str,
+    value_class: &'static str,
+}
 
-    for (i, bar) in bars.iter().enumerate() {
-        let y = TOP + i as f64 * ROW + (ROW - BAR) / 2.0;
+impl Look {
+    fn of(bar: &Bar) -> Look {
         let end = x_of(bar.ms).max(LEFT + 2.0);
-        add(
-            &svg,
-            text(
-                document,
-                &bar.label,
-                &[
-                    ("x", &(LEFT - 10.0).to_string()),
-                    ("y", &(y + BAR - 4.0).to_string()),
-                    ("class", "bar-label"),
-                    ("text-anchor", "end"),
-                ],
-            )?,
-        )?;
-        add(
-            &svg,
-            element(
-                document,
-                "rect",
-                &[
-                    ("x", &LEFT.to_string()),
-                    ("y", &y.to_string()),
-                    ("width", &(end - LEFT).to_string()),
-                    ("height", &BAR.to_string()),
-                    ("rx", "3"),
-                    ("class", bar.kind.class()),
-                ],
-            )?,
-        )?;
         // The value goes after the bar, or inside it when the bar reaches the right edge.
+        // Inside the light bars (pending amber, failed grey) it is dark, inside the dark
+        // ones white: both at least 4.5:1 (WCAG AA).
         let inside = end > WIDTH - RIGHT - 150.0;
-        let (x, anchor, class) = if inside {
-            (end - 6.0, "end", "value inside")
-        } else {
-            (end + 6.0, "start", "value")
+        let (x, anchor, class) = match (inside, bar.kind) {
+            (false, _) => (end + 6.0, "start", "value"),
+            (true, BarKind::Pending | BarKind::Failed) => (end - 6.0, "end", "value inside dark"),
+            (true, BarKind::Clean | BarKind::Unclean) => (end - 6.0, "end", "value inside"),
         };
-        add(
-            &svg,
-            text(
-                document,
-                &bar.value,
-                &[
-                    ("x", &x.to_string()),
-                    ("y", &(y + BAR - 4.0).to_string()),
-                    ("class", class),
-                    ("text-anchor", anchor),
-                ],
-            )?,
-        )?;
+        Look {
+            kind: bar.kind,
+            width: (end - LEFT).to_string(),
+            value: bar.value.clone(),
+            value_x: x.to_string(),
+            value_anchor: anchor,
+            value_class: class,
+        }
+    }
+}
+
+impl Chart {
+    /// A chart drawn into `container`, marking `browser_timeout_ms` as this browser's.
+    pub(crate) fn new(
+        document: Document,
+        container: Element,
+        browser_timeout_ms: Option<f64>,
+    ) -> Chart {
+        Chart {
+            document,
+            container,
+            browser_timeout_ms,
+            drawn: None,
+        }
     }
 
-    container.set_text_content(None);
-    container.append_child(&svg)?;
-    Ok(())
+    /// Shows `bars`: in place when they are the same bars as before, rebuilt otherwise.
+    pub(crate) fn update(&mut self, bars: &[Bar]) -> Result<(), JsValue> {
+        let same_bars = self.drawn.as_ref().is_some_and(|drawn| {
+            drawn.len() == bars.len() && drawn.iter().zip(bars).all(|(d, b)| d.label == b.label)
+        });
+        if !same_bars {
+            self.drawn = Some(self.rebuild(bars)?);
+            return Ok(());
+        }
+        for (drawn, bar) in self.drawn.iter_mut().flatten().zip(bars) {
+            let look = Look::of(bar);
+            if look == drawn.look {
+                continue;
+            }
+            if look.kind != drawn.look.kind {
+                drawn.rect.set_attribute("class", look.kind.class())?;
+            }
+            if look.width != drawn.look.width {
+                drawn.rect.set_attribute("width", &look.width)?;
+            }
+            if look.value != drawn.look.value {
+                drawn.value.set_text_content(Some(&look.value));
+            }
+            if look.value_x != drawn.look.value_x {
+                drawn.value.set_attribute("x", &look.value_x)?;
+            }
+            if look.value_anchor != drawn.look.value_anchor {
+                drawn
+                    .value
+                    .set_attribute("text-anchor", look.value_anchor)?;
+            }
+            if look.value_class != drawn.look.value_class {
+                drawn.value.set_attribute("class", look.value_class)?;
+            }
+            drawn.look = look;
+        }
+        Ok(())
+    }
+
+    /// Replaces the contents of the container with a chart of `bars`.
+    fn rebuild(&self, bars: &[Bar]) -> Result<Vec<DrawnBar>, JsValue> {
+        let document = &self.document;
+        let rows = bars.len().max(1) as f64;
+        let height = TOP + rows * ROW + BOTTOM;
+        let plot_bottom = TOP + rows * ROW;
+        let svg = element(
+            document,
+            "svg",
+            &[
+                ("viewBox", &format!("0 0 {WIDTH} {height}")),
+                ("class", "timeline"),
+                ("role", "img"),
+                (
+                    "aria-label",
+                    "Time from close() to the close event, per probe, on a log scale",
+                ),
+            ],
+        )?;
+        if let Some(ms) = self.browser_timeout_ms {
+            svg.set_attribute("data-browser-timeout-ms", &ms.to_string())?;
+        }
+
+        for decade in FIRST_DECADE..=LAST_DECADE {
+            let x = x_of(10_f64.powi(decade)).to_string();
+            add(
+                &svg,
+                element(
+                    document,
+                    "line",
+                    &[
+                        ("x1", &x),
+                        ("x2", &x),
+                        ("y1", &(TOP - 4.0).to_string()),
+                        ("y2", &plot_bottom.to_string()),
+                        ("class", "grid"),
+                    ],
+                )?,
+            )?;
+            add(
+                &svg,
+                text(
+                    document,
+                    &tick_label(decade),
+                    &[
+                        ("x", &x),
+                        ("y", &(plot_bottom + 18.0).to_string()),
+                        ("class", "tick"),
+                        ("text-anchor", "middle"),
+                    ],
+                )?,
+            )?;
+        }
+
+        for (ms, label, y) in TIMEOUT_MARKERS {
+            let x = x_of(ms);
+            let current = self.browser_timeout_ms == Some(ms);
+            let (line_class, label_class, label) = if current {
+                (
+                    "marker current",
+                    "marker-label current",
+                    format!("{label} (this browser)"),
+                )
+            } else {
+                ("marker", "marker-label", label.to_owned())
+            };
+            add(
+                &svg,
+                element(
+                    document,
+                    "line",
+                    &[
+                        ("x1", &x.to_string()),
+                        ("x2", &x.to_string()),
+                        ("y1", &(y + 3.0).to_string()),
+                        ("y2", &plot_bottom.to_string()),
+                        ("class", line_class),
+                        ("data-timeout-ms", &ms.to_string()),
+                    ],
+                )?,
+            )?;
+            add(
+                &svg,
+                text(
+                    document,
+                    &label,
+                    &[
+                        ("x", &(x - 4.0).to_string()),
+                        ("y", &y.to_string()),
+                        ("class", label_class),
+                        ("text-anchor", "end"),
+                    ],
+                )?,
+            )?;
+        }
+
+        if bars.is_empty() {
+            add(
+                &svg,
+                text(
+                    document,
+                    "No probes yet. Press a button above.",
+                    &[
+                        ("x", &x_of(10.0).to_string()),
+                        ("y", &(TOP + ROW / 2.0 + 4.0).to_string()),
+                        ("class", "empty"),
+                    ],
+                )?,
+            )?;
+        }
+
+        let mut drawn = Vec::with_capacity(bars.len());
+        for (i, bar) in bars.iter().enumerate() {
+            let y = TOP + i as f64 * ROW + (ROW - BAR) / 2.0;
+            let look = Look::of(bar);
+            add(
+                &svg,
+                text(
+                    document,
+                    &bar.label,
+                    &[
+                        ("x", &(LEFT - 10.0).to_string()),
+                        ("y", &(y + BAR - 4.0).to_string()),
+                        ("class", "bar-label"),
+                        ("text-anchor", "end"),
+                    ],
+                )?,
+            )?;
+            let rect = add(
+                &svg,
+                element(
+                    document,
+                    "rect",
+                    &[
+                        ("x", &LEFT.to_string()),
+                        ("y", &y.to_string()),
+                        ("width", &look.width),
+                        ("height", &BAR.to_string()),
+                        ("rx", "3"),
+                        ("class", look.kind.class()),
+                    ],
+                )?,
+            )?;
+            let value = add(
+                &svg,
+                text(
+                    document,
+                    &look.value,
+                    &[
+                        ("x", &look.value_x),
+                        ("y", &(y + BAR - 4.0).to_string()),
+                        ("class", look.value_class),
+                        ("text-anchor", look.value_anchor),
+                    ],
+                )?,
+            )?;
+            drawn.push(DrawnBar {
+                label: bar.label.clone(),
+                rect,
+                value,
+                look,
+            });
+        }
+
+        self.container.set_text_content(None);
+        self.container.append_child(&svg)?;
+        Ok(drawn)
+    }
 }
 
 /// The text after a finished bar, such as `0.91 ms · 1000 clean`.
@@ -295,6 +423,31 @@ mod tests {
         assert!((x_of(100_000.0) - (WIDTH - RIGHT)).abs() < 1e-9);
         assert_eq!(x_of(0.0), LEFT);
         assert_eq!(x_of(1e9), WIDTH - RIGHT);
+    }
+
+    #[test]
+    fn values_inside_light_bars_are_dark() {
+        let look = |kind, ms: f64| {
+            Look::of(&Bar {
+                label: "#1".to_owned(),
+                ms,
+                value: String::new(),
+                kind,
+            })
+        };
+        // Short bars carry their value after the bar, on the card.
+        assert_eq!(look(BarKind::Pending, 1.0).value_class, "value");
+        // Long ones inside: dark on amber and grey, white on green and red.
+        assert_eq!(
+            look(BarKind::Pending, 30_000.0).value_class,
+            "value inside dark"
+        );
+        assert_eq!(
+            look(BarKind::Failed, 30_000.0).value_class,
+            "value inside dark"
+        );
+        assert_eq!(look(BarKind::Clean, 30_000.0).value_class, "value inside");
+        assert_eq!(look(BarKind::Unclean, 60_000.0).value_class, "value inside");
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! - [`subscription`]: [`Subscription`], a reconnecting subscription to `/ws/drain`: reconnects
 //!   on 1001, 1006, 1011 and 1012 with RFC 6455 backoff, resumes with `after=`.
 //! - [`explain`]: formatting of durations and the one-sentence reading of a result.
+//! - [`results`]: the demo page's results as data: median and p95 per URL, the browser and
+//!   its timeout, and the JSON and Markdown export.
 //! - `demo` and `chart` (private): the demo page ([`Demo`]) and its log-scale SVG chart.
 //!
 //! # JavaScript
@@ -28,6 +30,7 @@ mod chart;
 mod demo;
 pub mod explain;
 pub mod probe;
+pub mod results;
 pub mod socket;
 pub mod subscription;
 
@@ -36,8 +39,8 @@ use wasm_bindgen::JsCast;
 
 pub use demo::Demo;
 pub use probe::{
-    echo, measure_close, CloseOptions, CloseReport, Closing, Probe, ProbeError, ABNORMAL_CLOSURE,
-    NORMAL_CLOSURE,
+    echo, measure_close, CloseOptions, CloseReport, Closing, Handshake, Probe, ProbeError,
+    ABNORMAL_CLOSURE, NORMAL_CLOSURE,
 };
 pub use socket::{CloseInfo, Payload, Socket, SocketEvent};
 pub use subscription::{should_reconnect, Backoff, Status, Subscription};

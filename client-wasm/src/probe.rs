@@ -215,21 +215,37 @@ impl fmt::Display for ProbeError {
 
 impl std::error::Error for ProbeError {}
 
+/// What the opening handshake gave: how long it took and what was negotiated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Handshake {
+    /// Milliseconds from `new WebSocket()` to the `open` event.
+    pub open_ms: f64,
+    /// `WebSocket.protocol`, empty when the server chose no subprotocol.
+    pub protocol: String,
+    /// `WebSocket.extensions`, empty when none were negotiated.
+    pub extensions: String,
+}
+
 /// An open socket, ready to be closed and timed.
 pub struct Probe {
     /// The socket, already open.
     socket: Socket,
     /// Data messages received so far.
     messages_received: u32,
+    /// From `new WebSocket()` to `open`, in milliseconds.
+    open_ms: f64,
 }
 
 impl Probe {
     /// Connects to `url` and waits for `open`, at most `setup_timeout_ms`.
     pub async fn connect(url: &str, setup_timeout_ms: u32) -> Result<Probe, ProbeError> {
+        let connected_at_ms = now_ms();
         let socket = Socket::connect(url).map_err(|e| ProbeError::InvalidUrl(describe(&e)))?;
         let mut probe = Probe {
             socket,
             messages_received: 0,
+            open_ms: 0.0,
         };
         let timer = deadline(Some(setup_timeout_ms));
         pin_mut!(timer);
@@ -239,7 +255,10 @@ impl Probe {
                 () = timer => return Err(probe.setup_timeout(setup_timeout_ms)),
             };
             match event {
-                Some(SocketEvent::Open) => return Ok(probe),
+                Some(SocketEvent::Open) => {
+                    probe.open_ms = now_ms() - connected_at_ms;
+                    return Ok(probe);
+                }
                 Some(SocketEvent::Error) => continue, // `close` follows and says more
                 Some(SocketEvent::Close(info)) => {
                     return Err(ProbeError::ConnectFailed {
@@ -314,6 +333,15 @@ impl Probe {
                 Some(SocketEvent::Close(info)) => return Err(self.closed_by_server(info)),
                 None => return Err(stream_ended()),
             }
+        }
+    }
+
+    /// How long the socket took to open, and what the server negotiated.
+    pub fn handshake(&self) -> Handshake {
+        Handshake {
+            open_ms: self.open_ms,
+            protocol: self.socket.protocol(),
+            extensions: self.socket.extensions(),
         }
     }
 

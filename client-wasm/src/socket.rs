@@ -160,6 +160,17 @@ impl Socket {
     pub fn url(&self) -> String {
         self.ws.url()
     }
+
+    /// `WebSocket.protocol`: the subprotocol the server chose, empty when none (or not open yet).
+    pub fn protocol(&self) -> String {
+        self.ws.protocol()
+    }
+
+    /// `WebSocket.extensions`: the extensions the server accepted, such as
+    /// `permessage-deflate`, empty when none (or not open yet).
+    pub fn extensions(&self) -> String {
+        self.ws.extensions()
+    }
 }
 
 impl Stream for Socket {

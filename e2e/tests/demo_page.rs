@@ -21,8 +21,14 @@ const WAIT: Duration = Duration::from_secs(15);
 /// How long the no-drain probe must stay pending.
 const PENDING_FOR: Duration = Duration::from_secs(3);
 
+/// The tests of this file run in parallel, one Chromium each. The timing comparison
+/// (`the_page_figure_matches_a_bare_websocket`) takes this exclusively, so no other browser
+/// competes with it for the two cores; every other test shares it.
+static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test]
 async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
+    let _shared = CPU.read().await;
     let (server, _driver, client) = served_page().await;
 
     // The fix: /ws/drain answers the Close frame at once.
@@ -141,6 +147,7 @@ const PAGE_DRIFT_MS: f64 = 0.5;
 #[tokio::test]
 async fn the_page_figure_matches_a_bare_websocket() {
     const PROBES: usize = 15;
+    let _alone = CPU.write().await;
     let (server, _driver, client) = served_page().await;
 
     let page_ms = drain_probes(&client, PROBES).await;
@@ -286,6 +293,7 @@ async fn live_attr(client: &Client, attribute: &str, done: impl Fn(&str) -> bool
 #[tokio::test]
 async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_restart() {
     const PROBES: usize = 5;
+    let _shared = CPU.read().await;
     let www = workspace_root().join("target/www");
     require_built_page(&www);
     let www = www.to_str().expect("utf-8 path");
@@ -391,4 +399,408 @@ async fn cell_text(row: &Element, css: &str) -> String {
         .text()
         .await
         .expect("cell text")
+}
+
+/// The page as a tool: N runs with a median and p95 per URL, the handshake columns, the
+/// browser and its timeout on the chart, the live region, both exports, and Clear.
+#[tokio::test]
+async fn runs_summary_export_and_clear() {
+    const RUNS: usize = 5;
+    let _shared = CPU.read().await;
+    let (server, _driver, client) = served_page().await;
+
+    // The browser the page runs in, and its timeout marked on the chart.
+    let browser = client.find(Locator::Id("browser")).await.expect("#browser");
+    assert_eq!(attr(&browser, "data-name").await, "HeadlessChrome");
+    assert_eq!(attr(&browser, "data-timeout-ms").await, "60000");
+    let marker = client
+        .find(Locator::Css("#chart line.marker.current"))
+        .await
+        .expect("the current browser's timeout marker");
+    assert_eq!(attr(&marker, "data-timeout-ms").await, "60000");
+    let label = client
+        .find(Locator::Css("#chart text.marker-label.current"))
+        .await
+        .expect("its label");
+    assert!(
+        label.text().await.expect("label").contains("this browser"),
+        "marker label"
+    );
+
+    // Five runs from one click, one after the other.
+    set_runs(&client, RUNS).await;
+    click(&client, "run-drain").await;
+    let rows = done_rows(&client, RUNS).await;
+    let mut times = Vec::new();
+    for row in &rows {
+        assert_eq!(attr(row, "data-code").await, "1000");
+        times.push(
+            attr(row, "data-elapsed-ms")
+                .await
+                .parse::<f64>()
+                .expect("ms"),
+        );
+        let open_ms: f64 = attr(row, "data-open-ms").await.parse().expect("ms");
+        assert!(open_ms > 0.0, "time to open: {open_ms}");
+        assert_eq!(attr(row, "data-protocol").await, "", "no subprotocol asked");
+        assert!(row.attr("data-extensions").await.expect("read").is_some());
+        let negotiated = cell_text(row, "td.negotiated").await;
+        assert!(negotiated.contains("protocol: none"), "{negotiated:?}");
+        assert!(cell_text(row, "td.open").await.ends_with("ms"));
+    }
+    times.sort_by(f64::total_cmp);
+    let summary = client
+        .find(Locator::Css("#summary tbody tr"))
+        .await
+        .expect("a summary row");
+    assert_eq!(attr(&summary, "data-url").await, server.ws_url("/ws/drain"));
+    assert_eq!(attr(&summary, "data-count").await, RUNS.to_string());
+    let median: f64 = attr(&summary, "data-median-ms").await.parse().expect("ms");
+    let p95: f64 = attr(&summary, "data-p95-ms").await.parse().expect("ms");
+    println!("demo page, {RUNS} drain runs {times:?}: median {median} ms, p95 {p95} ms");
+    assert!(
+        (median - times[2]).abs() < 1e-9,
+        "median of {times:?}: {median}"
+    );
+    assert!(
+        (p95 - times[4]).abs() < 1e-9,
+        "nearest-rank p95 of 5 is the max: {p95}"
+    );
+
+    // The live region reads out the last probe.
+    let announce = client
+        .find(Locator::Id("announce"))
+        .await
+        .expect("#announce");
+    let spoken = announce.html(true).await.expect("#announce text");
+    assert!(
+        spoken.starts_with(&format!("Probe {RUNS}, /ws/drain: close in "))
+            && spoken.ends_with("code 1000, clean."),
+        "{spoken:?}"
+    );
+
+    // JSON export: every run, the summary, the browser; and a download of the same text.
+    click(&client, "export-json").await;
+    let json_text = export_text(&client).await;
+    let export: serde_json::Value = serde_json::from_str(&json_text).expect("valid JSON");
+    assert_eq!(export["runs"].as_array().map(Vec::len), Some(RUNS));
+    assert_eq!(export["runs"][0]["state"], "done");
+    assert_eq!(export["runs"][0]["code"], 1000);
+    assert_eq!(export["summary"][0]["count"], RUNS);
+    assert_eq!(export["browser"]["name"], "HeadlessChrome");
+    assert_eq!(export["browser"]["engine"], "chromium");
+    let download = client
+        .find(Locator::Id("export-download"))
+        .await
+        .expect("#export-download");
+    assert_eq!(attr(&download, "download").await, "wsclose-results.json");
+    let href = attr(&download, "href").await;
+    assert!(href.starts_with("blob:"), "{href}");
+    let fetched = client
+        .execute_async(
+            "const [href, done] = arguments; fetch(href).then(r => r.text()).then(done);",
+            vec![json!(href)],
+        )
+        .await
+        .expect("fetch the download");
+    assert_eq!(
+        fetched.as_str(),
+        Some(json_text.as_str()),
+        "download = shown text"
+    );
+
+    // Markdown export: the summary line and one table row per run.
+    click(&client, "export-markdown").await;
+    let markdown = export_text(&client).await;
+    let line = format!("| `{}` | {RUNS} |", server.ws_url("/ws/drain"));
+    assert!(markdown.contains(&line), "{markdown}");
+    let run_rows = markdown.lines().filter(|l| l.contains("| done |")).count();
+    assert_eq!(run_rows, RUNS, "{markdown}");
+
+    // Clear empties everything and restarts the numbering.
+    click(&client, "clear").await;
+    let left = client
+        .find_all(Locator::Css("#results tbody tr"))
+        .await
+        .expect("rows");
+    assert!(left.is_empty(), "{} rows left after Clear", left.len());
+    let summary_table = client.find(Locator::Id("summary")).await.expect("#summary");
+    assert!(summary_table.attr("hidden").await.expect("read").is_some());
+    let hint = client
+        .find(Locator::Id("results-empty"))
+        .await
+        .expect("hint");
+    assert_eq!(hint.attr("hidden").await.expect("read"), None);
+    set_runs(&client, 1).await;
+    click(&client, "run-drain").await;
+    let first = done_rows(&client, 1).await;
+    assert_eq!(attr(&first[0], "data-run").await, "1");
+
+    client.close().await.expect("end the WebDriver session");
+}
+
+/// Cancel ends a pending 60 s probe at once, and the chart updates its growing bar in place
+/// (the same element, wider) rather than redrawing it.
+#[tokio::test]
+async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
+    let _shared = CPU.read().await;
+    let (_server, _driver, client) = served_page().await;
+    click(&client, "run-no-drain").await;
+    let row = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(
+            "#results tr[data-endpoint='/ws/no-drain'][data-state='pending']",
+        ))
+        .await
+        .expect("a pending /ws/no-drain row");
+    let bar = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#chart rect.bar.pending"))
+        .await
+        .expect("a pending bar");
+    // Wait until the socket is closing (the timer runs), then watch the bar for a second.
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#chart text.value"))
+        .await
+        .expect("a value");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let width_before: f64 = attr(&bar, "width").await.parse().expect("a width");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // A redrawn chart would have replaced the element: reading it would fail as stale.
+    let width_after: f64 = bar
+        .attr("width")
+        .await
+        .expect("the same <rect> is still in the page")
+        .expect("a width")
+        .parse()
+        .expect("a number");
+    println!("demo page, pending bar: width {width_before:.1} → {width_after:.1} in 1 s");
+    assert!(width_after > width_before, "{width_before} → {width_after}");
+
+    let cancel = row
+        .find(Locator::Css("button.cancel"))
+        .await
+        .expect("a Cancel button on the pending row");
+    let clicked = Instant::now();
+    cancel.click().await.expect("click Cancel");
+    let cancelled = client
+        .wait()
+        .at_most(Duration::from_secs(1))
+        .for_element(Locator::Css(
+            "#results tr[data-endpoint='/ws/no-drain'][data-state='cancelled']",
+        ))
+        .await
+        .expect("cancelled within 1 s");
+    println!("demo page, cancel: {:?}", clicked.elapsed());
+    let waited: f64 = attr(&cancelled, "data-waited-ms")
+        .await
+        .parse()
+        .expect("ms");
+    assert!(waited >= 1_000.0, "it had waited {waited} ms");
+    let pending = client
+        .execute("return window.demo.pending;", vec![])
+        .await
+        .expect("read demo.pending");
+    assert_eq!(pending, json!(0));
+    let spoken = client
+        .find(Locator::Id("announce"))
+        .await
+        .expect("#announce")
+        .html(true)
+        .await
+        .expect("text");
+    assert!(
+        spoken.contains("/ws/no-drain: cancelled after"),
+        "{spoken:?}"
+    );
+    assert!(cancelled
+        .find_all(Locator::Css("button.cancel"))
+        .await
+        .expect("buttons")
+        .is_empty());
+    client.close().await.expect("end the WebDriver session");
+}
+
+/// `?url=…&runs=2` fills the form, starts the probe on load, and the share link says the same.
+#[tokio::test]
+async fn a_shared_link_starts_its_probe() {
+    let _shared = CPU.read().await;
+    let (server, _driver, client) = served_page().await;
+    let target = server.ws_url("/ws/drain?push_ms=0");
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("url", &target)
+        .append_pair("runs", "2")
+        .finish();
+    open_page(&client, &server.http_url(&format!("/?{query}"))).await;
+    let rows = done_rows(&client, 2).await;
+    assert_eq!(attr(&rows[1], "data-url").await, target);
+    let input = client.find(Locator::Id("url")).await.expect("#url");
+    assert_eq!(
+        input.prop("value").await.expect("value").as_deref(),
+        Some(target.as_str())
+    );
+    let share = client
+        .find(Locator::Id("share-link"))
+        .await
+        .expect("#share-link");
+    let href = share.prop("href").await.expect("href").expect("an href");
+    assert!(href.ends_with(&format!("/?{query}")), "{href} for {query}");
+    client.close().await.expect("end the WebDriver session");
+}
+
+/// A held Enter repeats `keydown`: the URL field starts one probe per press, not per repeat.
+#[tokio::test]
+async fn holding_enter_starts_one_probe() {
+    let _shared = CPU.read().await;
+    let (server, _driver, client) = served_page().await;
+    let input = client.find(Locator::Id("url")).await.expect("#url");
+    input.clear().await.expect("clear #url");
+    input
+        .send_keys(&server.ws_url("/ws/echo"))
+        .await
+        .expect("type into #url");
+    client
+        .execute(
+            r#"
+            const input = document.getElementById('url');
+            const press = repeat => input.dispatchEvent(
+                new KeyboardEvent('keydown', { key: 'Enter', repeat, bubbles: true, cancelable: true }));
+            press(false);
+            for (let i = 0; i < 20; i++) press(true);
+            "#,
+            vec![],
+        )
+        .await
+        .expect("hold Enter");
+    done_rows(&client, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows = client
+        .find_all(Locator::Css("#results tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "one press, one probe");
+    client.close().await.expect("end the WebDriver session");
+}
+
+/// Text on the page meets WCAG AA (4.5:1): the pending timer on its amber row, and the value
+/// written inside each kind of bar, against the bar's own fill.
+#[tokio::test]
+async fn text_contrast_meets_wcag_aa() {
+    let _shared = CPU.read().await;
+    let (_server, _driver, client) = served_page().await;
+    click(&client, "run-no-drain").await;
+    // Past about 2.2 s the pending bar is long enough to carry its value inside.
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#chart text.value.inside"))
+        .await
+        .expect("a value inside the pending bar");
+    let ratios = client
+        .execute(
+            r#"
+            const lum = color => {
+              const [r, g, b] = color.match(/[\d.]+/g).slice(0, 3).map(Number).map(v => {
+                v /= 255;
+                return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+              });
+              return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+            };
+            const ratio = (a, b) => {
+              const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+              return (hi + 0.05) / (lo + 0.05);
+            };
+            const background = element => {
+              for (let e = element; e; e = e.parentElement) {
+                const c = getComputedStyle(e).backgroundColor;
+                const parts = c.match(/[\d.]+/g);
+                if (parts && (parts.length < 4 || Number(parts[3]) > 0)) return c;
+              }
+              return 'rgb(255, 255, 255)';
+            };
+            const out = {};
+            const timer = document.querySelector('#results tr.pending td.elapsed');
+            out.pendingTimer = ratio(getComputedStyle(timer).color, background(timer));
+            const svg = document.querySelector('#chart svg');
+            const live = svg.querySelector('text.value.inside');
+            const liveBar = svg.querySelector('rect.bar.pending');
+            out.pendingBar = ratio(getComputedStyle(live).fill, getComputedStyle(liveBar).fill);
+            // The other kinds, with the classes the chart gives them (chart.rs, Look::of).
+            const ns = 'http://www.w3.org/2000/svg';
+            for (const [kind, valueClass] of [['clean', 'value inside'],
+                                              ['unclean', 'value inside'],
+                                              ['failed', 'value inside dark']]) {
+              const rect = document.createElementNS(ns, 'rect');
+              rect.setAttribute('class', 'bar ' + kind);
+              const text = document.createElementNS(ns, 'text');
+              text.setAttribute('class', valueClass);
+              svg.append(rect, text);
+              out[kind + 'Bar'] = ratio(getComputedStyle(text).fill, getComputedStyle(rect).fill);
+              rect.remove();
+              text.remove();
+            }
+            return out;
+            "#,
+            vec![],
+        )
+        .await
+        .expect("compute the contrast ratios");
+    println!("demo page, contrast: {ratios}");
+    for key in [
+        "pendingTimer",
+        "pendingBar",
+        "cleanBar",
+        "uncleanBar",
+        "failedBar",
+    ] {
+        let ratio = ratios[key].as_f64().unwrap_or(0.0);
+        assert!(ratio >= 4.5, "{key}: {ratio:.2}:1 is below WCAG AA 4.5:1");
+    }
+    client.close().await.expect("end the WebDriver session");
+}
+
+/// Sets `#runs`.
+async fn set_runs(client: &Client, runs: usize) {
+    let input = client.find(Locator::Id("runs")).await.expect("#runs");
+    input.clear().await.expect("clear #runs");
+    input
+        .send_keys(&runs.to_string())
+        .await
+        .expect("type into #runs");
+}
+
+/// Waits until `count` rows are done, and returns them.
+async fn done_rows(client: &Client, count: usize) -> Vec<Element> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows = client
+            .find_all(Locator::Css("#results tbody tr[data-state='done']"))
+            .await
+            .expect("rows");
+        if rows.len() >= count {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} rows done within {WAIT:?}",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text in `#export-output`.
+async fn export_text(client: &Client) -> String {
+    client
+        .find(Locator::Id("export-output"))
+        .await
+        .expect("#export-output")
+        .prop("value")
+        .await
+        .expect("read the export")
+        .expect("a value")
 }
