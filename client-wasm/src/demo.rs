@@ -16,7 +16,6 @@
 //! that reads out each finished probe.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use futures::future::{AbortHandle, Abortable};
@@ -118,7 +117,7 @@ impl Demo {
             runs_input,
             runs: RefCell::new(Vec::new()),
             next_run_id: Cell::new(0),
-            series: RefCell::new(BTreeMap::new()),
+            series: RefCell::new(Vec::new()),
             next_series: Cell::new(1),
             ticker: RefCell::new(None),
             subscription: RefCell::new(None),
@@ -447,8 +446,8 @@ struct Page {
     share_link: Element,
     runs: RefCell<Vec<Run>>,
     next_run_id: Cell<usize>,
-    /// The running series by number, to cancel them.
-    series: RefCell<BTreeMap<usize, AbortHandle>>,
+    /// The running series and their numbers, to cancel them. A few at a time: a `Vec`.
+    series: RefCell<Vec<(usize, AbortHandle)>>,
     next_series: Cell<usize>,
     /// Redraws the live timers while a probe is pending; `None` when nothing is pending.
     ticker: RefCell<Option<Interval>>,
@@ -534,14 +533,16 @@ fn start(page: &Weak<Page>, url: String) {
     let series = page.next_series.get();
     page.next_series.set(series + 1);
     let (handle, registration) = AbortHandle::new_pair();
-    page.series.borrow_mut().insert(series, handle);
+    page.series.borrow_mut().push((series, handle));
     let task = Abortable::new(run_series(page.clone(), url, count, series), registration);
     wasm_bindgen_futures::spawn_local(async move {
         // `Err(Aborted)` is a cancelled series: `Page::cancel` has marked its row already.
         if let Ok(Err(error)) = task.await {
             web_sys::console::error_2(&"wsclose demo:".into(), &error);
         }
-        page.series.borrow_mut().remove(&series);
+        page.series
+            .borrow_mut()
+            .retain(|(number, _)| *number != series);
     });
 }
 
@@ -761,9 +762,12 @@ impl Page {
 
     /// Cancels series `series`: aborts it, which drops its socket, and marks its pending row.
     fn cancel(&self, series: usize) -> Result<(), JsValue> {
-        if let Some(handle) = self.series.borrow_mut().remove(&series) {
-            handle.abort();
-        }
+        self.series.borrow_mut().retain(|(number, handle)| {
+            if *number == series {
+                handle.abort();
+            }
+            *number != series
+        });
         let now = now_ms();
         let mut announcements = Vec::new();
         for run in self.runs.borrow_mut().iter_mut() {

@@ -4,8 +4,6 @@
 //! The page's summary table and both exports are built from the same [`summarise`], so what a
 //! person reads and what they paste into an issue cannot disagree.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 
 use crate::explain::format_ms;
@@ -34,7 +32,7 @@ impl Stats {
     /// The statistics of `samples`, or `None` when there are none.
     pub fn of(samples: &[f64]) -> Option<Stats> {
         let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        sorted.sort_unstable_by(f64::total_cmp);
         let count = sorted.len();
         let (&min_ms, &max_ms) = (sorted.first()?, sorted.last()?);
         let median_ms = if count % 2 == 1 {
@@ -205,12 +203,12 @@ pub fn summarise(runs: &[ExportedRun]) -> Vec<UrlSummary> {
             Some(UrlSummary {
                 url: url.to_owned(),
                 stats: Stats::of(&times)?,
-                codes: done
-                    .iter()
-                    .filter_map(|run| run.code)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect(),
+                codes: {
+                    let mut codes: Vec<u16> = done.iter().filter_map(|run| run.code).collect();
+                    codes.sort_unstable();
+                    codes.dedup();
+                    codes
+                },
                 clean: done
                     .iter()
                     .filter(|run| run.was_clean == Some(true))
