@@ -11,6 +11,11 @@ use anyhow::{anyhow, bail, Context};
 use fantoccini::wd::TimeoutConfiguration;
 use serde_json::{json, Value};
 use wsclose_check::browser::{Browser, Driver, CHROMEDRIVER};
+use wsclose_e2e::ServerProcess;
+
+use crate::report::{ms, Figure, Report, Verdict};
+use crate::stats::Samples;
+use crate::{major, Options, TARGET_BROWSER_P50_MS};
 
 /// Probes run before the measured ones (first connections pay for DNS-less socket setup,
 /// JIT warm-up and the like).
@@ -143,4 +148,96 @@ fn parse(value: Value, version: String, count: usize) -> anyhow::Result<BrowserR
         }
     }
     Ok(run)
+}
+
+/// Phase 3: `measureClose` in headless Chromium, on the demo page `server` serves.
+pub fn phase(
+    options: &Options,
+    runtime: &tokio::runtime::Runtime,
+    server: &ServerProcess,
+    ws_url: &str,
+    report: &mut Report,
+) {
+    let name = "browser close p50 (headless Chromium)";
+    let target = format!("≤ {TARGET_BROWSER_P50_MS} ms");
+    let ready = if options.browser {
+        prerequisites(&crate::www_dir())
+    } else {
+        Err("--no-browser".to_owned())
+    };
+    match ready {
+        Ok(()) => {}
+        Err(why) => {
+            eprintln!("bench: [3/4] browser close latency skipped: {why}");
+            report.figures.push(Figure::missing(
+                "browser_close_p50",
+                name,
+                Verdict::Skip,
+                format!("skipped: {why}"),
+                target,
+            ));
+            report
+                .details
+                .insert("browser".into(), json!({ "skipped": why }));
+            return;
+        }
+    };
+    eprintln!(
+        "bench: [3/4] browser close latency, {} probes in headless Chromium",
+        options.browser_probes
+    );
+    let page = format!("http://{}/", server.addr());
+    let run = runtime.block_on(run(&page, ws_url, options.browser_probes));
+    let run = match run {
+        Ok(run) if !run.elapsed_ms.is_empty() => run,
+        Ok(run) => {
+            let error = anyhow::anyhow!("no probe succeeded: {}", run.errors.join("; "));
+            return report.error("browser_close_p50", name, &error, &target);
+        }
+        Err(error) => return report.error("browser_close_p50", name, &error, &target),
+    };
+    report.browser = Samples::from_ms(run.elapsed_ms.iter().copied());
+    let summary = report.browser.summary();
+    report.figures.push(Figure::checked(
+        "browser_close_p50",
+        format!(
+            "browser close p50 (Chromium {}, {} probes)",
+            major(&run.version),
+            summary.count
+        ),
+        summary.p50_ms,
+        "ms",
+        ms(summary.p50_ms),
+        target,
+        summary.p50_ms <= TARGET_BROWSER_P50_MS,
+    ));
+    report.figures.push(Figure::info(
+        "browser_close_p99",
+        "browser close p99",
+        Some(summary.p99_ms),
+        "ms",
+        ms(summary.p99_ms),
+    ));
+    let clean_pct = 100.0 * run.clean as f64 / run.attempted.max(1) as f64;
+    report.figures.push(Figure::checked(
+        "browser_clean",
+        "browser closes clean (1000, wasClean)",
+        clean_pct,
+        "%",
+        format!("{}/{} ({clean_pct:.0}%)", run.clean, run.attempted),
+        "100%",
+        run.clean == run.attempted,
+    ));
+    report.details.insert(
+        "browser".into(),
+        json!({
+            "browser_version": run.version,
+            "elapsed_ms": summary,
+            "clean": run.clean,
+            "attempted": run.attempted,
+            "errors": run.errors,
+            "samples_ms": report.browser.sorted_ms(),
+            "note": "performance.now() is coarsened to 100 µs in pages that are not cross-origin isolated",
+        }),
+    );
 }

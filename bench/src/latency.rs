@@ -8,11 +8,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::report::{ms, Figure, Report};
+use crate::stats::Samples;
+use crate::{Options, TARGET_BROWSER_P50_MS, TARGET_CLOSE_P50_MS, TARGET_CLOSE_RTT_RATIO};
 
 /// Handshakes and round trips run before the measured ones, to warm caches and the allocator.
 const WARMUP: usize = 50;
@@ -155,4 +160,175 @@ async fn echo(listener: TcpListener) -> anyhow::Result<()> {
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// Phases 1–3: TCP RTT, close handshakes and the browser, on one current-thread runtime and
+/// one server (these connections turn pushing off with `push_ms=0`).
+pub fn phase(options: &Options, report: &mut Report) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return report.error("runtime", "tokio runtime", &error.into(), ""),
+    };
+
+    // 1. The physical limit.
+    eprintln!(
+        "bench: [1/4] loopback TCP RTT, {} round trips, echo on the same thread and on another",
+        options.rtt_iterations
+    );
+    let rtt_p50 = match runtime.block_on(tcp_round_trips(options.rtt_iterations, Peer::SameThread))
+    {
+        Ok(rtt) => {
+            report.rtt = Samples::from_durations(rtt);
+            let summary = report.rtt.summary();
+            report.figures.push(Figure::info(
+                "tcp_rtt_p50",
+                "loopback TCP RTT p50 (2-byte ping-pong, nodelay)",
+                Some(summary.p50_ms),
+                "ms",
+                ms(summary.p50_ms),
+            ));
+            report.figures.push(Figure::info(
+                "tcp_rtt_p99",
+                "loopback TCP RTT p99",
+                Some(summary.p99_ms),
+                "ms",
+                ms(summary.p99_ms),
+            ));
+            report.details.insert("tcp_rtt".into(), json!(summary));
+            Some(summary.p50_ms)
+        }
+        Err(error) => {
+            report.error("tcp_rtt_p50", "loopback TCP RTT p50", &error, "");
+            None
+        }
+    };
+    match runtime.block_on(tcp_round_trips(options.rtt_iterations, Peer::OtherThread)) {
+        Ok(rtt) => {
+            report.rtt_threads = Samples::from_durations(rtt);
+            let summary = report.rtt_threads.summary();
+            report.figures.push(Figure::info(
+                "tcp_rtt_threads_p50",
+                "loopback TCP RTT p50, echo on another thread",
+                Some(summary.p50_ms),
+                "ms",
+                format!("{} (p99 {})", ms(summary.p50_ms), ms(summary.p99_ms)),
+            ));
+            report
+                .details
+                .insert("tcp_rtt_other_thread".into(), json!(summary));
+        }
+        Err(error) => report.error(
+            "tcp_rtt_threads_p50",
+            "loopback TCP RTT p50, echo on another thread",
+            &error,
+            "",
+        ),
+    }
+
+    let close_target = format!("≤ {TARGET_CLOSE_P50_MS} ms");
+    let server = match runtime.block_on(crate::start_server(&options.server, &crate::server_args()))
+    {
+        Ok(server) => server,
+        Err(error) => {
+            let error = error.context("start the server");
+            report.error(
+                "close_handshake_p50",
+                "close handshake p50",
+                &error,
+                &close_target,
+            );
+            let target = format!("≤ {TARGET_BROWSER_P50_MS} ms");
+            report.error("browser_close_p50", "browser close p50", &error, &target);
+            return;
+        }
+    };
+
+    // 2. Native close handshakes.
+    eprintln!(
+        "bench: [2/4] close handshake, {} sequential on /ws/drain?push_ms=0",
+        options.handshakes
+    );
+    let url = server.ws_url("/ws/drain?push_ms=0");
+    match runtime.block_on(close_handshakes(&url, options.handshakes)) {
+        Ok(timings) => {
+            report.close = Samples::from_durations(timings.iter().map(|t| t.to_close_frame));
+            report.close_to_fin = Samples::from_durations(timings.iter().map(|t| t.to_eof));
+            let close = report.close.summary();
+            let fin = report.close_to_fin.summary();
+            report.figures.push(Figure::checked(
+                "close_handshake_p50",
+                format!(
+                    "close handshake p50 ({} sequential, Close → Close)",
+                    close.count
+                ),
+                close.p50_ms,
+                "ms",
+                ms(close.p50_ms),
+                close_target,
+                close.p50_ms <= TARGET_CLOSE_P50_MS,
+            ));
+            if let Some(rtt_p50) = rtt_p50 {
+                let ratio = close.p50_ms / rtt_p50;
+                report.figures.push(Figure::checked(
+                    "close_to_rtt_ratio",
+                    "close handshake p50 / TCP RTT p50",
+                    ratio,
+                    "x",
+                    format!("{ratio:.2}×"),
+                    format!("≤ {TARGET_CLOSE_RTT_RATIO}×"),
+                    ratio <= TARGET_CLOSE_RTT_RATIO,
+                ));
+            }
+            if !report.rtt_threads.is_empty() {
+                // The same exchange with the peer's wake-up included, as the server's is.
+                let ratio = close.p50_ms / report.rtt_threads.quantile(0.5);
+                report.figures.push(Figure::info(
+                    "close_to_rtt_threads_ratio",
+                    "close handshake p50 / TCP RTT p50 across threads",
+                    Some(ratio),
+                    "x",
+                    format!("{ratio:.2}×"),
+                ));
+            }
+            for (key, name, value) in [
+                ("close_handshake_p90", "close handshake p90", close.p90_ms),
+                ("close_handshake_p99", "close handshake p99", close.p99_ms),
+                ("close_handshake_max", "close handshake max", close.max_ms),
+                (
+                    "close_to_fin_p50",
+                    "Close sent → server's TCP FIN, p50",
+                    fin.p50_ms,
+                ),
+                (
+                    "close_to_fin_p99",
+                    "Close sent → server's TCP FIN, p99",
+                    fin.p99_ms,
+                ),
+            ] {
+                report
+                    .figures
+                    .push(Figure::info(key, name, Some(value), "ms", ms(value)));
+            }
+            report.details.insert(
+                "close_handshake".into(),
+                json!({
+                    "to_close_frame": close,
+                    "to_fin": fin,
+                    "samples_ms": report.close.sorted_ms(),
+                }),
+            );
+        }
+        Err(error) => report.error(
+            "close_handshake_p50",
+            "close handshake p50",
+            &error,
+            &close_target,
+        ),
+    }
+
+    // 3. The browser.
+    crate::browser::phase(options, &runtime, &server, &url, report);
 }

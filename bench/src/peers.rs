@@ -5,20 +5,26 @@
 //! port. In each round every server gets, in a rotated order so no one always goes first:
 //! * `handshakes` sequential close handshakes from a fresh connection each (p50 and p99 of
 //!   Close sent → Close received, [`crate::latency::close_handshakes`]);
-//! * `idle` idle connections opened at once, and the server's RSS growth divided by them.
+//! * `idle` idle connections, each sending a Ping every second (the peers send no keepalive
+//!   of their own): the server's RSS growth and CPU time divided by them, then a close storm
+//!   in which all of them send Close at once ([`crate::scale::run`], as the scale phase).
 //!
 //! The peers are built and installed by `make bench` (versions pinned in the Makefile) under
 //! `target/peers/`; a peer that is missing is skipped and said so.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::server::Server;
+use serde_json::json;
+use wsclose_e2e::ServerProcess;
+
+use crate::report::Report;
+use crate::scale::ScalePlan;
 use crate::stats::Samples;
+use crate::Options;
 
 /// One server to measure.
 pub struct PeerSpec {
@@ -32,7 +38,7 @@ pub struct PeerSpec {
     pub path: &'static str,
 }
 
-/// What one server measured, one value per round.
+/// What one server measured: the median over rounds of each figure, and each round's value.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerResult {
     /// The server.
@@ -43,12 +49,26 @@ pub struct PeerResult {
     pub close_p99_ms: f64,
     /// Median over rounds of the RSS growth per idle connection, in KiB.
     pub rss_per_conn_kib: f64,
+    /// Median over rounds of the close storm: every idle connection sends Close at once, until
+    /// the last server Close arrives, in ms.
+    pub storm_ms: f64,
+    /// Median over rounds of the server's CPU time per idle connection-second, with a client
+    /// Ping on every connection every second, in µs.
+    pub cpu_us_per_conn_s: f64,
+    /// Storm handshakes that were clean (code 1000 echoed, then TCP closed), over all rounds.
+    pub storm_clean: usize,
+    /// Storm handshakes attempted, over all rounds.
+    pub storm_connections: usize,
     /// Each round's p50, in ms.
     pub close_p50_rounds_ms: Vec<f64>,
     /// Each round's p99, in ms.
     pub close_p99_rounds_ms: Vec<f64>,
     /// Each round's RSS per idle connection, in KiB.
     pub rss_rounds_kib: Vec<f64>,
+    /// Each round's close storm, in ms.
+    pub storm_rounds_ms: Vec<f64>,
+    /// Each round's CPU per idle connection-second, in µs.
+    pub cpu_rounds_us: Vec<f64>,
 }
 
 /// The servers that are installed: wsclose first, then the peers. Returns the missing ones
@@ -120,80 +140,104 @@ pub fn available(wsclose: &Path, target: &Path) -> (Vec<PeerSpec>, Vec<String>) 
     (found, missing)
 }
 
-/// Runs `rounds` rounds over every server in `specs`.
-pub fn run(
-    runtime: &tokio::runtime::Runtime,
-    specs: &[PeerSpec],
-    rounds: usize,
-    handshakes: usize,
-    idle: usize,
-    logs: &Path,
-) -> anyhow::Result<Vec<PeerResult>> {
-    let start = |spec: &PeerSpec| -> anyhow::Result<Server> {
-        let mut command = Command::new(&spec.command[0]);
-        command
-            .args(&spec.command[1..])
-            .arg("127.0.0.1:0")
-            .envs(spec.env.iter().map(|(key, value)| (key, value)));
-        let log = logs.join(format!(
-            "peer-{}.log",
-            spec.name.replace(['/', ' ', '(', ')'], "_")
-        ));
-        Server::spawn(command, &log).with_context(|| format!("start {}", spec.name))
+/// The sizes of one peers run.
+#[derive(Debug, Clone)]
+pub struct PeerPlan {
+    /// Rounds over every server.
+    pub rounds: usize,
+    /// Sequential close handshakes per server per round.
+    pub handshakes: usize,
+    /// Idle connections per server per round, for RSS, CPU and the storm.
+    pub idle: usize,
+    /// How long CPU time is watched while they idle.
+    pub cpu_window: Duration,
+}
+
+/// How often every idle client pings: the peers send no keepalive of their own, so the client
+/// gives every server the same work.
+const CLIENT_PING: Duration = Duration::from_secs(1);
+
+/// Runs `plan.rounds` rounds over every server in `specs`.
+pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<PeerResult>> {
+    let scale_plan = ScalePlan {
+        connections: plan.idle,
+        openers: 8,
+        settle: Duration::from_millis(500),
+        cpu_window: plan.cpu_window,
+        wsclose_metrics: false,
+        client_ping: Some(CLIENT_PING),
     };
-    let mut p50 = vec![Vec::new(); specs.len()];
-    let mut p99 = vec![Vec::new(); specs.len()];
-    let mut rss = vec![Vec::new(); specs.len()];
-    for round in 0..rounds {
-        eprintln!("bench: [peers] round {}/{rounds}", round + 1);
+    let mut rounds: Vec<Vec<Round>> = specs.iter().map(|_| Vec::new()).collect();
+    for round in 0..plan.rounds {
+        eprintln!("bench: [peers] round {}/{}", round + 1, plan.rounds);
         for offset in 0..specs.len() {
             let index = (round + offset) % specs.len();
             let spec = &specs[index];
             // A fresh process each time: memory freed by an earlier round stays in the
             // allocator and would hide the next round's growth.
-            let server = start(spec)?;
+            let mut command = tokio::process::Command::new(&spec.command[0]);
+            command
+                .args(&spec.command[1..])
+                .arg("127.0.0.1:0")
+                .envs(spec.env.iter().map(|(key, value)| (key, value)));
+            let server = ServerProcess::spawn(command)
+                .await
+                .with_context(|| format!("start {}", spec.name))?;
             let url = server.ws_url(spec.path);
-            let per_connection = runtime
-                .block_on(rss_per_idle_connection(&server, &url, idle))
-                .with_context(|| format!("{}: idle connections", spec.name))?;
-            rss[index].push(per_connection);
-            let timings = runtime
-                .block_on(crate::latency::close_handshakes(&url, handshakes))
+            let idle = crate::scale::run(&server, &url, &scale_plan)
+                .await
+                .with_context(|| format!("{}: idle connections and storm", spec.name))?;
+            let timings = crate::latency::close_handshakes(&url, plan.handshakes)
+                .await
                 .with_context(|| format!("{}: close handshakes", spec.name))?;
             let samples = Samples::from_durations(timings.iter().map(|t| t.to_close_frame));
-            p50[index].push(samples.quantile(0.5));
-            p99[index].push(samples.quantile(0.99));
+            rounds[index].push(Round {
+                p50_ms: samples.quantile(0.5),
+                p99_ms: samples.quantile(0.99),
+                rss_kib: idle.rss_per_connection_kib,
+                storm_ms: idle.storm.all_handshakes_ms,
+                cpu_us: idle.cpu_us_per_connection_s,
+                storm_clean: idle.storm.clean,
+                storm_connections: idle.storm.connections,
+            });
             drop(server);
         }
     }
     Ok(specs
         .iter()
-        .enumerate()
-        .map(|(index, spec)| PeerResult {
-            name: spec.name,
-            close_p50_ms: median(&p50[index]),
-            close_p99_ms: median(&p99[index]),
-            rss_per_conn_kib: median(&rss[index]),
-            close_p50_rounds_ms: p50[index].clone(),
-            close_p99_rounds_ms: p99[index].clone(),
-            rss_rounds_kib: rss[index].clone(),
+        .zip(rounds)
+        .map(|(spec, rounds)| {
+            let each = |figure: fn(&Round) -> f64| rounds.iter().map(figure).collect::<Vec<_>>();
+            let (p50, p99, rss) = (each(|r| r.p50_ms), each(|r| r.p99_ms), each(|r| r.rss_kib));
+            let (storm, cpu) = (each(|r| r.storm_ms), each(|r| r.cpu_us));
+            PeerResult {
+                name: spec.name,
+                close_p50_ms: median(&p50),
+                close_p99_ms: median(&p99),
+                rss_per_conn_kib: median(&rss),
+                storm_ms: median(&storm),
+                cpu_us_per_conn_s: median(&cpu),
+                storm_clean: rounds.iter().map(|r| r.storm_clean).sum(),
+                storm_connections: rounds.iter().map(|r| r.storm_connections).sum(),
+                close_p50_rounds_ms: p50,
+                close_p99_rounds_ms: p99,
+                rss_rounds_kib: rss,
+                storm_rounds_ms: storm,
+                cpu_rounds_us: cpu,
+            }
         })
         .collect())
 }
 
-/// On a fresh server: opens `count` idle connections, waits for the server to settle, and
-/// returns its RSS growth per connection in KiB; then closes them.
-async fn rss_per_idle_connection(server: &Server, url: &str, count: usize) -> anyhow::Result<f64> {
-    let before = server.rss_kib()?;
-    let mut sockets = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await?;
-        sockets.push(socket);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = server.rss_kib()?;
-    drop(sockets);
-    Ok(after.saturating_sub(before) as f64 / count as f64)
+/// One server's figures in one round.
+struct Round {
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_kib: f64,
+    storm_ms: f64,
+    cpu_us: f64,
+    storm_clean: usize,
+    storm_connections: usize,
 }
 
 /// The median of `values` (the lower middle one for an even count).
@@ -223,32 +267,33 @@ pub fn table(results: &[PeerResult], rounds: usize) -> String {
             format!("close p50, ms (median, min–max of {rounds})"),
             "close p99, ms".to_owned(),
             "RSS per idle conn, KiB".to_owned(),
-            "wsclose p50 / this".to_owned(),
-            "wsclose RSS / this".to_owned(),
+            "close storm, ms".to_owned(),
+            "CPU, µs per conn-s".to_owned(),
+            "storm clean".to_owned(),
+            "wsclose / this: p50, RSS, storm, CPU".to_owned(),
         ]);
     let Some(ours) = results.first() else {
         return String::new();
     };
     for result in results {
+        let cell = |value: f64, rounds: &[f64], digits: usize| {
+            format!("{value:.digits$} ({})", spread(rounds, digits))
+        };
         table.add_row([
             result.name.to_owned(),
-            format!(
-                "{:.3} ({})",
-                result.close_p50_ms,
-                spread(&result.close_p50_rounds_ms, 3)
-            ),
-            format!(
-                "{:.3} ({})",
-                result.close_p99_ms,
-                spread(&result.close_p99_rounds_ms, 3)
-            ),
-            format!(
-                "{:.2} ({})",
-                result.rss_per_conn_kib,
-                spread(&result.rss_rounds_kib, 2)
-            ),
-            ratio(ours.close_p50_ms, result.close_p50_ms),
-            ratio(ours.rss_per_conn_kib, result.rss_per_conn_kib),
+            cell(result.close_p50_ms, &result.close_p50_rounds_ms, 3),
+            cell(result.close_p99_ms, &result.close_p99_rounds_ms, 3),
+            cell(result.rss_per_conn_kib, &result.rss_rounds_kib, 2),
+            cell(result.storm_ms, &result.storm_rounds_ms, 0),
+            cell(result.cpu_us_per_conn_s, &result.cpu_rounds_us, 1),
+            format!("{}/{}", result.storm_clean, result.storm_connections),
+            [
+                ratio(ours.close_p50_ms, result.close_p50_ms),
+                ratio(ours.rss_per_conn_kib, result.rss_per_conn_kib),
+                ratio(ours.storm_ms, result.storm_ms),
+                ratio(ours.cpu_us_per_conn_s, result.cpu_us_per_conn_s),
+            ]
+            .join(", "),
         ]);
     }
     table.to_string()
@@ -260,5 +305,48 @@ fn ratio(ours: f64, theirs: f64) -> String {
         format!("{:.2}×", ours / theirs)
     } else {
         "–".to_owned()
+    }
+}
+
+/// Phase 5: wsclose next to the peers that are installed, alternating in rounds, on one
+/// current-thread runtime (as the latency phases, so the client's timing is the same).
+pub fn phase(options: &Options, report: &mut Report) -> Vec<PeerResult> {
+    if !options.peers {
+        return Vec::new();
+    }
+    let (specs, missing) = available(&options.server, &crate::target_dir());
+    for why in &missing {
+        eprintln!("bench: [peers] skipped {why}");
+    }
+    report
+        .details
+        .insert("peers_skipped".into(), json!(missing));
+    eprintln!(
+        "bench: [peers] {} servers, {} rounds: {}",
+        specs.len(),
+        options.rounds,
+        specs
+            .iter()
+            .map(|spec| spec.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let plan = PeerPlan {
+        rounds: options.rounds,
+        handshakes: options.peer_handshakes,
+        idle: options.peer_idle,
+        cpu_window: Duration::from_secs(if options.quick { 1 } else { 5 }),
+    };
+    let results = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("a tokio runtime")
+        .and_then(|runtime| runtime.block_on(run(&specs, &plan)));
+    match results {
+        Ok(results) => results,
+        Err(error) => {
+            report.error("peers", "peers phase", &error, "");
+            Vec::new()
+        }
     }
 }

@@ -8,6 +8,43 @@ use serde::Serialize;
 
 use crate::stats::Samples;
 
+/// Everything measured so far: the table rows, the details for `results.json`, and the
+/// samples for the CDF plot.
+#[derive(Default)]
+pub struct Report {
+    /// The table rows, in order.
+    pub figures: Vec<Figure>,
+    /// Everything else for `results.json`, by key.
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Loopback TCP round trips, echo on the same thread.
+    pub rtt: Samples,
+    /// Loopback TCP round trips, echo on another thread.
+    pub rtt_threads: Samples,
+    /// Close sent → the server's Close.
+    pub close: Samples,
+    /// Close sent → the server's TCP FIN.
+    pub close_to_fin: Samples,
+    /// `close()` → `close` in the browser.
+    pub browser: Samples,
+    /// The storm's per-connection times.
+    pub storm: Samples,
+    /// `(connections open, server RSS KiB)` during the scale ramp.
+    pub rss_curve: Vec<(usize, u64)>,
+}
+
+impl Report {
+    /// Records that the measurement `key` failed with `error`.
+    pub fn error(&mut self, key: &'static str, name: &str, error: &anyhow::Error, target: &str) {
+        self.figures.push(Figure::missing(
+            key,
+            name,
+            Verdict::Error,
+            format!("{error:#}"),
+            target,
+        ));
+    }
+}
+
 /// How a figure compares with its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -134,47 +171,21 @@ pub fn ms(value: f64) -> String {
     }
 }
 
-/// The table as printed: one figure per line, target and verdict on the right.
+/// The table as printed: one figure per row, target and verdict on the right.
 pub fn table(figures: &[Figure]) -> String {
-    let name_width = figures
-        .iter()
-        .map(|f| f.name.chars().count())
-        .max()
-        .unwrap_or(0);
-    let result_width = figures
-        .iter()
-        .map(|f| f.result.chars().count())
-        .max()
-        .unwrap_or(0);
-    let target_width = figures
-        .iter()
-        .map(|f| f.target.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max("target".len());
-    let mut out = String::new();
-    let line = |name: &str, result: &str, target: &str, verdict: &str| {
-        format!("{name:<name_width$}  {result:<result_width$}  {target:<target_width$}  {verdict}")
-            .trim_end()
-            .to_owned()
-            + "\n"
-    };
-    out += &line("figure", "result", "target", "");
-    out += &line(
-        &"-".repeat(name_width),
-        &"-".repeat(result_width),
-        &"-".repeat(target_width),
-        "----",
-    );
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::ASCII_MARKDOWN)
+        .set_header(["figure", "result", "target", ""]);
     for figure in figures {
-        out += &line(
-            &figure.name,
-            &figure.result,
-            &figure.target,
+        table.add_row([
+            figure.name.as_str(),
+            figure.result.as_str(),
+            figure.target.as_str(),
             figure.verdict.label(),
-        );
+        ]);
     }
-    out
+    table.to_string() + "\n"
 }
 
 /// One named series for the CDF plot.
@@ -337,4 +348,55 @@ where
 
 fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("plot: {error}")
+}
+
+/// Draws the latency CDF and the RSS curve; a failed plot is reported, not fatal.
+pub fn plot(connections: usize, report: &Report, cdf_path: &Path, rss_path: &Path) {
+    let series = [
+        CdfSeries {
+            label: "loopback TCP RTT (2-byte ping-pong, same thread)".into(),
+            samples: &report.rtt,
+            color: RGBColor(60, 60, 60),
+        },
+        CdfSeries {
+            label: "loopback TCP RTT, echo on another thread".into(),
+            samples: &report.rtt_threads,
+            color: RGBColor(170, 170, 170),
+        },
+        CdfSeries {
+            label: "Close sent → server's Close (tokio-tungstenite)".into(),
+            samples: &report.close,
+            color: RGBColor(31, 119, 180),
+        },
+        CdfSeries {
+            label: "Close sent → server's TCP FIN".into(),
+            samples: &report.close_to_fin,
+            color: RGBColor(148, 103, 189),
+        },
+        CdfSeries {
+            label: "browser: close() → close event (headless Chromium)".into(),
+            samples: &report.browser,
+            color: RGBColor(44, 160, 44),
+        },
+        CdfSeries {
+            label: format!(
+                "close storm, {} at once: signal → server's Close",
+                report.storm.sorted_ms().len()
+            ),
+            samples: &report.storm,
+            color: RGBColor(214, 39, 40),
+        },
+    ];
+    if let Err(error) = plot_cdf(cdf_path, "wsclose close latency (CDF)", &series) {
+        eprintln!("bench: {error:#}");
+    }
+    if !report.rss_curve.is_empty() {
+        let title = format!(
+            "wsclose-server RSS vs open /ws/drain connections ({})",
+            connections
+        );
+        if let Err(error) = plot_rss(rss_path, &title, &report.rss_curve, crate::TARGET_RSS_KIB) {
+            eprintln!("bench: {error:#}");
+        }
+    }
 }

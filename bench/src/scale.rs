@@ -19,8 +19,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::server::Server;
+use serde_json::json;
+use wsclose_e2e::ServerProcess;
+
+use crate::report::{Figure, Report, Verdict};
 use crate::stats::Samples;
+use crate::{Options, SCALE_PERIOD, TARGET_RSS_KIB, TARGET_STORM_MS};
 
 /// Bound on one connect during the ramp.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +44,11 @@ pub struct ScalePlan {
     pub settle: Duration,
     /// How long the server's CPU time is watched while the connections idle.
     pub cpu_window: Duration,
+    /// Whether the server is wsclose, whose `/metrics` says how many connections it holds.
+    pub wsclose_metrics: bool,
+    /// When set, every client sends a Ping this often (staggered over the period), so that
+    /// servers that send no keepalive of their own all do the same work while they idle.
+    pub client_ping: Option<Duration>,
 }
 
 /// Counters and results the opener and holder tasks share.
@@ -148,11 +157,11 @@ pub struct ScaleRun {
     pub storm_samples: Samples,
 }
 
-/// Opens `plan.connections` connections to `/ws/drain` on `server`, measures, then storms.
-pub async fn run(server: &Server, plan: &ScalePlan) -> anyhow::Result<ScaleRun> {
-    let url = server.ws_url("/ws/drain");
+/// Opens `plan.connections` connections to `url` on `server`, measures, then storms. The
+/// scale phase runs it on wsclose's `/ws/drain`, and the peers phase on every server's echo.
+pub async fn run(server: &ServerProcess, url: &str, plan: &ScalePlan) -> anyhow::Result<ScaleRun> {
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let baseline_rss_kib = server.rss_kib()?;
+    let baseline_rss_kib = server.try_rss_kib()?;
 
     let (go_tx, go_rx) = watch::channel(None::<Instant>);
     let shared = Arc::new(Shared::default());
@@ -162,8 +171,9 @@ pub async fn run(server: &Server, plan: &ScalePlan) -> anyhow::Result<ScaleRun> 
     let openers: Vec<_> = (0..plan.openers.max(1))
         .map(|_| {
             tokio::spawn(open(
-                url.clone(),
+                url.to_owned(),
                 plan.connections,
+                plan.client_ping,
                 go_rx.clone(),
                 shared.clone(),
             ))
@@ -175,17 +185,17 @@ pub async fn run(server: &Server, plan: &ScalePlan) -> anyhow::Result<ScaleRun> 
         tokio::select! {
             _ = &mut all_opened => break,
             () = tokio::time::sleep(RSS_SAMPLE_EVERY) => {
-                rss_curve.push((shared.opened.load(Ordering::Relaxed), server.rss_kib()?));
+                rss_curve.push((shared.opened.load(Ordering::Relaxed), server.try_rss_kib()?));
             }
         }
     }
     let ramp_s = ramp_started.elapsed().as_secs_f64();
     let opened_count = shared.opened.load(Ordering::Relaxed);
-    rss_curve.push((opened_count, server.rss_kib()?));
+    rss_curve.push((opened_count, server.try_rss_kib()?));
 
     // Idle with pushes and keepalive running.
     tokio::time::sleep(plan.settle).await;
-    let settled_rss_kib = server.rss_kib()?;
+    let settled_rss_kib = server.try_rss_kib()?;
     let ticks_before = shared.ticks.load(Ordering::Relaxed);
     let cpu_before = server.cpu_time()?;
     let window_started = Instant::now();
@@ -193,10 +203,10 @@ pub async fn run(server: &Server, plan: &ScalePlan) -> anyhow::Result<ScaleRun> 
     let cpu_used = server.cpu_time()?.saturating_sub(cpu_before);
     let window = window_started.elapsed().as_secs_f64();
     let ticks_in_window = shared.ticks.load(Ordering::Relaxed) - ticks_before;
-    let loaded_rss_kib = server.rss_kib()?;
+    let loaded_rss_kib = server.try_rss_kib()?;
     rss_curve.push((opened_count, loaded_rss_kib));
     let broken_while_idle = shared.broken.load(Ordering::Relaxed);
-    let server_active_before_storm = active_connections(server).await;
+    let server_active_before_storm = active_connections(server, plan).await;
 
     // The storm: one signal, every client closes.
     let storm_cpu_before = server.cpu_time()?;
@@ -215,14 +225,14 @@ pub async fn run(server: &Server, plan: &ScalePlan) -> anyhow::Result<ScaleRun> 
     let storm = summarize_storm(outcomes).await;
 
     // The server should now have dropped every socket.
-    let mut server_active_after_storm = active_connections(server).await;
+    let mut server_active_after_storm = active_connections(server, plan).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while server_active_after_storm.is_some_and(|active| active > 0.0) && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        server_active_after_storm = active_connections(server).await;
+        server_active_after_storm = active_connections(server, plan).await;
     }
-    let after_storm_rss_kib = server.rss_kib()?;
+    let after_storm_rss_kib = server.try_rss_kib()?;
 
     let first_error = shared.first_error.lock().expect("lock").take();
     let per_connection = |value: f64| {
@@ -278,13 +288,23 @@ async fn connect(url: &str) -> anyhow::Result<Ws> {
 async fn open(
     url: String,
     total: usize,
+    ping: Option<Duration>,
     go: watch::Receiver<Option<Instant>>,
     shared: Arc<Shared>,
 ) {
-    while shared.next.fetch_add(1, Ordering::Relaxed) < total {
+    loop {
+        let number = shared.next.fetch_add(1, Ordering::Relaxed);
+        if number >= total {
+            break;
+        }
         match tokio::time::timeout(CONNECT_TIMEOUT, connect(&url)).await {
             Ok(Ok(ws)) => {
-                let holder = tokio::spawn(hold(ws, go.clone(), shared.clone()));
+                // Connection k pings at k/100 of the period, so the pings are spread out.
+                let pinger = ping.map(|period| {
+                    let offset = period.mul_f64((number % 100) as f64 / 100.0);
+                    tokio::time::interval_at(tokio::time::Instant::now() + offset, period)
+                });
+                let holder = tokio::spawn(hold(ws, pinger, go.clone(), shared.clone()));
                 shared.holders.lock().expect("lock").push(holder);
                 shared.opened.fetch_add(1, Ordering::Relaxed);
             }
@@ -300,9 +320,21 @@ async fn open(
     }
 }
 
-/// Holds one connection: drains it until the storm signal, then closes and times the answer.
-async fn hold(mut ws: Ws, mut go: watch::Receiver<Option<Instant>>, shared: Arc<Shared>) -> Held {
+/// Holds one connection: drains it (and pings on `pinger`) until the storm signal, then
+/// closes and times the answer.
+async fn hold(
+    mut ws: Ws,
+    mut pinger: Option<tokio::time::Interval>,
+    mut go: watch::Receiver<Option<Instant>>,
+    shared: Arc<Shared>,
+) -> Held {
     let storm_started = loop {
+        let ping = async {
+            match pinger.as_mut() {
+                Some(pinger) => pinger.tick().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             changed = go.changed() => match (changed, *go.borrow_and_update()) {
@@ -310,6 +342,12 @@ async fn hold(mut ws: Ws, mut go: watch::Receiver<Option<Instant>>, shared: Arc<
                 (Ok(()), None) => continue,
                 (Err(_), _) => return Held::Broken,
             },
+            _ = ping => {
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    shared.broken.fetch_add(1, Ordering::Relaxed);
+                    return Held::Broken;
+                }
+            }
             message = ws.next() => match message {
                 Some(Ok(Message::Text(_))) => {
                     shared.ticks.fetch_add(1, Ordering::Relaxed);
@@ -406,11 +444,146 @@ async fn server_closed_tcp(socket: Ws) -> bool {
     )
 }
 
-/// `wsclose_connections_active` summed over endpoints, or `None` if `/metrics` did not answer.
-async fn active_connections(server: &Server) -> Option<f64> {
+/// `wsclose_connections_active` summed over endpoints, or `None` if `/metrics` did not answer
+/// or the plan does not read it.
+async fn active_connections(server: &ServerProcess, plan: &ScalePlan) -> Option<f64> {
+    if !plan.wsclose_metrics {
+        return None;
+    }
     let response = wsclose_e2e::http_get(server.addr(), "/metrics")
         .await
         .ok()?;
     let metrics = wsclose_e2e::MetricsSnapshot::parse(&response.body).ok()?;
     Some(metrics.sum("wsclose_connections_active", &[]))
+}
+
+/// Phase 4: many connections on a fresh server (so its baseline RSS has seen no connection),
+/// on a multi-thread runtime.
+pub fn phase(options: &Options, report: &mut Report) {
+    let n = options.connections;
+    eprintln!(
+        "bench: [4/4] scale: {n} connections to /ws/drain, push and ping every {SCALE_PERIOD}, then a close storm"
+    );
+    let plan = ScalePlan {
+        connections: n,
+        openers: 16,
+        settle: Duration::from_millis(2_500),
+        cpu_window: Duration::from_secs(if options.quick { 3 } else { 5 }),
+        wsclose_metrics: true,
+        // The server pings every SCALE_PERIOD itself.
+        client_ping: None,
+    };
+    let run = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("a tokio runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let server = crate::start_server(&options.server, &crate::server_args())
+                    .await
+                    .context("start the server")?;
+                run(&server, &server.ws_url("/ws/drain"), &plan).await
+            })
+        });
+    let run = match run {
+        Ok(run) => run,
+        Err(error) => return report.error("rss_per_connection", "scale phase", &error, ""),
+    };
+    let opened = run.opened;
+    if run.failed_to_open > 0 {
+        report.figures.push(Figure::missing(
+            "connections_opened",
+            "connections opened",
+            Verdict::Error,
+            format!(
+                "{opened}/{n}; first error: {}",
+                run.first_error.as_deref().unwrap_or("?")
+            ),
+            format!("{n}"),
+        ));
+    } else {
+        report.figures.push(Figure::info(
+            "connections_opened",
+            "connections opened",
+            Some(opened as f64),
+            "",
+            format!("{opened} in {:.1} s", run.ramp_s),
+        ));
+    }
+    report.figures.push(Figure::checked(
+        "rss_per_connection",
+        format!("server RSS per idle connection ({opened})"),
+        run.rss_per_connection_kib,
+        "KiB",
+        format!(
+            "{:.2} KiB ({:.1} → {:.1} MiB)",
+            run.rss_per_connection_kib,
+            run.baseline_rss_kib as f64 / 1024.0,
+            run.loaded_rss_kib as f64 / 1024.0
+        ),
+        format!("≤ {TARGET_RSS_KIB} KiB"),
+        run.rss_per_connection_kib <= TARGET_RSS_KIB,
+    ));
+    report.figures.push(Figure::info(
+        "server_cpu_idle",
+        format!("server CPU, {opened} idle (push+ping every {SCALE_PERIOD})"),
+        Some(run.cpu_ms_per_s),
+        "ms/s",
+        format!(
+            "{:.0} ms/s = {:.1} µs per connection-second",
+            run.cpu_ms_per_s, run.cpu_us_per_connection_s
+        ),
+    ));
+    report.figures.push(Figure::info(
+        "ticks_received",
+        "ticks received by the clients",
+        Some(run.ticks_per_s),
+        "1/s",
+        format!("{:.0}/s", run.ticks_per_s),
+    ));
+    if run.broken_while_idle > 0 {
+        report.figures.push(Figure::missing(
+            "broken_while_idle",
+            "connections broken while idle",
+            Verdict::Error,
+            format!("{}", run.broken_while_idle),
+            "0",
+        ));
+    }
+    let storm = &run.storm;
+    report.figures.push(Figure::checked(
+        "close_storm_all",
+        format!("close storm: all {} handshakes done", storm.connections),
+        storm.all_handshakes_ms,
+        "ms",
+        format!(
+            "{:.0} ms (p50 {:.0}; client done sending at {:.0})",
+            storm.all_handshakes_ms, storm.p50_ms, storm.all_sent_ms
+        ),
+        format!("≤ {TARGET_STORM_MS} ms"),
+        storm.all_handshakes_ms <= TARGET_STORM_MS && storm.broken == 0,
+    ));
+    let clean_pct = 100.0 * storm.clean as f64 / storm.connections.max(1) as f64;
+    report.figures.push(Figure::checked(
+        "close_storm_clean",
+        "close storm: clean (1000 echoed, then FIN)",
+        clean_pct,
+        "%",
+        format!("{}/{} ({clean_pct:.1}%)", storm.clean, storm.connections),
+        "100%",
+        storm.clean == storm.connections && storm.connections == opened,
+    ));
+    report.figures.push(Figure::checked(
+        "server_active_after_storm",
+        "server connections still open after the storm",
+        run.server_active_after_storm.unwrap_or(f64::NAN),
+        "",
+        run.server_active_after_storm
+            .map_or("n/a".to_owned(), |active| format!("{active:.0}")),
+        "0",
+        run.server_active_after_storm == Some(0.0),
+    ));
+    report.storm = run.storm_samples.clone();
+    report.rss_curve = run.rss_curve.clone();
+    report.details.insert("scale".into(), json!(run));
 }

@@ -393,20 +393,11 @@ impl Run {
     }
 
     /// What `#announce` reads out when the run ends, such as
-    /// `Probe 3, /ws/drain: close in 0.91 ms, code 1000, clean.`
+    /// `Probe 3, /ws/drain: close in 0.91 ms (code 1000, clean).`
     fn announcement(&self) -> Option<String> {
         let outcome = match &self.phase {
             Phase::Connecting | Phase::Closing { .. } => return None,
-            Phase::Done(report) => format!(
-                "close in {}, code {}, {}",
-                format_ms(report.elapsed_ms),
-                report.code,
-                if report.was_clean {
-                    "clean"
-                } else {
-                    "not clean"
-                }
-            ),
+            Phase::Done(report) => explain::summary(report),
             Phase::Failed(error) => format!("failed: {error}"),
             Phase::Cancelled { waited_ms } => {
                 format!("cancelled after {}", format_ms(*waited_ms))

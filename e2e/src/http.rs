@@ -1,13 +1,15 @@
-//! Plain HTTP/1.1 over a `TcpStream`, and the Prometheus text format of `/metrics`.
+//! HTTP/1.1 for the tests, and the Prometheus text format of `/metrics`.
 //!
-//! The tests need only `GET` with `Connection: close`; the response head is parsed by
-//! httparse (through `wsclose_check::raw::parse_head`).
+//! [`http_get`] is a hyper client request with `Connection: close`. [`read_response`] reads a
+//! response off a connection a test drives by hand (keep-alive, raw upgrades); its head is
+//! parsed by httparse (through `wsclose_check::raw::parse_head`). [`MetricsSnapshot`] parses
+//! `/metrics` with `prometheus-parse`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 pub use wsclose_check::raw::{parse_head, Head};
@@ -57,58 +59,44 @@ pub struct HttpResponse {
     pub body: String,
 }
 
-/// `GET path` on `addr` with `Connection: close`, read to EOF within [`crate::IO_TIMEOUT`].
+/// `GET path` on `addr` with `Connection: close`, through a hyper HTTP/1.1 client (which
+/// also decodes a chunked body), within [`crate::IO_TIMEOUT`].
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        anyhow::Ok(raw)
+        let stream = TcpStream::connect(addr).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::CONNECTION, "close")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await?
+            .to_bytes();
+        driver.abort();
+        anyhow::Ok(HttpResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     };
-    let raw = tokio::time::timeout(crate::IO_TIMEOUT, exchange)
+    tokio::time::timeout(crate::IO_TIMEOUT, exchange)
         .await
-        .with_context(|| format!("GET {path} timed out"))??;
-    let (status, headers, head_len) =
-        parse_head(&raw)?.with_context(|| format!("incomplete response to GET {path}"))?;
-    let chunked = headers.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked")
-    });
-    let body = if chunked {
-        dechunk(&raw[head_len..])?
-    } else {
-        raw[head_len..].to_vec()
-    };
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-/// Decodes an HTTP/1.1 `Transfer-Encoding: chunked` body.
-pub fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .context("chunk size line")?;
-        let size_text = std::str::from_utf8(&raw[..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .with_context(|| format!("chunk size {size_text:?}"))?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        body.extend_from_slice(raw.get(..size).context("truncated chunk")?);
-        raw = raw.get(size + 2..).context("truncated chunk end")?;
-    }
+        .with_context(|| format!("GET {path} timed out"))?
+        .with_context(|| format!("GET {path}"))
 }
 
 /// One sample line of the exposition: metric name, labels, value.
@@ -159,32 +147,56 @@ impl MetricsSnapshot {
         }
     }
 
-    /// Parses the Prometheus text exposition format (the subset `prometheus` emits).
+    /// Parses the Prometheus text exposition format with `prometheus-parse`. A histogram
+    /// comes back as its series, as on the page: `NAME_bucket{…,le="…"}`, `NAME_count` and
+    /// `NAME_sum`.
+    ///
+    /// `prometheus-parse` splits labels at every `,` and `=`, so a label value holding either
+    /// would be cut; the server's label values (endpoints, codes, reasons) hold neither.
     pub fn parse(text: &str) -> anyhow::Result<MetricsSnapshot> {
+        let lines = text.lines().map(|line| Ok(line.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).context("parse /metrics")?;
         let mut samples = Vec::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (series, value) = line
-                .rsplit_once(' ')
-                .with_context(|| format!("metrics line {line:?}"))?;
-            let value: f64 = value
-                .parse()
-                .with_context(|| format!("metrics value in {line:?}"))?;
-            let (name, labels) = match series.split_once('{') {
-                None => (series.to_owned(), BTreeMap::new()),
-                Some((name, rest)) => (
-                    name.to_owned(),
-                    parse_labels(rest.strip_suffix('}').context("closing brace")?)?,
-                ),
+        for sample in scrape.samples {
+            let labels: BTreeMap<String, String> = sample
+                .labels
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            let series = |suffix: &str, bound: (&str, f64), value: f64| {
+                let mut labels = labels.clone();
+                let (key, bound) = bound;
+                let bound = if bound == f64::INFINITY {
+                    "+Inf".to_owned()
+                } else {
+                    bound.to_string()
+                };
+                labels.insert(key.to_owned(), bound);
+                Sample {
+                    name: format!("{}{suffix}", sample.metric),
+                    labels,
+                    value,
+                }
             };
-            samples.push(Sample {
-                name,
-                labels,
-                value,
-            });
+            match sample.value {
+                prometheus_parse::Value::Counter(value)
+                | prometheus_parse::Value::Gauge(value)
+                | prometheus_parse::Value::Untyped(value) => samples.push(Sample {
+                    name: sample.metric.clone(),
+                    labels,
+                    value,
+                }),
+                prometheus_parse::Value::Histogram(buckets) => samples.extend(
+                    buckets
+                        .iter()
+                        .map(|bucket| series("_bucket", ("le", bucket.less_than), bucket.count)),
+                ),
+                prometheus_parse::Value::Summary(quantiles) => samples.extend(
+                    quantiles
+                        .iter()
+                        .map(|q| series("", ("quantile", q.quantile), q.count)),
+                ),
+            }
         }
         // The server always exposes wsclose_build_info, so no sample at all means the scrape
         // failed (an empty or cut-off body), not that nothing happened.
@@ -222,31 +234,6 @@ impl MetricsSnapshot {
     }
 }
 
-fn parse_labels(mut text: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut labels = BTreeMap::new();
-    loop {
-        text = text.trim_start_matches([',', ' ']);
-        if text.is_empty() {
-            return Ok(labels);
-        }
-        let (key, rest) = text.split_once("=\"").context("label without =\"")?;
-        let mut value = String::new();
-        let mut chars = rest.char_indices();
-        let end = loop {
-            match chars.next().context("unterminated label value")? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next().context("dangling escape")?.1 {
-                    'n' => value.push('\n'),
-                    other => value.push(other),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        labels.insert(key.trim().to_owned(), value);
-        text = &rest[end + 1..];
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,9 +249,12 @@ mod tests {
         let text = "# HELP wsclose_closes_total x\n# TYPE wsclose_closes_total counter\n\
             wsclose_closes_total{code=\"1000\",endpoint=\"drain\",initiator=\"client\",reason=\"peer_close\"} 3\n\
             wsclose_closes_total{code=\"1002\",endpoint=\"echo\",initiator=\"server\",reason=\"protocol_error\"} 1\n\
+            # TYPE wsclose_close_handshake_seconds histogram\n\
+            wsclose_close_handshake_seconds_bucket{endpoint=\"drain\",le=\"0.005\"} 2\n\
             wsclose_close_handshake_seconds_bucket{endpoint=\"drain\",le=\"+Inf\"} 3\n\
+            wsclose_close_handshake_seconds_sum{endpoint=\"drain\"} 0.004\n\
             wsclose_close_handshake_seconds_count{endpoint=\"drain\"} 3\n\
-            weird{a=\"q\\\"uote, x\"} 1.5\n";
+            untyped_gauge 1.5\n";
         let metrics = MetricsSnapshot::parse(text).unwrap();
         assert_eq!(metrics.sum("wsclose_closes_total", &[]), 4.0);
         assert_eq!(
@@ -279,15 +269,15 @@ mod tests {
             metrics.sum("wsclose_close_handshake_seconds_count", &[]),
             3.0
         );
-        assert_eq!(metrics.sum("weird", &[("a", "q\"uote, x")]), 1.5);
-        assert!(metrics.has("wsclose_closes_total"));
-    }
-
-    #[test]
-    fn dechunks() {
         assert_eq!(
-            dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(),
-            b"abcde"
+            metrics.sum("wsclose_close_handshake_seconds_bucket", &[("le", "0.005")]),
+            2.0
         );
+        assert_eq!(
+            metrics.sum("wsclose_close_handshake_seconds_bucket", &[("le", "+Inf")]),
+            3.0
+        );
+        assert_eq!(metrics.sum("untyped_gauge", &[]), 1.5);
+        assert!(metrics.has("wsclose_closes_total"));
     }
 }

@@ -143,8 +143,9 @@ impl ServerProcess {
     }
 
     /// Spawns `command` with piped output and waits until it prints its listening line: one
-    /// that contains [`LISTENING_ON`] followed by the address.
-    async fn spawn(mut command: Command) -> anyhow::Result<ServerProcess> {
+    /// that contains [`LISTENING_ON`] followed by the address. Any server that prints such a
+    /// line will do: the bench starts its release build and its peers this way.
+    pub async fn spawn(mut command: Command) -> anyhow::Result<ServerProcess> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -249,12 +250,29 @@ impl ServerProcess {
     }
 
     /// The server's resident set size in KiB (`VmRSS` in `/proc/PID/status`, read by procfs).
+    /// Panics when it cannot be read; see [`ServerProcess::try_rss_kib`].
     pub fn rss_kib(&self) -> u64 {
-        procfs::process::Process::new(self.pid as i32)
+        self.try_rss_kib().expect("read VmRSS in /proc/PID/status")
+    }
+
+    /// Like [`ServerProcess::rss_kib`], but returns the error.
+    pub fn try_rss_kib(&self) -> anyhow::Result<u64> {
+        let status = procfs::process::Process::new(self.pid as i32)
             .and_then(|process| process.status())
-            .expect("read /proc/PID/status")
-            .vmrss
-            .expect("VmRSS in /proc/PID/status")
+            .context("read /proc/PID/status")?;
+        status.vmrss.context("no VmRSS in /proc/PID/status")
+    }
+
+    /// CPU time used so far, user plus system (`utime + stime` in `/proc/PID/stat`, in units
+    /// of procfs's `ticks_per_second`).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = procfs::process::Process::new(self.pid as i32)
+            .and_then(|process| process.stat())
+            .context("read /proc/PID/stat")?;
+        let ticks = stat.utime + stat.stime;
+        Ok(Duration::from_secs_f64(
+            ticks as f64 / procfs::ticks_per_second() as f64,
+        ))
     }
 
     /// Every line the server printed to stdout so far (the listening line first).

@@ -475,7 +475,7 @@ async fn runs_summary_export_and_clear() {
     let spoken = announce.html(true).await.expect("#announce text");
     assert!(
         spoken.starts_with(&format!("Probe {RUNS}, /ws/drain: close in "))
-            && spoken.ends_with("code 1000, clean."),
+            && spoken.ends_with("(code 1000, clean)."),
         "{spoken:?}"
     );
 

@@ -1,0 +1,322 @@
+//! # wsclose-bench: how fast does wsclose close, how close is that to the physical limit,
+//! what does a connection cost, and how does it compare with other servers?
+//!
+//! Run by `make bench`:
+//!
+//! ```text
+//! cargo build --release -p wsclose-server -p wsclose-bench
+//! cargo run --release -p wsclose-bench -- [--quick] [--connections N] …
+//! ```
+//!
+//! It starts the release server itself (on `127.0.0.1:0`), prints a table with every figure
+//! next to its target, and writes `target/bench/results.json`, `close_latency_cdf.svg` and
+//! `rss_vs_connections.svg`. A missed target is reported, not an error: the exit status is
+//! non-zero only when a measurement could not be made.
+//!
+//! # Phases
+//! 1. **TCP RTT**: 2-byte ping-pong between two tokio sockets over loopback
+//!    ([`latency::tcp_round_trips`]). With the echo on the same thread nobody sleeps, so this
+//!    is the kernel's loopback path and nothing else: the physical floor the close handshake is
+//!    compared with. With the echo on another thread each round trip also wakes a sleeping
+//!    peer twice, which on an idle VM can cost more than the whole close handshake; that
+//!    figure is printed for context.
+//! 2. **Close handshake**: sequential connect + close on `/ws/drain?push_ms=0` with
+//!    tokio-tungstenite; send Close → the server's Close, and → TCP EOF
+//!    ([`latency::close_handshakes`]).
+//! 3. **Browser**: the wasm probe's `measureClose` in headless Chromium via WebDriver
+//!    ([`browser::run`]). Skipped, with the reason printed, without chromedriver or a built
+//!    `target/www/pkg`.
+//! 4. **Scale**: a fresh server, N connections to `/ws/drain` with pushes and keepalive every
+//!    second; RSS and CPU per connection from `/proc`, then a close storm ([`scale::run`]).
+//! 5. **Peers**: wsclose next to gorilla/websocket, Node `ws`, Python `websockets` and a bare
+//!    tokio-tungstenite loop, the same client for all, alternating in rounds ([`peers::run`]).
+//!
+//! # Layout
+//! One module per phase, each with its `phase` function that adds its figures to the
+//! [`Report`]: [`latency`] (1, 2), [`browser`] (3, Chromium through
+//! `wsclose_check::browser::Driver` and fantoccini), [`scale`] (4) and [`peers`] (5); [`stats`]
+//! (percentiles) and [`report`] (table, JSON, plots). The servers are child processes run by
+//! the e2e harness ([`wsclose_e2e::ServerProcess`], `/proc` through procfs). `main.rs` parses
+//! the flags (clap) into [`Options`] and calls [`run`].
+
+pub mod browser;
+pub mod latency;
+pub mod peers;
+pub mod report;
+pub mod scale;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use wsclose_e2e::server::workspace_root;
+use wsclose_e2e::ServerProcess;
+
+pub use report::Report;
+use report::Verdict;
+
+/// Close-handshake p50 target, ms.
+pub const TARGET_CLOSE_P50_MS: f64 = 0.25;
+/// Close-handshake p50 must be at most this many TCP round trips.
+pub const TARGET_CLOSE_RTT_RATIO: f64 = 5.0;
+/// Browser close p50 target, ms.
+pub const TARGET_BROWSER_P50_MS: f64 = 1.0;
+/// RSS per idle connection target, KiB.
+pub const TARGET_RSS_KIB: f64 = 8.0;
+/// Close storm target, ms. It applies to the scale phase's 10,000 connections only: with
+/// `--connections` set lower it is still printed, but it is easier to meet.
+pub const TARGET_STORM_MS: f64 = 500.0;
+
+/// Push and ping period of the scale phase: both run once a second on every connection.
+pub const SCALE_PERIOD: &str = "1s";
+
+/// What to run: the command line with every default filled in (see `wsclose-bench --help`).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A smoke run: smaller sizes everywhere.
+    pub quick: bool,
+    /// Concurrent connections in the scale phase.
+    pub connections: usize,
+    /// Sequential close handshakes.
+    pub handshakes: usize,
+    /// Loopback TCP round trips.
+    pub rtt_iterations: usize,
+    /// Whether to run the browser phase.
+    pub browser: bool,
+    /// Close probes in headless Chromium.
+    pub browser_probes: usize,
+    /// Where `results.json` and the plots go.
+    pub out: PathBuf,
+    /// The release server binary.
+    pub server: PathBuf,
+    /// Whether to run the peers phase.
+    pub peers: bool,
+    /// Rounds over wsclose and the peers.
+    pub rounds: usize,
+    /// Close handshakes per server per round.
+    pub peer_handshakes: usize,
+    /// Idle connections per server per round.
+    pub peer_idle: usize,
+}
+
+impl Options {
+    /// The defaults: a full run, or a smoke run with `quick`.
+    pub fn defaults(quick: bool) -> Options {
+        Options {
+            quick,
+            connections: if quick { 200 } else { 10_000 },
+            handshakes: if quick { 100 } else { 1_000 },
+            rtt_iterations: if quick { 2_000 } else { 20_000 },
+            browser: true,
+            browser_probes: if quick { 10 } else { 100 },
+            out: target_dir().join("bench"),
+            server: default_binary(),
+            peers: true,
+            rounds: if quick { 2 } else { 5 },
+            peer_handshakes: if quick { 50 } else { 200 },
+            peer_idle: if quick { 100 } else { 1_000 },
+        }
+    }
+}
+
+/// Runs every phase; returns how many measurements failed.
+pub fn run(options: &Options) -> anyhow::Result<usize> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("create {}", options.out.display()))?;
+    // The client holds as many sockets as the server; the server raises its own limit.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raise RLIMIT_NOFILE")?;
+    let needed = options.connections as u64 + 256;
+    if nofile < needed {
+        bail!(
+            "the open-file limit is {nofile}, {needed} are needed for {} connections \
+             (raise the hard limit, or pass a smaller --connections)",
+            options.connections
+        );
+    }
+    let machine = Machine::probe();
+    eprintln!(
+        "bench: {} ({} cores, Linux {}), server {}",
+        machine.cpu,
+        machine.cores,
+        machine.kernel,
+        options.server.display()
+    );
+
+    let mut report = Report::default();
+    latency::phase(options, &mut report);
+    scale::phase(options, &mut report);
+    let peer_results = peers::phase(options, &mut report);
+
+    let cdf_path = options.out.join("close_latency_cdf.svg");
+    let rss_path = options.out.join("rss_vs_connections.svg");
+    report::plot(options.connections, &report, &cdf_path, &rss_path);
+
+    let errors = report
+        .figures
+        .iter()
+        .filter(|figure| figure.verdict == Verdict::Error)
+        .count();
+    let elapsed = started.elapsed().as_secs_f64();
+    let results = json!({
+        "machine": machine,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "quick": options.quick,
+        "elapsed_s": elapsed,
+        "server_args": server_args(),
+        "targets": {
+            "close_handshake_p50_ms": TARGET_CLOSE_P50_MS,
+            "close_to_rtt_ratio": TARGET_CLOSE_RTT_RATIO,
+            "browser_close_p50_ms": TARGET_BROWSER_P50_MS,
+            "rss_per_connection_kib": TARGET_RSS_KIB,
+            "close_storm_ms": TARGET_STORM_MS,
+            "close_storm_clean_pct": 100.0,
+        },
+        "figures": report.figures,
+        "details": report.details,
+        "peers": peer_results,
+    });
+    let results_path = options.out.join("results.json");
+    std::fs::write(&results_path, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("write {}", results_path.display()))?;
+
+    println!();
+    println!(
+        "wsclose bench: {} ({} cores, Linux {}){}",
+        machine.cpu,
+        machine.cores,
+        machine.kernel,
+        if options.quick { ", --quick" } else { "" }
+    );
+    println!();
+    print!("{}", report::table(&report.figures));
+    println!();
+    if !peer_results.is_empty() {
+        println!(
+            "peers, the same client, {} rounds alternating ({} close handshakes and {} idle \
+             connections per server per round):",
+            options.rounds, options.peer_handshakes, options.peer_idle
+        );
+        println!("{}", peers::table(&peer_results, options.rounds));
+        println!();
+    }
+    println!(
+        "wrote {}, {} and {} in {elapsed:.0} s",
+        display(&results_path),
+        display(&cdf_path),
+        display(&rss_path)
+    );
+    Ok(errors)
+}
+
+/// Starts the server `binary` on `127.0.0.1:0` with `args` and `RUST_LOG=warn`, and waits for
+/// its listening line.
+pub async fn start_server(binary: &Path, args: &[String]) -> anyhow::Result<ServerProcess> {
+    if !binary.is_file() {
+        bail!(
+            "no server binary at {} (run `cargo build --release -p wsclose-server`)",
+            binary.display()
+        );
+    }
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    ServerProcess::spawn(command).await
+}
+
+/// Where the release server is: `$CARGO_TARGET_DIR/release/wsclose-server`, else
+/// `<workspace>/target/release/wsclose-server`.
+pub fn default_binary() -> PathBuf {
+    target_dir().join("release").join("wsclose-server")
+}
+
+/// The cargo target directory this workspace builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_relative() {
+                workspace_root().join(dir)
+            } else {
+                dir
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Flags of every server the bench starts. Push and ping run every second (the scale phase
+/// needs keepalive to actually run); the latency connections turn pushing off with `push_ms=0`.
+pub fn server_args() -> Vec<String> {
+    [
+        "--max-connections",
+        "100000",
+        "--push-interval",
+        SCALE_PERIOD,
+        "--ping-interval",
+        SCALE_PERIOD,
+        "--pong-timeout",
+        "30s",
+        "--static-dir",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([www_dir().display().to_string()])
+    .collect()
+}
+
+/// The demo page and the built wasm, as `make build` leaves them.
+pub fn www_dir() -> PathBuf {
+    workspace_root().join("target").join("www")
+}
+
+/// `156.0.8078.79` → `156`.
+pub fn major(version: &str) -> &str {
+    version.split('.').next().unwrap_or(version)
+}
+
+/// A path relative to the current directory when it is below it.
+fn display(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// What the figures were measured on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Machine {
+    /// The CPU model, from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// Cores available to this process.
+    pub cores: usize,
+    /// The kernel release.
+    pub kernel: String,
+}
+
+impl Machine {
+    /// Reads the machine's description.
+    pub fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map_or_else(
+                || "unknown CPU".to_owned(),
+                |(_, name)| name.trim().to_owned(),
+            );
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".to_owned(), |text| text.trim().to_owned());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            kernel,
+        }
+    }
+}
