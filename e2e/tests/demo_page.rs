@@ -95,14 +95,7 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
 
     // The bug: /ws/no-drain never reads, so the row must still be waiting 3 s later.
     click(&client, "run-no-drain").await;
-    let no_drain = client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(
-            "#results tr[data-endpoint='/ws/no-drain'][data-state='pending']",
-        ))
-        .await
-        .expect("a pending /ws/no-drain row");
+    let no_drain = pending_no_drain_row(&client).await;
     let clicked = Instant::now();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let early_timer = cell_text(&no_drain, "td.elapsed").await;
@@ -468,11 +461,7 @@ async fn runs_summary_export_and_clear() {
     );
 
     // The live region reads out the last probe.
-    let announce = client
-        .find(Locator::Id("announce"))
-        .await
-        .expect("#announce");
-    let spoken = announce.html(true).await.expect("#announce text");
+    let spoken = announced(&client).await;
     assert!(
         spoken.starts_with(&format!("Probe {RUNS}, /ws/drain: close in "))
             && spoken.ends_with("(code 1000, clean)."),
@@ -519,11 +508,8 @@ async fn runs_summary_export_and_clear() {
 
     // Clear empties everything and restarts the numbering.
     click(&client, "clear").await;
-    let left = client
-        .find_all(Locator::Css("#results tbody tr"))
-        .await
-        .expect("rows");
-    assert!(left.is_empty(), "{} rows left after Clear", left.len());
+    let left = row_count(&client).await;
+    assert_eq!(left, 0, "{left} rows left after Clear");
     let summary_table = client.find(Locator::Id("summary")).await.expect("#summary");
     assert!(summary_table.attr("hidden").await.expect("read").is_some());
     let hint = client
@@ -546,14 +532,7 @@ async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
     let _shared = CPU.read().await;
     let (_server, _driver, client) = served_page().await;
     click(&client, "run-no-drain").await;
-    let row = client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(
-            "#results tr[data-endpoint='/ws/no-drain'][data-state='pending']",
-        ))
-        .await
-        .expect("a pending /ws/no-drain row");
+    let row = pending_no_drain_row(&client).await;
     let bar = client
         .wait()
         .at_most(WAIT)
@@ -606,13 +585,7 @@ async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
         .await
         .expect("read demo.pending");
     assert_eq!(pending, json!(0));
-    let spoken = client
-        .find(Locator::Id("announce"))
-        .await
-        .expect("#announce")
-        .html(true)
-        .await
-        .expect("text");
+    let spoken = announced(&client).await;
     assert!(
         spoken.contains("/ws/no-drain: cancelled after"),
         "{spoken:?}"
@@ -678,11 +651,7 @@ async fn holding_enter_starts_one_probe() {
         .expect("hold Enter");
     done_rows(&client, 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rows = client
-        .find_all(Locator::Css("#results tbody tr"))
-        .await
-        .expect("rows");
-    assert_eq!(rows.len(), 1, "one press, one probe");
+    assert_eq!(row_count(&client).await, 1, "one press, one probe");
     client.close().await.expect("end the WebDriver session");
 }
 
@@ -761,6 +730,38 @@ async fn text_contrast_meets_wcag_aa() {
         assert!(ratio >= 4.5, "{key}: {ratio:.2}:1 is below WCAG AA 4.5:1");
     }
     client.close().await.expect("end the WebDriver session");
+}
+
+/// Waits for the pending `/ws/no-drain` row, and returns it.
+async fn pending_no_drain_row(client: &Client) -> Element {
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(
+            "#results tr[data-endpoint='/ws/no-drain'][data-state='pending']",
+        ))
+        .await
+        .expect("a pending /ws/no-drain row")
+}
+
+/// What the live region `#announce` says now.
+async fn announced(client: &Client) -> String {
+    client
+        .find(Locator::Id("announce"))
+        .await
+        .expect("#announce")
+        .html(true)
+        .await
+        .expect("#announce text")
+}
+
+/// How many rows `#results` has.
+async fn row_count(client: &Client) -> usize {
+    client
+        .find_all(Locator::Css("#results tbody tr"))
+        .await
+        .expect("rows")
+        .len()
 }
 
 /// Sets `#runs`.
