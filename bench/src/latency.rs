@@ -331,4 +331,5 @@ pub fn phase(options: &Options, report: &mut Report) {
 
     // 3. The browser.
     crate::browser::phase(options, &runtime, &server, &url, report);
+    crate::save_log(&server, &options.out.join("server-latency.log"));
 }

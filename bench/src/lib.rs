@@ -228,6 +228,14 @@ pub async fn start_server(binary: &Path, args: &[String]) -> anyhow::Result<Serv
     ServerProcess::spawn(command).await
 }
 
+/// Writes what `server` has logged to stderr so far to `path`, for a look after the run; a
+/// failure to write is said, not fatal.
+pub fn save_log(server: &ServerProcess, path: &Path) {
+    if let Err(error) = std::fs::write(path, server.stderr_text()) {
+        eprintln!("bench: write {}: {error}", path.display());
+    }
+}
+
 /// Where the release server is: `$CARGO_TARGET_DIR/release/wsclose-server`, else
 /// `<workspace>/target/release/wsclose-server`.
 pub fn default_binary() -> PathBuf {

@@ -151,6 +151,8 @@ pub struct PeerPlan {
     pub idle: usize,
     /// How long CPU time is watched while they idle.
     pub cpu_window: Duration,
+    /// Where each server's stderr goes (`peer-NAME.log`, the last round's).
+    pub logs: PathBuf,
 }
 
 /// How often every idle client pings: the peers send no keepalive of their own, so the client
@@ -184,12 +186,19 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
                 .await
                 .with_context(|| format!("start {}", spec.name))?;
             let url = server.ws_url(spec.path);
-            let idle = crate::scale::run(&server, &url, &scale_plan)
-                .await
-                .with_context(|| format!("{}: idle connections and storm", spec.name))?;
-            let timings = crate::latency::close_handshakes(&url, plan.handshakes)
-                .await
-                .with_context(|| format!("{}: close handshakes", spec.name))?;
+            let measured = async {
+                let idle = crate::scale::run(&server, &url, &scale_plan)
+                    .await
+                    .context("idle connections and storm")?;
+                let timings = crate::latency::close_handshakes(&url, plan.handshakes)
+                    .await
+                    .context("close handshakes")?;
+                anyhow::Ok((idle, timings))
+            }
+            .await;
+            let log = format!("peer-{}.log", spec.name.replace(['/', ' ', '(', ')'], "_"));
+            crate::save_log(&server, &plan.logs.join(log));
+            let (idle, timings) = measured.with_context(|| spec.name.to_owned())?;
             let samples = Samples::from_durations(timings.iter().map(|t| t.to_close_frame));
             rounds[index].push(Round {
                 p50_ms: samples.quantile(0.5),
@@ -336,6 +345,7 @@ pub fn phase(options: &Options, report: &mut Report) -> Vec<PeerResult> {
         handshakes: options.peer_handshakes,
         idle: options.peer_idle,
         cpu_window: Duration::from_secs(if options.quick { 1 } else { 5 }),
+        logs: options.out.clone(),
     };
     let results = tokio::runtime::Builder::new_current_thread()
         .enable_all()

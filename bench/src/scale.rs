@@ -482,7 +482,9 @@ pub fn phase(options: &Options, report: &mut Report) {
                 let server = crate::start_server(&options.server, &crate::server_args())
                     .await
                     .context("start the server")?;
-                run(&server, &server.ws_url("/ws/drain"), &plan).await
+                let run = run(&server, &server.ws_url("/ws/drain"), &plan).await;
+                crate::save_log(&server, &options.out.join("server-scale.log"));
+                run
             })
         });
     let run = match run {
