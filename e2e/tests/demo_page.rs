@@ -1,4 +1,5 @@
-//! The demo page in headless Chromium, against the real server binary.
+//! The demo page in headless Chromium (and its tool features also in Firefox), against the
+//! real server binary.
 //!
 //! The test serves the built page (`target/www`, made by `make build`) from `wsclose-server`,
 //! drives it over WebDriver with `/usr/bin/chromedriver`, and checks the element contract of
@@ -197,11 +198,16 @@ async fn the_page_figure_matches_a_bare_websocket() {
 /// The built page served by a fresh server, open in a fresh headless Chromium. Keep the
 /// driver alive as long as the client.
 async fn served_page() -> (ServerProcess, Driver, Client) {
+    served_page_in(Browser::Chromium).await
+}
+
+/// [`served_page`] in `browser`.
+async fn served_page_in(browser: Browser) -> (ServerProcess, Driver, Client) {
     let www = workspace_root().join("target/www");
     require_built_page(&www);
     let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
-    let driver = Driver::start(Browser::Chromium).expect("start chromedriver");
-    let client = driver.connect().await.expect("a Chromium session");
+    let driver = Driver::start(browser).expect("start the WebDriver server");
+    let client = driver.connect().await.expect("a browser session");
     open_page(&client, &server.http_url("/")).await;
     (server, driver, client)
 }
@@ -762,6 +768,62 @@ async fn row_count(client: &Client) -> usize {
         .await
         .expect("rows")
         .len()
+}
+
+/// The same tool in Firefox: its own timeout (20 s) on the chart, runs with a summary, the
+/// export naming Gecko, and Cancel.
+#[tokio::test]
+async fn the_tool_works_in_firefox() {
+    const RUNS: usize = 3;
+    let _shared = CPU.read().await;
+    let (server, _driver, client) = served_page_in(Browser::Firefox).await;
+    let browser = client.find(Locator::Id("browser")).await.expect("#browser");
+    assert_eq!(attr(&browser, "data-name").await, "Firefox");
+    assert_eq!(attr(&browser, "data-timeout-ms").await, "20000");
+    let marker = client
+        .find(Locator::Css("#chart line.marker.current"))
+        .await
+        .expect("the current browser's timeout marker");
+    assert_eq!(attr(&marker, "data-timeout-ms").await, "20000");
+
+    set_runs(&client, RUNS).await;
+    click(&client, "run-drain").await;
+    let rows = done_rows(&client, RUNS).await;
+    for row in &rows {
+        assert_eq!(attr(row, "data-code").await, "1000");
+        assert_eq!(attr(row, "data-was-clean").await, "true");
+    }
+    let summary = client
+        .find(Locator::Css("#summary tbody tr"))
+        .await
+        .expect("a summary row");
+    assert_eq!(attr(&summary, "data-url").await, server.ws_url("/ws/drain"));
+    assert_eq!(attr(&summary, "data-count").await, RUNS.to_string());
+    click(&client, "export-json").await;
+    let export: serde_json::Value =
+        serde_json::from_str(&export_text(&client).await).expect("valid JSON");
+    assert_eq!(export["browser"]["engine"], "gecko");
+    assert_eq!(export["summary"][0]["count"], RUNS);
+
+    set_runs(&client, 1).await;
+    click(&client, "run-no-drain").await;
+    let row = pending_no_drain_row(&client).await;
+    row.find(Locator::Css("button.cancel"))
+        .await
+        .expect("a Cancel button")
+        .click()
+        .await
+        .expect("click Cancel");
+    client
+        .wait()
+        .at_most(Duration::from_secs(1))
+        .for_element(Locator::Css(
+            "#results tr[data-endpoint='/ws/no-drain'][data-state='cancelled']",
+        ))
+        .await
+        .expect("cancelled within 1 s");
+    assert!(announced(&client).await.contains("cancelled after"));
+    client.close().await.expect("end the WebDriver session");
 }
 
 /// Sets `#runs`.
