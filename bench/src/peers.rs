@@ -249,14 +249,10 @@ struct Round {
     storm_connections: usize,
 }
 
-/// The median of `values` (the lower middle one for an even count).
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted
-        .get((sorted.len().max(1) - 1) / 2)
-        .copied()
-        .unwrap_or(f64::NAN)
+/// The median of `values`: [`Samples::quantile`] at 0.5, so the lower middle one for an
+/// even count.
+fn median(values: &[f64]) -> f64 {
+    Samples::from_ms(values.iter().copied()).quantile(0.5)
 }
 
 /// `min–max` of `values`, with `digits` decimals.

@@ -32,7 +32,7 @@ use web_sys::{
 use crate::chart::{self, Bar, BarKind, Chart};
 use crate::explain::{self, format_ms};
 use crate::probe::{CloseReport, Handshake, Probe, ProbeError, NORMAL_CLOSURE};
-use crate::results::{self, BrowserInfo, Export, ExportedRun, MAX_RUNS};
+use crate::results::{self, runs_of, BrowserInfo, Export, ExportedRun, MAX_RUNS};
 use crate::socket::now_ms;
 use crate::subscription::{Backoff, Status, Subscription};
 
@@ -289,15 +289,10 @@ impl SharedProbe {
         }
         let runs = params
             .get("runs")
-            .and_then(|runs| runs.trim().parse::<u32>().ok())
-            .map_or(1, clamp_runs);
+            .and_then(|runs| runs.trim().parse::<f64>().ok())
+            .map_or(1, runs_of);
         Ok(Some(SharedProbe { url, runs }))
     }
-}
-
-/// `runs` within 1..=[`MAX_RUNS`].
-fn clamp_runs(runs: u32) -> u32 {
-    runs.clamp(1, MAX_RUNS)
 }
 
 /// Which export button was pressed.
@@ -528,8 +523,8 @@ fn start(page: &Weak<Page>, url: String) {
     let task = Abortable::new(run_series(page.clone(), url, count, series), registration);
     wasm_bindgen_futures::spawn_local(async move {
         // `Err(Aborted)` is a cancelled series: `Page::cancel` has marked its row already.
-        if let Ok(Err(error)) = task.await {
-            web_sys::console::error_2(&"wsclose demo:".into(), &error);
+        if let Ok(result) = task.await {
+            page.report(result);
         }
         page.series
             .borrow_mut()
@@ -621,11 +616,7 @@ impl Page {
     /// it says something else.
     fn runs_requested(&self) -> u32 {
         let asked = self.runs_input.value_as_number();
-        let runs = if asked.is_finite() {
-            clamp_runs(asked.clamp(0.0, f64::from(MAX_RUNS)) as u32)
-        } else {
-            1
-        };
+        let runs = runs_of(asked);
         if f64::from(runs) != asked {
             self.runs_input.set_value(&runs.to_string());
         }
@@ -943,12 +934,9 @@ impl Page {
         link.set_search("");
         let params = link.search_params();
         params.set("url", self.url_input.value().trim());
-        let runs = self.runs_input.value_as_number();
-        if runs.is_finite() && runs > 1.0 {
-            params.set(
-                "runs",
-                &clamp_runs(runs.min(f64::from(MAX_RUNS)) as u32).to_string(),
-            );
+        let runs = runs_of(self.runs_input.value_as_number());
+        if runs > 1 {
+            params.set("runs", &runs.to_string());
         }
         self.share_link.set_attribute("href", &link.href())
     }

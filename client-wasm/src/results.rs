@@ -11,6 +11,16 @@ use crate::explain::format_ms;
 /// How many runs one click may ask for (`#runs`, `?runs=`).
 pub const MAX_RUNS: u32 = 100;
 
+/// A number of runs as typed into `#runs` or `?runs=`: whole, within 1..=[`MAX_RUNS`], and 1
+/// when it is not a number.
+pub fn runs_of(value: f64) -> u32 {
+    if value.is_nan() {
+        1
+    } else {
+        value.clamp(1.0, f64::from(MAX_RUNS)) as u32
+    }
+}
+
 /// Median, p95 and range of a set of close times.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -342,6 +352,17 @@ mod tests {
         assert_eq!(Stats::of(&twenty).unwrap().p95_ms, 19.0);
         assert_eq!(Stats::of(&[7.0]).unwrap().p95_ms, 7.0);
         assert_eq!(Stats::of(&[]), None);
+    }
+
+    #[test]
+    fn runs_are_whole_and_within_bounds() {
+        assert_eq!(runs_of(5.0), 5);
+        assert_eq!(runs_of(2.7), 2);
+        assert_eq!(runs_of(0.0), 1);
+        assert_eq!(runs_of(-3.0), 1);
+        assert_eq!(runs_of(1e9), MAX_RUNS);
+        assert_eq!(runs_of(f64::INFINITY), MAX_RUNS);
+        assert_eq!(runs_of(f64::NAN), 1);
     }
 
     #[test]
