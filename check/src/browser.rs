@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Serialize;
 use serde_json::json;
 
@@ -191,7 +192,8 @@ impl Driver {
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("a JSON object literal")
         };
-        ClientBuilder::native()
+        // The WebDriver server listens on 127.0.0.1 over plain HTTP: no TLS stack needed.
+        ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await

@@ -33,11 +33,13 @@ pub mod raw;
 pub mod report;
 pub mod tls;
 
-pub use checks::{CheckResult, Verdict};
+pub use checks::{CheckId, CheckResult, Verdict};
 pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
 
 /// How long the check waits for the server's Close frame, by default.
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(3);
+/// `--timeout`'s default: what one check may take beyond the waits it is asked to make.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where to connect, and how to upgrade.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct Target {
     pub path: String,
     /// The `Origin` header of every upgrade but the `origin` check's.
     pub origin: String,
+    /// `--timeout`: what each check may take beyond the waits it is asked to make.
+    pub timeout: Duration,
 }
 
 /// What the check was asked to do (the command line, without the URL).
@@ -66,6 +70,28 @@ pub struct Options {
     /// How long to wait for the server's Close frame.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     pub close_wait: Duration,
+    /// The deadline of each check: connect, TLS, upgrade and every read and write must be done
+    /// within it, on top of the waits the check is asked to make (--close-wait,
+    /// --keepalive-wait). A server that misses it is reported as hung.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Do not run these checks (comma-separated ids), for example
+    /// `--skip protocol-errors,max-message-size` against production.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "ID,...",
+        conflicts_with = "only"
+    )]
+    pub skip: Vec<CheckId>,
+    /// Run only these checks (comma-separated ids); handshake, close-answered and
+    /// server-survived always run.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "ID,...")]
+    pub only: Vec<CheckId>,
+    /// Warnings fail too: exit 1 on any `warn`, not only on what browsers will see.
+    #[arg(long)]
+    pub strict: bool,
     /// Wait this long for a server Ping (the `keepalive` check is skipped without it).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub keepalive_wait: Option<Duration>,
@@ -93,6 +119,10 @@ impl Default for Options {
         Options {
             origin: None,
             close_wait: DEFAULT_CLOSE_WAIT,
+            timeout: DEFAULT_TIMEOUT,
+            skip: Vec::new(),
+            only: Vec::new(),
+            strict: false,
             keepalive_wait: None,
             max_size: None,
             insecure: false,
@@ -103,9 +133,21 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// True when `id` is to run: not in `--skip`, and in `--only` when that is given. The
+    /// checks the prediction and the crash finding are made of always run.
+    pub fn selected(&self, id: CheckId) -> bool {
+        id.always_runs()
+            || (!self.skip.contains(&id) && (self.only.is_empty() || self.only.contains(&id)))
+    }
+}
+
 /// Why a check could not run at all. Each is one line; the binary exits with status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The options contradict each other (`--skip handshake`).
+    #[error("{0}")]
+    Usage(String),
     /// The argument is not a `ws://` URL.
     #[error("not a WebSocket URL: {0}")]
     BadUrl(String),
@@ -133,11 +175,13 @@ pub enum CheckError {
     NotWebSocket(String),
 }
 
-/// Everything one run found: `{"url", "checks", "predicted"}` in JSON.
+/// Everything one run found: `{"url", "summary", "checks", "predicted"}` in JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The URL checked.
     pub url: String,
+    /// The verdict in one line: `ok: ...` or `fail: ...` (see [`Report::summary`]).
+    pub summary: String,
     /// Every check, in the order it ran.
     pub checks: Vec<CheckResult>,
     /// What Chromium and Firefox will show after `close()`.
@@ -151,16 +195,62 @@ pub struct Report {
 }
 
 impl Report {
-    /// The result of the check `id`.
+    /// The result of the check `id` (`"origin"`, ...).
     pub fn check(&self, id: &str) -> Option<&CheckResult> {
-        self.checks.iter().find(|check| check.id == id)
+        self.checks.iter().find(|check| check.id.as_str() == id)
     }
 
-    /// True when any check failed (the binary then exits with status 1).
+    /// True when any check failed: browsers will have a problem (the binary exits with 1).
     pub fn failed(&self) -> bool {
         self.checks
             .iter()
             .any(|check| check.verdict == Verdict::Fail)
+    }
+
+    /// True when the binary exits with status 1: a check failed, or, with `strict`, warned.
+    pub fn fails(&self, strict: bool) -> bool {
+        self.failed()
+            || (strict
+                && self
+                    .checks
+                    .iter()
+                    .any(|check| check.verdict == Verdict::Warn))
+    }
+
+    /// The verdict in one line, for the end of a CI log: the first failing check and its
+    /// detail, or `ok` and the warnings.
+    pub fn summary(checks: &[CheckResult], strict: bool) -> String {
+        let ids = |verdict| {
+            checks
+                .iter()
+                .filter(|check| check.verdict == verdict)
+                .map(|check| check.id.as_str())
+                .collect::<Vec<_>>()
+        };
+        let (failed, warned) = (ids(Verdict::Fail), ids(Verdict::Warn));
+        let first = checks.iter().find(|check| {
+            check.verdict == Verdict::Fail || (strict && check.verdict == Verdict::Warn)
+        });
+        match first {
+            Some(first) => {
+                let mut line = format!("fail: {}: {}", first.id, first.detail);
+                let others: Vec<&str> = failed
+                    .iter()
+                    .chain(if strict { &warned[..] } else { &[] })
+                    .copied()
+                    .filter(|id| *id != first.id.as_str())
+                    .collect();
+                if !others.is_empty() {
+                    line.push_str(&format!(" (also: {})", others.join(", ")));
+                }
+                line
+            }
+            None if warned.is_empty() => "ok: every check that ran passed".to_owned(),
+            None => format!(
+                "ok: nothing browsers will see; warnings: {} (--strict fails on them)",
+                warned.join(", ")
+            ),
+        }
     }
 }
 
@@ -203,13 +293,13 @@ pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError>
     let mut last_error = String::from("the host has no address");
     let mut reachable = None;
     for addr in addrs {
-        match tokio::time::timeout(raw::READ_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(options.timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => {
                 reachable = Some(addr);
                 break;
             }
             Ok(Err(error)) => last_error = io_cause(&error),
-            Err(_) => last_error = format!("no answer within {:?}", raw::READ_TIMEOUT),
+            Err(_) => last_error = no_answer_within(options.timeout),
         }
     }
     let addr = reachable.ok_or_else(|| unreachable(last_error))?;
@@ -238,11 +328,20 @@ pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError>
         host,
         path,
         origin,
+        timeout: options.timeout,
     })
 }
 
-/// Runs every check against `url` and predicts what browsers will show.
+/// Runs every check against `url` and predicts what browsers will show. An error (exit 2)
+/// means there was nothing to check: a usage error, no server, or no WebSocket server at the
+/// first upgrade. What happens after the first upgrade, the server going down included, is a
+/// finding in the report.
 pub async fn run(url: &str, options: &Options) -> Result<Report, CheckError> {
+    if let Some(id) = options.skip.iter().find(|id| id.always_runs()) {
+        return Err(CheckError::Usage(format!(
+            "--skip {id}: handshake, close-answered and server-survived always run"
+        )));
+    }
     let target = resolve(url, options).await?;
     let (checks, behaviour) = checks::run_all(&target, options).await?;
     let predicted = predict::predict(&behaviour);
@@ -252,6 +351,7 @@ pub async fn run(url: &str, options: &Options) -> Result<Report, CheckError> {
     };
     Ok(Report {
         url: url.to_owned(),
+        summary: Report::summary(&checks, options.strict),
         checks,
         predicted,
         browser,
@@ -294,6 +394,14 @@ async fn in_browsers(
     }
     page.abort();
     Ok(measured)
+}
+
+/// `no answer within 10s (--timeout)`.
+pub(crate) fn no_answer_within(timeout: Duration) -> String {
+    format!(
+        "no answer within {} (--timeout)",
+        humantime::format_duration(timeout)
+    )
 }
 
 /// An I/O error as the short phrase people know ("connection refused").

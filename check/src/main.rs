@@ -1,14 +1,30 @@
-//! `wsclose-check URL`: parses flags, runs the checks, prints the report, and exits 0 (nothing
-//! failed), 1 (a check failed) or 2 (bad usage, or no WebSocket server to check).
+//! `wsclose-check URL`: parses flags, runs the checks, prints the report and a one-line
+//! verdict, and exits 0, 1 or 2 (see [`EXIT_STATUS`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use wsclose_check::{report, Options};
 
+/// The exit status rule, as `--help` prints it.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  no browser will have a problem; warnings (conformance findings no browser triggers:
+     protocol errors, an Origin accepted from anywhere, a close code or reason not echoed)
+     do not fail unless --strict
+  1  browsers will have a problem: a close event 1 s or more after close(), code 1006, or a
+     refused upgrade; or the server went down or hung during the check (server-survived)
+  2  usage error, or nothing to check: unreachable, or not a WebSocket server at the first
+     upgrade
+
+The report goes to stdout (a table, or JSON with --json); the verdict, one line, to stderr.
+
+protocol-errors sends malformed frames and max-message-size (--max-size) an oversized
+message; they run last. Against production: --skip protocol-errors,max-message-size";
+
 /// Diagnose a WebSocket server's close behaviour and predict what browsers will show.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_STATUS)]
 struct Cli {
     /// The endpoint to check: ws:// or wss://HOST[:PORT]/PATH[?QUERY].
     url: String,
@@ -38,7 +54,8 @@ fn main() -> ExitCode {
             } else {
                 println!("{}", report::table(&report));
             }
-            if report.failed() {
+            eprintln!("wsclose-check: {}", report.summary);
+            if report.fails(cli.options.strict) {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

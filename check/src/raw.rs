@@ -6,12 +6,16 @@
 //! can send any `Origin` or `Host`), writes frames, and decodes the server's frames, which is how
 //! the tests read the exact Close code the server chose.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::{Buf, BytesMut};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::{Buf, BufMut, BytesMut};
+use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -39,13 +43,27 @@ pub const RSV3: u8 = 0b001;
 /// The longest wait for an upgrade response, and for [`RawClient::expect_close`].
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The `Sec-WebSocket-Key` every raw upgrade sends (the sample nonce from RFC 6455).
-pub const WEBSOCKET_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The most of a refused upgrade's body that is read (and kept); the rest is never read.
+pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The `Sec-WebSocket-Accept` a correct server answers [`WEBSOCKET_KEY`] with: the worked
-/// example of RFC 6455 §1.3, written out rather than computed, so the check does not trust the
-/// same code the server uses (tungstenite's `derive_accept_key`).
-pub const EXPECTED_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+/// The GUID of RFC 6455 §1.3 that `Sec-WebSocket-Accept` hashes with the key.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64, as RFC 6455 §4.1 asks for every
+/// upgrade.
+pub fn new_key() -> String {
+    BASE64.encode(rand::random::<[u8; 16]>())
+}
+
+/// The `Sec-WebSocket-Accept` a correct server answers `key` with: base64(SHA-1(key + GUID)),
+/// computed here with `sha1` rather than with the code servers use (tungstenite's
+/// `derive_accept_key`), so the check does not trust what it examines.
+pub fn accept_key(key: &str) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(WEBSOCKET_GUID.as_bytes());
+    BASE64.encode(sha1.finalize())
+}
 
 /// A different, never-zero masking key for each frame, so a server that ignores the mask (or a
 /// harness that forgets to apply it) cannot pass by accident.
@@ -162,43 +180,24 @@ impl Frame {
     }
 
     /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are needed, otherwise
-    /// the frame (payload unmasked) and how many bytes it took.
+    /// the frame (payload unmasked) and how many bytes it took. A frame over 64 MiB is an error:
+    /// this buffers whole frames (see [`RawClient::read_control`] for a reader that does not).
     pub fn decode(buf: &[u8]) -> anyhow::Result<Option<(Frame, usize)>> {
-        if buf.len() < 2 {
+        let Some(header) = Header::decode(buf) else {
             return Ok(None);
-        }
-        let fin = buf[0] & 0x80 != 0;
-        let rsv = (buf[0] >> 4) & 0b111;
-        let opcode = buf[0] & 0x0f;
-        let masked = buf[1] & 0x80 != 0;
-        let (len, mut at) = match buf[1] & 0x7f {
-            126 => {
-                let Some(bytes) = buf.get(2..4) else {
-                    return Ok(None);
-                };
-                (u64::from(u16::from_be_bytes([bytes[0], bytes[1]])), 4)
-            }
-            127 => {
-                let Some(bytes) = buf.get(2..10) else {
-                    return Ok(None);
-                };
-                (u64::from_be_bytes(bytes.try_into().expect("8 bytes")), 10)
-            }
-            len => (u64::from(len), 2),
         };
+        let Header {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            len,
+            size: at,
+        } = header;
         let len = usize::try_from(len).context("frame length overflows usize")?;
         if len > 64 * 1024 * 1024 {
             bail!("server sent a {len}-byte frame; refusing to buffer it");
         }
-        let mask = if masked {
-            let Some(key) = buf.get(at..at + 4) else {
-                return Ok(None);
-            };
-            at += 4;
-            Some(<[u8; 4]>::try_from(key).expect("4 bytes"))
-        } else {
-            None
-        };
         let Some(payload) = buf.get(at..at + len) else {
             return Ok(None);
         };
@@ -238,6 +237,58 @@ impl Frame {
     }
 }
 
+/// A frame header: everything but the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The FIN bit.
+    pub fin: bool,
+    /// The three RSV bits.
+    pub rsv: u8,
+    /// The 4-bit opcode.
+    pub opcode: u8,
+    /// The masking key, if the frame is masked.
+    pub mask: Option<[u8; 4]>,
+    /// The payload length as sent (up to 2^64 - 1).
+    pub len: u64,
+    /// The header's own length in bytes (2 to 14).
+    pub size: usize,
+}
+
+impl Header {
+    /// Decodes the header at the front of `buf`; `None` until it is all there.
+    pub fn decode(buf: &[u8]) -> Option<Header> {
+        let (&first, &second) = (buf.first()?, buf.get(1)?);
+        let (len, mut size) = match second & 0x7f {
+            126 => {
+                let bytes = buf.get(2..4)?;
+                (u64::from(u16::from_be_bytes([bytes[0], bytes[1]])), 4)
+            }
+            127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
+            len => (u64::from(len), 2),
+        };
+        let mask = if second & 0x80 != 0 {
+            let key = buf.get(size..size + 4)?;
+            size += 4;
+            Some(<[u8; 4]>::try_from(key).ok()?)
+        } else {
+            None
+        };
+        Some(Header {
+            fin: first & 0x80 != 0,
+            rsv: (first >> 4) & 0b111,
+            opcode: first & 0x0f,
+            mask,
+            len,
+            size,
+        })
+    }
+
+    /// True for Close, Ping, Pong and the reserved control opcodes (0x8 to 0xF).
+    pub fn is_control(&self) -> bool {
+        self.opcode & 0x8 != 0
+    }
+}
+
 /// Status, headers and head length of an HTTP response head: `(status, headers, length)`.
 pub type Head = (u16, Vec<(String, String)>, usize);
 
@@ -273,8 +324,11 @@ pub struct UpgradeResponse {
     pub status: u16,
     /// The response headers, names as sent.
     pub headers: Vec<(String, String)>,
-    /// The response body, if the server sent one with `Content-Length` (never for 101).
+    /// The response body, if the server sent one with `Content-Length` (never for 101), cut at
+    /// [`BODY_LIMIT`].
     pub body: Vec<u8>,
+    /// The `Sec-WebSocket-Accept` the request's fresh key calls for.
+    pub expected_accept: String,
 }
 
 impl UpgradeResponse {
@@ -284,6 +338,12 @@ impl UpgradeResponse {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    /// True when the server proved it read this request's key: `Sec-WebSocket-Accept` is the
+    /// one [`accept_key`] derives. A browser fails any 101 without it.
+    pub fn accept_matches(&self) -> bool {
+        self.header("sec-websocket-accept") == Some(self.expected_accept.as_str())
     }
 }
 
@@ -309,7 +369,97 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// A WebSocket client that speaks raw bytes over a `TcpStream` (or any other [`Io`]).
 pub struct RawClient<S = TcpStream> {
     stream: S,
+    reader: FrameReader,
+}
+
+/// The read side's state: bytes received but not yet decoded, and how much of a skipped data
+/// frame's payload is still to come.
+struct FrameReader {
     buf: BytesMut,
+    /// Payload bytes of a data frame [`FrameReader::read_control`] is discarding.
+    skipping: u64,
+}
+
+/// How much a read may add to [`FrameReader::buf`] at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl FrameReader {
+    /// The next control frame (Close, Ping, Pong, or a reserved control opcode); every data
+    /// frame on the way is counted in `skipped` and discarded as it arrives, payload unread, so
+    /// memory stays bounded (a few KiB) whatever the server sends. `Ok(None)` on a clean EOF
+    /// between frames; an error on a reset, an EOF inside a frame, or a control frame over 125
+    /// bytes.
+    async fn read_control<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+        skipped: &mut u64,
+    ) -> anyhow::Result<Option<Frame>> {
+        loop {
+            if self.skipping > 0 {
+                let drop = self.skipping.min(self.buf.len() as u64);
+                self.buf.advance(drop as usize);
+                self.skipping -= drop;
+            }
+            if self.skipping == 0 {
+                if let Some(header) = Header::decode(&self.buf) {
+                    if !header.is_control() {
+                        *skipped += 1;
+                        self.buf.advance(header.size);
+                        self.skipping = header.len;
+                        continue;
+                    }
+                    if header.len > 125 {
+                        bail!("a {}-byte control frame (at most 125 allowed)", header.len);
+                    }
+                    if let Some((frame, used)) = Frame::decode(&self.buf)? {
+                        self.buf.advance(used);
+                        return Ok(Some(frame));
+                    }
+                }
+            }
+            self.buf.reserve(READ_CHUNK);
+            let mut limited = (&mut self.buf).limit(READ_CHUNK);
+            if stream.read_buf(&mut limited).await? == 0 {
+                if self.buf.is_empty() && self.skipping == 0 {
+                    return Ok(None);
+                }
+                bail!("EOF inside a frame");
+            }
+        }
+    }
+
+    /// Like [`RawClient::next_close`], but keeps nothing it skips: returns how the wait ended
+    /// and how many data frames were skipped.
+    async fn await_close<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+        deadline: Instant,
+    ) -> (RawCloseOutcome, u64) {
+        let mut skipped = 0;
+        loop {
+            let read = self.read_control(stream, &mut skipped);
+            let outcome = match tokio::time::timeout_at(deadline, read).await {
+                Err(_) => RawCloseOutcome::TimedOut,
+                Ok(Ok(Some(frame))) if frame.opcode == OP_CLOSE => RawCloseOutcome::Close(frame),
+                Ok(Ok(Some(_control))) => continue,
+                Ok(Ok(None)) => RawCloseOutcome::Eof,
+                Ok(Err(err)) if is_reset(&err) => RawCloseOutcome::Reset,
+                Ok(Err(err)) => RawCloseOutcome::Garbage(format!("{err:#}")),
+            };
+            return (outcome, skipped);
+        }
+    }
+}
+
+/// How [`RawClient::send_message_streamed`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedOutcome {
+    /// How the wait for the server's Close ended.
+    pub outcome: RawCloseOutcome,
+    /// Bytes of the message written (header excluded).
+    pub written: u64,
+    /// True when the whole message was written.
+    pub complete: bool,
 }
 
 impl RawClient<TcpStream> {
@@ -340,13 +490,31 @@ impl RawClient<TcpStream> {
 
 impl<S: Io> RawClient<S> {
     /// Like [`RawClient::upgrade`], over a stream the test connected itself (to shrink its
-    /// receive buffer, for example). `host` is the default `Host` header.
+    /// receive buffer, for example). `host` is the default `Host` header. Waits up to
+    /// [`READ_TIMEOUT`] for the response.
     pub async fn upgrade_stream(
-        mut stream: S,
+        stream: S,
         host: &str,
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(UpgradeResponse, Option<RawClient<S>>)> {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        Self::upgrade_stream_until(stream, host, path, headers, deadline).await
+    }
+
+    /// [`RawClient::upgrade_stream`] with every write and read done by `deadline`. Each upgrade
+    /// sends a fresh random `Sec-WebSocket-Key`. The client comes back only for a 101 whose
+    /// `Sec-WebSocket-Accept` matches the key (see [`UpgradeResponse::accept_matches`]). A
+    /// refused upgrade's body is read up to [`BODY_LIMIT`] bytes, and only with
+    /// `Content-Length`; the head may be 64 KiB at most.
+    pub async fn upgrade_stream_until(
+        mut stream: S,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        deadline: Instant,
+    ) -> anyhow::Result<(UpgradeResponse, Option<RawClient<S>>)> {
+        let key = new_key();
         let mut request = format!("GET {path} HTTP/1.1\r\n");
         if !headers
             .iter()
@@ -355,17 +523,18 @@ impl<S: Io> RawClient<S> {
             request.push_str(&format!("Host: {host}\r\n"));
         }
         request.push_str(&format!(
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WEBSOCKET_KEY}\r\n\
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
              Sec-WebSocket-Version: 13\r\n"
         ));
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
+        tokio::time::timeout_at(deadline, stream.write_all(request.as_bytes()))
+            .await
+            .context("timed out sending the upgrade request")??;
 
         let mut buf = BytesMut::with_capacity(4096);
-        let deadline = Instant::now() + READ_TIMEOUT;
         let (status, headers, head_len) = loop {
             if let Some(head) = parse_head(&buf)? {
                 break head;
@@ -376,7 +545,7 @@ impl<S: Io> RawClient<S> {
             if read == 0 {
                 bail!(
                     "connection closed during the upgrade response: {:?}",
-                    String::from_utf8_lossy(&buf)
+                    String::from_utf8_lossy(&buf[..buf.len().min(200)])
                 );
             }
         };
@@ -385,23 +554,26 @@ impl<S: Io> RawClient<S> {
             status,
             headers,
             body: Vec::new(),
+            expected_accept: accept_key(&key),
         };
         if status == 101 {
-            if response.header("sec-websocket-accept") != Some(EXPECTED_ACCEPT) {
-                bail!("101 with a wrong Sec-WebSocket-Accept: {response:?}");
+            if !response.accept_matches() {
+                return Ok((response, None));
             }
-            return Ok((response, Some(RawClient { stream, buf })));
+            let reader = FrameReader { buf, skipping: 0 };
+            return Ok((response, Some(RawClient { stream, reader })));
         }
         if let Some(len) = response
             .header("content-length")
-            .and_then(|len| len.trim().parse::<usize>().ok())
+            .and_then(|len| len.trim().parse::<u64>().ok())
         {
+            let len = usize::try_from(len).unwrap_or(usize::MAX).min(BODY_LIMIT);
             while buf.len() < len {
-                let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
-                    .await
-                    .context("timed out reading the response body")??;
-                if read == 0 {
-                    break;
+                let missing = len - buf.len();
+                let mut limited = (&mut buf).limit(missing);
+                match tokio::time::timeout_at(deadline, stream.read_buf(&mut limited)).await {
+                    Ok(Ok(read)) if read > 0 => {}
+                    _ => break, // EOF, an error or the deadline: keep what came
                 }
             }
             response.body = buf[..len.min(buf.len())].to_vec();
@@ -420,24 +592,33 @@ impl<S: Io> RawClient<S> {
     }
 
     /// Reads the next frame: `Ok(None)` on a clean EOF between frames, an error on a reset or a
-    /// malformed frame. No timeout: wrap it or use [`RawClient::next_close`].
+    /// malformed frame. No timeout: wrap it or use [`RawClient::next_close`]. Buffers whole
+    /// frames (up to 64 MiB): for a server you do not trust, use [`RawClient::read_control`].
     pub async fn read_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+        let buf = &mut self.reader.buf;
         loop {
-            if let Some((frame, used)) = Frame::decode(&self.buf)? {
-                self.buf.advance(used);
+            if let Some((frame, used)) = Frame::decode(buf)? {
+                buf.advance(used);
                 return Ok(Some(frame));
             }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                if self.buf.is_empty() {
+            if self.stream.read_buf(buf).await? == 0 {
+                if buf.is_empty() {
                     return Ok(None);
                 }
-                bail!("EOF inside a frame ({} bytes buffered)", self.buf.len());
+                bail!("EOF inside a frame ({} bytes buffered)", buf.len());
             }
         }
     }
 
+    /// The next control frame; data frames on the way are counted in `skipped` and discarded
+    /// unread, so memory stays bounded whatever the server sends. No timeout: wrap it.
+    pub async fn read_control(&mut self, skipped: &mut u64) -> anyhow::Result<Option<Frame>> {
+        self.reader.read_control(&mut self.stream, skipped).await
+    }
+
     /// Reads frames until the server's Close frame, EOF, a reset, or `timeout`. Returns how it
-    /// ended and every other frame read on the way (ticks, pings, echoes).
+    /// ended and every other frame read on the way (ticks, pings, echoes): for tests; a check
+    /// against an unknown server uses [`RawClient::await_close`].
     pub async fn next_close(&mut self, timeout: Duration) -> (RawCloseOutcome, Vec<Frame>) {
         let deadline = Instant::now() + timeout;
         let mut skipped = Vec::new();
@@ -454,6 +635,66 @@ impl<S: Io> RawClient<S> {
                 Ok(Err(err)) => RawCloseOutcome::Garbage(format!("{err:#}")),
             };
             return (outcome, skipped);
+        }
+    }
+
+    /// Waits until `deadline` for the server's Close frame, keeping nothing else it reads: how
+    /// the wait ended, and how many data frames were skipped on the way.
+    pub async fn await_close(&mut self, deadline: Instant) -> (RawCloseOutcome, u64) {
+        self.reader.await_close(&mut self.stream, deadline).await
+    }
+
+    /// Sends one binary message of `len` bytes without ever holding it in memory (64 KiB
+    /// chunks, masked on the fly), while reading for the server's Close: a server may answer
+    /// 1009 long before the message ends, and stop reading. Writing stops at the Close, at a
+    /// write error, or at `deadline`; after the last byte, the Close has until `close_wait`
+    /// later (and never past `deadline`).
+    pub async fn send_message_streamed(
+        &mut self,
+        len: u64,
+        close_wait: Duration,
+        deadline: Instant,
+    ) -> StreamedOutcome {
+        const CHUNK: usize = 64 * 1024; // a multiple of 4: every chunk starts at mask byte 0
+        let key = next_mask();
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&len.to_be_bytes());
+        header.extend_from_slice(&key);
+        let masked: Vec<u8> = (0..CHUNK).map(|i| b'x' ^ key[i % 4]).collect();
+        let written = Cell::new(0u64);
+        let (mut reader, mut writer) = tokio::io::split(&mut self.stream);
+        let write = async {
+            writer.write_all(&header).await?;
+            while written.get() < len {
+                let n = (len - written.get()).min(CHUNK as u64) as usize;
+                writer.write_all(&masked[..n]).await?;
+                written.set(written.get() + n as u64);
+            }
+            writer.flush().await
+        };
+        let read = self.reader.await_close(&mut reader, deadline);
+        let close_by = tokio::time::sleep_until(deadline);
+        tokio::pin!(write, read, close_by);
+        let mut writing = true;
+        loop {
+            tokio::select! {
+                result = &mut write, if writing => {
+                    writing = false;
+                    if result.is_ok() {
+                        close_by.as_mut().reset((Instant::now() + close_wait).min(deadline));
+                    }
+                }
+                (outcome, _) = &mut read => {
+                    return StreamedOutcome { outcome, written: written.get(), complete: written.get() == len };
+                }
+                _ = &mut close_by => {
+                    return StreamedOutcome {
+                        outcome: RawCloseOutcome::TimedOut,
+                        written: written.get(),
+                        complete: written.get() == len,
+                    };
+                }
+            }
         }
     }
 
@@ -476,7 +717,8 @@ impl<S: Io> RawClient<S> {
     pub async fn wait_tcp_end(&mut self, timeout: Duration) -> Option<Duration> {
         let start = Instant::now();
         let mut scratch = vec![0u8; 64 * 1024];
-        self.buf.clear();
+        self.reader.buf.clear();
+        self.reader.skipping = 0;
         loop {
             match tokio::time::timeout_at(start + timeout, self.stream.read(&mut scratch)).await {
                 Err(_) => return None,
@@ -525,6 +767,29 @@ mod tests {
                 assert_eq!(Frame::decode(&bytes[..bytes.len() - 1]).unwrap(), None);
             }
         }
+    }
+
+    #[test]
+    fn accept_key_is_the_rfc_example_and_keys_are_fresh() {
+        // RFC 6455 §1.3, worked example.
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        let (a, b) = (new_key(), new_key());
+        assert_ne!(a, b);
+        assert_eq!(BASE64.decode(&a).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn header_decodes_a_length_it_would_never_buffer() {
+        let mut bytes = vec![0x82, 127];
+        bytes.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        let header = Header::decode(&bytes).unwrap();
+        assert_eq!((header.len, header.size, header.mask), (1 << 62, 10, None));
+        assert!(!header.is_control());
+        assert_eq!(Header::decode(&bytes[..9]), None);
+        assert!(Frame::decode(&bytes).is_err());
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn verdicts(report: &Report) -> Vec<(&'static str, Verdict)> {
     report
         .checks
         .iter()
-        .map(|check| (check.id, check.verdict))
+        .map(|check| (check.id.as_str(), check.verdict))
         .collect()
 }
 
@@ -63,9 +63,10 @@ async fn the_fix_passes_everything_and_browsers_close_at_once() {
                 ("tcp-closed", Pass),
                 ("ping-answered", Pass),
                 ("keepalive", Skip),
-                ("protocol-errors", Pass),
-                ("max-message-size", Pass),
                 ("origin", Pass),
+                ("max-message-size", Pass),
+                ("protocol-errors", Pass),
+                ("server-survived", Pass),
             ],
             "{path}: {report:#?}"
         );
@@ -86,8 +87,9 @@ async fn no_drain_is_unanswered_and_browsers_wait_their_timeouts() {
     assert_eq!(verdict(&report, "close-answered"), Verdict::Fail);
     assert_eq!(verdict(&report, "close-code-echoed"), Verdict::Skip);
     assert_eq!(verdict(&report, "tcp-closed"), Verdict::Skip);
-    assert_eq!(verdict(&report, "ping-answered"), Verdict::Fail);
-    assert_eq!(verdict(&report, "protocol-errors"), Verdict::Fail);
+    // Browsers never send a Ping or a malformed frame: conformance warnings, not failures.
+    assert_eq!(verdict(&report, "ping-answered"), Verdict::Warn);
+    assert_eq!(verdict(&report, "protocol-errors"), Verdict::Warn);
     let fix = report.check("close-answered").unwrap().fix.clone().unwrap();
     assert!(fix.contains("read loop"), "{fix}");
     let (chromium, firefox) = (report.predicted.chromium, report.predicted.firefox);
@@ -143,9 +145,10 @@ async fn a_refused_origin_fails_the_handshake_and_names_the_flag() {
     assert!(report
         .checks
         .iter()
-        .filter(|check| !["handshake", "origin"].contains(&check.id))
+        .filter(|check| !["handshake", "origin", "server-survived"].contains(&check.id.as_str()))
         .all(|check| check.verdict == Verdict::Skip));
     assert_eq!(verdict(&report, "origin"), Verdict::Pass);
+    assert_eq!(verdict(&report, "server-survived"), Verdict::Pass);
 
     // With the allowed origin, everything runs.
     let allowed = Options {
@@ -181,11 +184,13 @@ async fn a_wrong_max_size_is_reported() {
     };
     let report = check(&server, "/ws/echo", &claimed).await;
     assert_eq!(verdict(&report, "max-message-size"), Verdict::Pass);
-    // A server whose real limit is higher takes the 1001 bytes: no 1009.
+    // A server whose real limit is higher takes the 1001 bytes: no 1009. No browser sees that,
+    // so it is a warning (it was a failure before the exit status meant "browsers").
     let generous = ServerProcess::start(&["--max-message-size", "100000"]).await;
     let report = check(&generous, "/ws/echo", &claimed).await;
     let check = report.check("max-message-size").unwrap();
-    assert_eq!(check.verdict, Verdict::Fail, "{check:?}");
+    assert_eq!(check.verdict, Verdict::Warn, "{check:?}");
+    assert!(check.detail.contains("limit is higher"), "{check:?}");
 }
 
 #[tokio::test]
@@ -195,7 +200,8 @@ async fn the_json_has_the_documented_shape() {
     let json: serde_json::Value = serde_json::from_str(&report::json(&report)).unwrap();
     assert_eq!(json["url"], server.ws_url("/ws/drain"));
     let checks = json["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 9);
+    assert_eq!(checks.len(), 10);
+    assert_eq!(json["summary"], "ok: every check that ran passed");
     for check in checks {
         assert!(
             check["id"].is_string() && check["detail"].is_string(),

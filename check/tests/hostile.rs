@@ -1,0 +1,565 @@
+//! The real `wsclose-check` binary against servers written to break it, and against fragile
+//! ones it must not break: each run ends within [`TIME_BOUND`] with exit status 1 or 2, one
+//! line on stderr that says why, and a peak RSS under [`RSS_BOUND_KIB`].
+//!
+//! Every server here is an in-process tokio task on `127.0.0.1:0`, aborted when its test ends.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::Message;
+use wsclose_check::raw::{Frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+
+/// Every run must end within this, whatever the server does.
+const TIME_BOUND: Duration = Duration::from_secs(60);
+/// Every run's peak RSS must stay under this.
+const RSS_BOUND_KIB: u64 = 128 * 1024;
+/// A run past this RSS is killed at once: the bound is broken, and the machine must not swap.
+const RSS_KILL_KIB: u64 = 512 * 1024;
+/// Short waits, so the hostile cases take seconds, not minutes.
+const FAST: [&str; 4] = ["--close-wait", "1s", "--timeout", "2s"];
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+    /// The process's peak RSS (VmHWM), as last read before it exited.
+    peak_rss_kib: u64,
+}
+
+impl Run {
+    /// Exit `status`, within the time and memory bounds, and one stderr line containing `line`.
+    fn assert(&self, status: i32, line: &str) {
+        assert_eq!(self.status, Some(status), "{self:#?}");
+        assert!(self.elapsed < TIME_BOUND, "{self:#?}");
+        assert!(self.peak_rss_kib < RSS_BOUND_KIB, "{self:#?}");
+        assert!(self.peak_rss_kib > 0, "no RSS read: {self:#?}");
+        assert_eq!(self.stderr.lines().count(), 1, "{self:#?}");
+        assert!(
+            self.stderr.contains(line),
+            "{:?} lacks {line:?}",
+            self.stderr
+        );
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the binary with `args`, sampling its peak RSS every 10 ms; kills it past the time bound
+/// or [`RSS_KILL_KIB`].
+async fn check(args: Vec<String>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsclose-check"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run wsclose-check");
+        let pipe = |mut from: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = from.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = pipe(Box::new(child.stdout.take().unwrap()));
+        let stderr = pipe(Box::new(child.stderr.take().unwrap()));
+        let mut peak_rss_kib = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            peak_rss_kib = vm_hwm_kib(child.id()).unwrap_or(peak_rss_kib);
+            if started.elapsed() > TIME_BOUND + Duration::from_secs(5)
+                || peak_rss_kib > RSS_KILL_KIB
+            {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let run = Run {
+            status: status.code(),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+            elapsed: started.elapsed(),
+            peak_rss_kib,
+        };
+        println!("{run:#?}");
+        run
+    })
+    .await
+    .unwrap()
+}
+
+/// The report of a run with `--json`.
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|error| panic!("{error}: {run:#?}"))
+}
+
+/// The detail of check `id` in a JSON report.
+fn detail<'a>(json: &'a serde_json::Value, id: &str) -> &'a str {
+    json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["id"] == id)
+        .and_then(|check| check["detail"].as_str())
+        .unwrap_or_else(|| panic!("no {id} in {json}"))
+}
+
+fn args(url: &str, extra: &[&str]) -> Vec<String> {
+    std::iter::once(url)
+        .chain(extra.iter().copied())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A listener on `127.0.0.1:0` whose every connection is handed to `serve`.
+async fn serve<F, Fut>(serve: F) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            connections.spawn(serve(stream));
+        }
+    });
+    (addr, task)
+}
+
+/// Reads an upgrade request and answers 101 with the right accept; `None` if it is not one.
+async fn accept_upgrade(stream: &mut TcpStream) -> Option<()> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.ok()?);
+        if head.len() > 16 * 1024 {
+            return None;
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let key = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("sec-websocket-key")
+            .then(|| value.trim().to_owned())
+    })?;
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    stream.write_all(response.as_bytes()).await.ok()
+}
+
+/// Writes `chunk` until the peer goes away.
+async fn write_forever(stream: &mut TcpStream, chunk: &[u8]) {
+    while stream.write_all(chunk).await.is_ok() {}
+}
+
+#[tokio::test]
+async fn silent_tcp_ends_at_the_default_timeout() {
+    let (addr, server) = serve(|stream| async move {
+        let _held = stream;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let run = check(args(&format!("ws://{addr}/"), &[])).await;
+    server.abort();
+    run.assert(2, "the upgrade got no answer within 10s (--timeout)");
+}
+
+#[tokio::test]
+async fn silent_tls_ends_at_the_timeout() {
+    let (addr, server) = serve(|stream| async move {
+        let _held = stream;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let run = check(args(&format!("wss://{addr}/"), &FAST)).await;
+    server.abort();
+    run.assert(2, "the TLS handshake got no answer within 2s (--timeout)");
+}
+
+#[tokio::test]
+async fn an_endless_head_is_cut_at_64_kib() {
+    let (addr, server) = serve(|mut stream| async move {
+        let _ = stream.read(&mut [0u8; 4096]).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: ")
+            .await;
+        write_forever(&mut stream, &[b'a'; 16 * 1024]).await;
+    })
+    .await;
+    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
+    server.abort();
+    run.assert(2, "no end of HTTP head in 64 KiB");
+}
+
+#[tokio::test]
+async fn a_refusal_with_an_endless_body_is_read_64_kib_deep() {
+    let (addr, server) = serve(|mut stream| async move {
+        let _ = stream.read(&mut [0u8; 4096]).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 1099511627776\r\n\r\n")
+            .await;
+        write_forever(&mut stream, &[b'x'; 64 * 1024]).await;
+    })
+    .await;
+    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
+    server.abort();
+    run.assert(1, "fail: handshake: 403 Forbidden");
+}
+
+#[tokio::test]
+async fn a_flood_of_tiny_frames_is_counted_not_kept() {
+    let (addr, server) = serve(|mut stream| async move {
+        if accept_upgrade(&mut stream).await.is_some() {
+            // Empty binary frames, 32 Ki of them per write, and never a read.
+            write_forever(&mut stream, &[OP_BINARY | 0x80, 0].repeat(32 * 1024)).await;
+        }
+    })
+    .await;
+    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
+    server.abort();
+    run.assert(1, "fail: close-answered: no Close within 1s");
+}
+
+#[tokio::test]
+async fn a_huge_frame_length_is_skipped_not_buffered() {
+    let (addr, server) = serve(|mut stream| async move {
+        if accept_upgrade(&mut stream).await.is_some() {
+            // 60 MiB frames (under the 64 MiB a buffering reader would accept), back to back.
+            let mut header = vec![OP_BINARY | 0x80, 127];
+            header.extend_from_slice(&(60u64 << 20).to_be_bytes());
+            let zeros = vec![0u8; 1 << 20];
+            loop {
+                if stream.write_all(&header).await.is_err() {
+                    return;
+                }
+                for _ in 0..60 {
+                    if stream.write_all(&zeros).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
+    server.abort();
+    run.assert(1, "fail: close-answered: no Close within 1s");
+}
+
+#[tokio::test]
+async fn a_server_that_never_reads_gets_no_50_mb_message_in_memory() {
+    let (addr, server) = serve(|mut stream| async move {
+        if accept_upgrade(&mut stream).await.is_some() {
+            let _held = stream;
+            std::future::pending::<()>().await;
+        }
+    })
+    .await;
+    let run = check(args(
+        &format!("ws://{addr}/"),
+        &[&FAST[..], &["--max-size", "50000000", "--json"]].concat(),
+    ))
+    .await;
+    server.abort();
+    run.assert(1, "fail: close-answered: no Close within 1s");
+    let max_size = &json(&run)["checks"][7];
+    assert_eq!(max_size["id"], "max-message-size");
+    assert!(
+        max_size["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stopped reading after"),
+        "{max_size}"
+    );
+}
+
+/// Fills `listener`'s accept queue with connections nobody accepts; returns them, to hold.
+async fn fill_backlog(addr: SocketAddr) -> Vec<TcpStream> {
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break, // the queue is full: SYNs are dropped now
+        }
+    }
+    queued
+}
+
+#[tokio::test]
+async fn a_full_backlog_is_unreachable_within_the_timeout() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap(); // never accepts
+    let addr = listener.local_addr().unwrap();
+    let _queued = fill_backlog(addr).await;
+    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
+    run.assert(2, "no answer within 2s (--timeout)");
+}
+
+#[tokio::test]
+async fn a_server_that_stops_accepting_mid_run_is_reported_hung() {
+    // A tungstenite echo server that serves three connections (the check's reachability
+    // probe, its handshake and close-answered), then never accepts again, its queue full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let (stream, _) = listener.accept().await.unwrap();
+            connections.spawn(echo(stream));
+        }
+        let _queued = fill_backlog(addr).await;
+        let _listener = listener;
+        std::future::pending::<()>().await;
+    });
+    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
+    server.abort();
+    run.assert(1, "fail: server-survived: the server stopped answering");
+    assert!(run.stdout.contains("close-answered"), "{}", run.stdout);
+}
+
+/// A tokio-tungstenite echo; returns the first protocol error, the kind Node `ws` emits as an
+/// 'error' event (a peer that just goes away, or an I/O error, is not one).
+async fn echo(stream: TcpStream) -> Option<String> {
+    let mut ws = tokio_tungstenite::accept_async(stream).await.ok()?;
+    while let Some(message) = ws.next().await {
+        match message {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                let _ = ws.send(message).await;
+            }
+            Ok(_) => {}
+            Err(
+                WsError::Io(_) | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+            ) => return None,
+            Err(error) => return Some(error.to_string()),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_server_that_dies_on_a_malformed_frame_is_a_finding_with_every_result_kept() {
+    // Node `ws` with no 'error' listener: the first protocol error takes the whole process
+    // down. Here: the listener and every connection are dropped at once.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (crashed, mut crash) = tokio::sync::mpsc::channel::<String>(1);
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, _) = accepted.unwrap();
+                    let crashed = crashed.clone();
+                    connections.spawn(async move {
+                        if let Some(error) = echo(stream).await {
+                            let _ = crashed.send(error).await;
+                            std::future::pending::<()>().await; // the process ends, not this task
+                        }
+                    });
+                }
+                Some(error) = crash.recv() => {
+                    println!("server: died on {error}");
+                    drop(listener);
+                    connections.shutdown().await;
+                    return;
+                }
+            }
+        }
+    });
+    let run = check(args(
+        &format!("ws://{addr}/"),
+        &[&FAST[..], &["--json"]].concat(),
+    ))
+    .await;
+    server.abort();
+    run.assert(
+        1,
+        "fail: server-survived: the server stopped accepting connections (connection refused) after protocol-errors (unmasked frame)",
+    );
+    let json = json(&run);
+    let verdicts: Vec<(&str, &str)> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            (
+                check["id"].as_str().unwrap(),
+                check["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("handshake", "pass"),
+            ("close-answered", "pass"),
+            ("close-code-echoed", "pass"),
+            ("tcp-closed", "pass"),
+            ("ping-answered", "pass"),
+            ("keepalive", "skip"),
+            ("origin", "warn"),
+            ("max-message-size", "skip"),
+            ("protocol-errors", "warn"),
+            ("server-survived", "fail"),
+        ]
+    );
+    let survived = &json["checks"][9];
+    assert!(
+        survived["fix"]
+            .as_str()
+            .unwrap()
+            .contains("add an error handler"),
+        "{survived}"
+    );
+    assert!(
+        json["checks"][8]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10 not sent: the server went down"),
+        "{json}"
+    );
+    assert_eq!(json["predicted"]["chromium"]["code"], 1000);
+}
+
+/// gorilla/websocket's documented read loop, echoing: Close answered with the same code (no
+/// reason), protocol errors answered 1002, but UTF-8 never validated, and a 64-bit length with
+/// its top bit set answered by dropping TCP. Accepts any Origin.
+async fn gorilla_read_loop(mut stream: TcpStream) {
+    if accept_upgrade(&mut stream).await.is_none() {
+        return;
+    }
+    let mut buf = BytesMut::new();
+    let mut in_message = false;
+    loop {
+        let frame = match Frame::decode(&buf) {
+            Ok(Some((frame, used))) => {
+                buf.advance(used);
+                frame
+            }
+            Ok(None) => match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
+            Err(_) => return, // a length it cannot read: TCP dropped
+        };
+        let control = frame.opcode & 0x8 != 0;
+        let protocol_error = frame.mask.is_none()
+            || frame.rsv != 0
+            || ![
+                OP_CONTINUATION,
+                OP_TEXT,
+                OP_BINARY,
+                OP_CLOSE,
+                OP_PING,
+                OP_PONG,
+            ]
+            .contains(&frame.opcode)
+            || (control && (!frame.fin || frame.payload.len() > 125))
+            || (frame.opcode == OP_CONTINUATION && !in_message)
+            || frame
+                .close_code()
+                .is_some_and(|code| code < 1000 || matches!(code, 1004..=1006 | 1015));
+        let reply = if protocol_error {
+            Frame::close(1002, b"")
+        } else {
+            match frame.opcode {
+                OP_CLOSE => match frame.close_code() {
+                    Some(code) => Frame::close(code, b""),
+                    None => Frame::new(OP_CLOSE, Vec::new()),
+                },
+                OP_PING => Frame::new(OP_PONG, frame.payload),
+                OP_PONG => continue,
+                _ => {
+                    in_message = !frame.fin;
+                    Frame::new(frame.opcode, frame.payload).fin(frame.fin)
+                }
+            }
+        };
+        let closing = reply.opcode == OP_CLOSE;
+        let _ = stream.write_all(&reply.unmasked().encode()).await;
+        if closing {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_gorilla_read_loop_passes_with_warnings_and_fails_only_with_strict() {
+    let (addr, server) = serve(gorilla_read_loop).await;
+    let url = format!("ws://{addr}/");
+    let run = check(args(&url, &[&FAST[..], &["--json"]].concat())).await;
+    run.assert(
+        0,
+        "ok: nothing browsers will see; warnings: close-code-echoed, origin, protocol-errors",
+    );
+    let protocol = detail(&json(&run), "protocol-errors").to_owned();
+    assert!(
+        protocol.contains("invalid UTF-8 text → nothing (expected 1007)"),
+        "{protocol}"
+    );
+    assert!(
+        protocol.contains("64-bit length with its top bit set → TCP closed without a Close"),
+        "{protocol}"
+    );
+    let strict = check(args(&url, &[&FAST[..], &["--strict"]].concat())).await;
+    server.abort();
+    strict.assert(
+        1,
+        "fail: close-code-echoed: 4000 came back with reason \"\"",
+    );
+}
+
+#[tokio::test]
+async fn skip_keeps_the_malformed_probes_away_from_a_fragile_server() {
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = errors.clone();
+    let (addr, server) = serve(move |stream| {
+        let seen = seen.clone();
+        async move {
+            if echo(stream).await.is_some() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    })
+    .await;
+    let run = check(args(
+        &format!("ws://{addr}/"),
+        &[&FAST[..], &["--skip", "protocol-errors,origin", "--json"]].concat(),
+    ))
+    .await;
+    server.abort();
+    run.assert(0, "ok: every check that ran passed");
+    assert_eq!(
+        detail(&json(&run), "protocol-errors"),
+        "not selected (--skip)"
+    );
+    assert_eq!(errors.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
