@@ -48,6 +48,48 @@ const [url, count, warmup, done] = arguments;
 })().then(done, (e) => done({ fatal: String((e && e.stack) || e) }));
 "#;
 
+/// Pairs of closes on the demo page: one click of `#run-drain` (the page's own figure, with
+/// everything the page draws around it), then one bare `WebSocket` opened, left idle for the
+/// page's `data-settle-ms` and closed, with nothing of the page around it. Interleaved, so load
+/// on the machine falls on both halves of a pair alike.
+const PAIRS_SCRIPT: &str = r##"
+const [url, pairs, done] = arguments;
+(async () => {
+  const settle = Number(document.documentElement.dataset.settleMs || 0);
+  const rows = () => document.querySelectorAll("#results tbody tr[data-state='done']");
+  const page = [], bare = [];
+  for (let i = 0; i < pairs; i++) {
+    const before = rows().length;
+    document.getElementById('run-drain').click();
+    while (rows().length === before) await new Promise((r) => setTimeout(r, 5));
+    const row = rows()[rows().length - 1];
+    if (row.dataset.code !== '1000' || row.dataset.wasClean !== 'true') {
+      throw new Error(`page probe ended ${row.dataset.code} clean=${row.dataset.wasClean}`);
+    }
+    page.push(Number(row.dataset.elapsedMs));
+    bare.push(await new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      ws.onerror = () => reject(new Error('bare WebSocket failed'));
+      ws.onopen = () => setTimeout(() => {
+        ws.onclose = () => resolve(performance.now() - started);
+        const started = performance.now();
+        ws.close(1000, 'bare');
+      }, settle);
+    }));
+  }
+  return { page, bare };
+})().then(done, (e) => done({ fatal: String((e && e.stack) || e) }));
+"##;
+
+/// The demo page's own close figure next to a bare `WebSocket`'s, closed in pairs.
+#[derive(Debug, Clone, Default)]
+pub struct PagePairs {
+    /// `data-elapsed-ms` of each `#run-drain` row.
+    pub page_ms: Vec<f64>,
+    /// The bare `WebSocket` of the same pair.
+    pub bare_ms: Vec<f64>,
+}
+
 /// What the browser measured.
 #[derive(Debug, Clone)]
 pub struct BrowserRun {
@@ -61,6 +103,8 @@ pub struct BrowserRun {
     pub errors: Vec<String>,
     /// Probes attempted.
     pub attempted: usize,
+    /// The page against a bare `WebSocket`, or why that could not be measured.
+    pub pairs: Result<PagePairs, String>,
 }
 
 /// Why the browser figure could not be produced even though the run did not break.
@@ -78,6 +122,7 @@ pub fn prerequisites(www: &Path) -> Result<(), String> {
 /// Runs `count` probes of `ws_url` from the demo page at `page_url`, in headless Chromium
 /// started by `wsclose_check::browser::Driver` (fantoccini).
 pub async fn run(page_url: &str, ws_url: &str, count: usize) -> anyhow::Result<BrowserRun> {
+    let pairs = count.clamp(1, PAGE_PAIRS);
     let driver = tokio::task::spawn_blocking(|| Driver::start(Browser::Chromium))
         .await?
         .map_err(|error| anyhow!(error))?;
@@ -93,17 +138,47 @@ pub async fn run(page_url: &str, ws_url: &str, count: usize) -> anyhow::Result<B
         let result = client
             .execute_async(SCRIPT, vec![json!(ws_url), json!(count), json!(WARMUP)])
             .await?;
-        anyhow::Ok((agent, result))
+        let pairs = client
+            .execute_async(PAIRS_SCRIPT, vec![json!(ws_url), json!(pairs)])
+            .await;
+        anyhow::Ok((agent, result, pairs))
     }
     .await;
     // Close the browser whatever happened; the driver is killed on drop either way.
     let _ = client.close().await;
-    let (agent, result) = outcome.context("run the probes in headless Chromium")?;
-    parse(
+    let (agent, result, pairs) = outcome.context("run the probes in headless Chromium")?;
+    let mut run = parse(
         result,
         chromium_version(agent.as_str().unwrap_or_default()),
         count,
-    )
+    )?;
+    run.pairs = match pairs {
+        Ok(value) => parse_pairs(&value),
+        Err(error) => Err(error.to_string()),
+    };
+    Ok(run)
+}
+
+/// At most this many page/bare pairs (each takes the page's settle time, about 50 ms, plus two
+/// closes).
+pub const PAGE_PAIRS: usize = 40;
+
+fn parse_pairs(value: &Value) -> Result<PagePairs, String> {
+    if let Some(fatal) = value["fatal"].as_str() {
+        return Err(format!("the page/bare script failed: {fatal}"));
+    }
+    let numbers = |key: &str| -> Result<Vec<f64>, String> {
+        value[key]
+            .as_array()
+            .ok_or_else(|| format!("unexpected page/bare result {value}"))?
+            .iter()
+            .map(|ms| ms.as_f64().ok_or_else(|| format!("not a number: {ms}")))
+            .collect()
+    };
+    Ok(PagePairs {
+        page_ms: numbers("page")?,
+        bare_ms: numbers("bare")?,
+    })
 }
 
 /// `156.0.8078.73` from a user agent `… Chrome/156.0.8078.73 …` (headless says HeadlessChrome).
@@ -130,6 +205,7 @@ fn parse(value: Value, version: String, count: usize) -> anyhow::Result<BrowserR
         clean: 0,
         errors: Vec::new(),
         attempted: results.len(),
+        pairs: Err("not run".to_owned()),
     };
     for result in results {
         if result["ok"] == true {
@@ -228,9 +304,11 @@ pub fn phase(
         "100%",
         run.clean == run.attempted,
     ));
+    let pairs = page_against_bare(&run, report);
     report.details.insert(
         "browser".into(),
         json!({
+            "page_against_bare": pairs,
             "browser_version": run.version,
             "elapsed_ms": summary,
             "clean": run.clean,
@@ -240,4 +318,57 @@ pub fn phase(
             "note": "performance.now() is coarsened to 100 µs in pages that are not cross-origin isolated",
         }),
     );
+}
+
+/// The demo page's figure against a bare `WebSocket`'s (a context figure: the page must not
+/// add its own drawing to the close it measures). Returns the details for `results.json`.
+fn page_against_bare(run: &BrowserRun, report: &mut Report) -> Value {
+    let key = "browser_page_vs_bare";
+    let name = "demo page close p50 / bare WebSocket p50 (pairs)";
+    let pairs = match &run.pairs {
+        Ok(pairs) if !pairs.page_ms.is_empty() && !pairs.bare_ms.is_empty() => pairs,
+        Ok(_) => {
+            report
+                .figures
+                .push(Figure::missing(key, name, Verdict::Skip, "no pair", ""));
+            return json!({ "error": "no pair" });
+        }
+        Err(why) => {
+            report
+                .figures
+                .push(Figure::missing(key, name, Verdict::Skip, why.clone(), ""));
+            return json!({ "error": why });
+        }
+    };
+    let page = Samples::from_ms(pairs.page_ms.iter().copied());
+    let bare = Samples::from_ms(pairs.bare_ms.iter().copied());
+    let ratio = page.quantile(0.5) / bare.quantile(0.5);
+    // The spread: each pair's own ratio, lowest and highest.
+    let per_pair = Samples::from_ms(
+        pairs
+            .page_ms
+            .iter()
+            .zip(&pairs.bare_ms)
+            .map(|(page, bare)| page / bare.max(0.1)),
+    );
+    report.figures.push(Figure::info(
+        key,
+        format!("{name}, {} pairs", pairs.page_ms.len()),
+        Some(ratio),
+        "x",
+        format!(
+            "{} / {} = {ratio:.2}x (pairs {:.2}–{:.2}x)",
+            ms(page.quantile(0.5)),
+            ms(bare.quantile(0.5)),
+            per_pair.quantile(0.0),
+            per_pair.quantile(1.0),
+        ),
+    ));
+    json!({
+        "page_ms": page.summary(),
+        "bare_ms": bare.summary(),
+        "ratio_of_medians": ratio,
+        "page_samples_ms": pairs.page_ms,
+        "bare_samples_ms": pairs.bare_ms,
+    })
 }

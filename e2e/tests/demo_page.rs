@@ -22,14 +22,8 @@ const WAIT: Duration = Duration::from_secs(15);
 /// How long the no-drain probe must stay pending.
 const PENDING_FOR: Duration = Duration::from_secs(3);
 
-/// The tests of this file run in parallel, one Chromium each. The timing comparison
-/// (`the_page_figure_matches_a_bare_websocket`) takes this exclusively, so no other browser
-/// competes with it for the two cores; every other test shares it.
-static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
 #[tokio::test]
 async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
-    let _shared = CPU.read().await;
     let (server, _driver, client) = served_page().await;
 
     // The fix: /ws/drain answers the Close frame at once.
@@ -132,69 +126,6 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     client.close().await.expect("end the WebDriver session");
 }
 
-/// How far the page's median may sit above the bare WebSocket's. Both are coarsened to 0.1 ms
-/// (`performance.now()` without cross-origin isolation).
-const PAGE_DRIFT_MS: f64 = 0.5;
-
-/// The page reports what the probe measures: its drain figure stays next to a bare `WebSocket`
-/// closed the same way in the same page.
-#[tokio::test]
-async fn the_page_figure_matches_a_bare_websocket() {
-    const PROBES: usize = 15;
-    let _alone = CPU.write().await;
-    let (server, _driver, client) = served_page().await;
-
-    let page_ms = drain_probes(&client, PROBES).await;
-    // The page waits `data-settle-ms` (none before it had one) between drawing the pending row
-    // and `close()`. The bare WebSocket waits as long: a socket idle for 50 ms closes in about
-    // 1.2 ms in headless Chromium, one closed the instant it opened in about 0.6 ms.
-    let html = client.find(Locator::Css("html")).await.expect("<html>");
-    let settle_ms: u32 = html
-        .attr("data-settle-ms")
-        .await
-        .expect("read data-settle-ms")
-        .map_or(0, |ms| ms.parse().expect("a number"));
-    // The same close with nothing of the page around it: open, wait, close(1000), `close`.
-    let bare = client
-        .execute_async(
-            r#"
-            const [url, count, settle, done] = arguments;
-            const times = [];
-            const once = () => {
-                const ws = new WebSocket(url);
-                ws.onopen = () => setTimeout(() => {
-                    ws.onclose = () => {
-                        times.push(performance.now() - started);
-                        times.length < count ? once() : done(times);
-                    };
-                    const started = performance.now();
-                    ws.close(1000, "bare");
-                }, settle);
-            };
-            once();
-            "#,
-            vec![
-                json!(server.ws_url("/ws/drain")),
-                json!(PROBES),
-                json!(settle_ms),
-            ],
-        )
-        .await
-        .expect("the bare WebSocket closes");
-    let bare_ms: Vec<f64> = serde_json::from_value(bare).expect("an array of numbers");
-    println!(
-        "Chromium, {PROBES} closes each, {settle_ms} ms after open: page median {:.2} ms \
-         {page_ms:?}; bare WebSocket median {:.2} ms {bare_ms:?}",
-        median(&page_ms),
-        median(&bare_ms),
-    );
-    assert!(
-        median(&page_ms) <= median(&bare_ms) + PAGE_DRIFT_MS,
-        "the page reports {page_ms:?}, a bare WebSocket {bare_ms:?}"
-    );
-    client.close().await.expect("end the WebDriver session");
-}
-
 /// The built page served by a fresh server, open in a fresh headless Chromium. Keep the
 /// driver alive as long as the client.
 async fn served_page() -> (ServerProcess, Driver, Client) {
@@ -292,7 +223,6 @@ async fn live_attr(client: &Client, attribute: &str, done: impl Fn(&str) -> bool
 #[tokio::test]
 async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_restart() {
     const PROBES: usize = 5;
-    let _shared = CPU.read().await;
     let www = workspace_root().join("target/www");
     require_built_page(&www);
     let www = www.to_str().expect("utf-8 path");
@@ -405,7 +335,6 @@ async fn cell_text(row: &Element, css: &str) -> String {
 #[tokio::test]
 async fn runs_summary_export_and_clear() {
     const RUNS: usize = 5;
-    let _shared = CPU.read().await;
     let (server, _driver, client) = served_page().await;
 
     // The browser the page runs in, and its timeout marked on the chart.
@@ -535,7 +464,6 @@ async fn runs_summary_export_and_clear() {
 /// (the same element, wider) rather than redrawing it.
 #[tokio::test]
 async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
-    let _shared = CPU.read().await;
     let (_server, _driver, client) = served_page().await;
     click(&client, "run-no-drain").await;
     let row = pending_no_drain_row(&client).await;
@@ -607,7 +535,6 @@ async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
 /// `?url=…&runs=2` fills the form, starts the probe on load, and the share link says the same.
 #[tokio::test]
 async fn a_shared_link_starts_its_probe() {
-    let _shared = CPU.read().await;
     let (server, _driver, client) = served_page().await;
     let target = server.ws_url("/ws/drain?push_ms=0");
     let query: String = url::form_urlencoded::Serializer::new(String::new())
@@ -634,7 +561,6 @@ async fn a_shared_link_starts_its_probe() {
 /// A held Enter repeats `keydown`: the URL field starts one probe per press, not per repeat.
 #[tokio::test]
 async fn holding_enter_starts_one_probe() {
-    let _shared = CPU.read().await;
     let (server, _driver, client) = served_page().await;
     let input = client.find(Locator::Id("url")).await.expect("#url");
     input.clear().await.expect("clear #url");
@@ -665,7 +591,6 @@ async fn holding_enter_starts_one_probe() {
 /// written inside each kind of bar, against the bar's own fill.
 #[tokio::test]
 async fn text_contrast_meets_wcag_aa() {
-    let _shared = CPU.read().await;
     let (_server, _driver, client) = served_page().await;
     click(&client, "run-no-drain").await;
     // Past about 2.2 s the pending bar is long enough to carry its value inside.
@@ -775,7 +700,6 @@ async fn row_count(client: &Client) -> usize {
 #[tokio::test]
 async fn the_tool_works_in_firefox() {
     const RUNS: usize = 3;
-    let _shared = CPU.read().await;
     let (server, _driver, client) = served_page_in(Browser::Firefox).await;
     let browser = client.find(Locator::Id("browser")).await.expect("#browser");
     assert_eq!(attr(&browser, "data-name").await, "Firefox");

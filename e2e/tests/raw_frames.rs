@@ -415,7 +415,7 @@ async fn allowed_origin_flag() {
 }
 
 #[tokio::test]
-async fn upgrades_beyond_max_connections_get_503() {
+async fn connections_beyond_max_connections_get_503() {
     let server = ServerProcess::start(&["--max-connections", "2"]).await;
     let mut first = connect(&server.ws_url("/ws/echo")).await;
     let _second = connect(&server.ws_url("/ws/drain?push_ms=50")).await;
@@ -424,13 +424,20 @@ async fn upgrades_beyond_max_connections_get_503() {
         .await
         .unwrap();
     assert_eq!(response.status, 503, "every endpoint shares the limit");
+    assert_eq!(response.body, b"too many connections\n");
     let health = wsclose_e2e::http_get(server.addr(), "/healthz")
         .await
         .unwrap();
-    assert_eq!(health.status, 200, "plain HTTP is not limited");
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "too many connections\n"),
+        "the cap counts TCP connections, so /healthz says the server is full"
+    );
 
     let closed = close_and_wait(&mut first, 1000, "", IO_TIMEOUT).await;
     assert_eq!(closed.code(), 1000);
+    // The slot belongs to the TCP connection: it is free once both sides have closed it.
+    drop(first);
     // The freed slot is usable again, as soon as the server has finished with the old
     // connection (which may be a moment after the client saw the TCP end).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

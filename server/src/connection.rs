@@ -116,7 +116,8 @@ pub struct Ending {
     pub code: Option<u16>,
     /// A short machine-readable cause: `peer_close`, `shutdown`, `done` (the outgoing stream
     /// ended), `protocol_error`, `invalid_utf8`, `message_too_big`, `pong_timeout`,
-    /// `write_timeout`, `close_timeout`, `peer_gone`.
+    /// `write_timeout`, `close_timeout`, `peer_gone`; from the broken endpoints also
+    /// `reply_dropped` and `lifetime` (see `push_without_reading`).
     pub reason: &'static str,
     /// How long the close handshake took, from the first Close frame to its answer (or to the
     /// end of the stream after the server's reply); `None` when no handshake completed.
@@ -222,8 +223,15 @@ where
                                 return ending;
                             }
                         }
+                    } else if message.is_ping() {
+                        // tungstenite queued the Pong (only the latest one: the write buffer is
+                        // bounded). Flush it within write_timeout: a peer that pings but never
+                        // reads fills the buffer, and is dropped here instead of held forever.
+                        if let Err(ending) = flush(&mut socket, timing.write_timeout).await {
+                            return ending;
+                        }
                     }
-                    // Ping and Pong need nothing: tungstenite answers pings itself.
+                    // Pong needs nothing: any frame has moved the read deadline.
                 }
                 Some(Err(error)) => {
                     let Some((code, reason)) = close_code_for(&error) else {
@@ -327,6 +335,12 @@ impl ServerClose {
 /// fails), so with three per `pong_timeout` its slot is free again within `pong_timeout`.
 pub const NO_DRAIN_LIVENESS_WRITES: u32 = 3;
 
+/// How long `push_without_reading` holds a connection at most, in `pong_timeout`s. It never
+/// reads, so nothing the peer sends (a flood included) can end it; this does. Twice the default
+/// `pong_timeout` is 120 s, longer than any browser's closing-handshake timeout (Chromium's
+/// 60 s), so the bug still shows in full.
+pub const NO_DRAIN_LIFETIME_PONG_TIMEOUTS: u32 = 2;
+
 /// **BROKEN ON PURPOSE.** This is the bug wsclose exists to show: a server that only writes.
 ///
 /// The read half is split off and never polled, so nobody ever reads the browser's Close
@@ -337,7 +351,8 @@ pub const NO_DRAIN_LIVENESS_WRITES: u32 = 3;
 /// Never reading also means never seeing a peer leave. So that an abandoned connection cannot
 /// hold its slot forever (with nothing to push nothing would ever be written), it pings
 /// [`NO_DRAIN_LIVENESS_WRITES`] times per `pong_timeout`: the write fails once the peer is
-/// gone. The pongs are never read, so the Close still goes unanswered.
+/// gone. The pongs are never read, so the Close still goes unanswered. A peer that is alive but
+/// never reads either is dropped after [`NO_DRAIN_LIFETIME_PONG_TIMEOUTS`] × `pong_timeout`.
 pub(crate) async fn push_without_reading<S, E, O>(
     socket: S,
     lifecycle: &Lifecycle,
@@ -352,8 +367,13 @@ where
     let (mut writer, _reader_that_nobody_polls) = socket.split();
     let mut outgoing = pin!(outgoing);
     let mut liveness = periodic(timing.pong_timeout / NO_DRAIN_LIVENESS_WRITES);
+    let lifetime = sleep(timing.pong_timeout * NO_DRAIN_LIFETIME_PONG_TIMEOUTS);
+    let mut lifetime = pin!(lifetime);
     loop {
         let message = tokio::select! {
+            () = &mut lifetime => {
+                return Ending { initiator: Initiator::Server, code: None, reason: "lifetime", close_handshake: None };
+            }
             () = lifecycle.shutdown.cancelled() => {
                 let code = lifecycle.shutdown_code;
                 let close = close_message(code, shutdown_reason(code));
@@ -400,8 +420,9 @@ where
     H: FnMut(Message) -> Option<Message>,
 {
     let timing = lifecycle.timing;
+    let mut pings = periodic(timing.ping_interval);
     loop {
-        // Bounded like every endpoint: shutdown, and a peer silent for pong_timeout.
+        // Bounded like every endpoint: shutdown, keepalive, and a peer silent for pong_timeout.
         let next = tokio::select! {
             next = tokio::time::timeout(timing.pong_timeout, socket.next()) => next,
             () = lifecycle.shutdown.cancelled() => {
@@ -411,6 +432,12 @@ where
                     Ok(()) => Ending { initiator: Initiator::Server, code: Some(code), reason: "shutdown", close_handshake: None },
                     Err(ending) => ending,
                 };
+            }
+            _ = pings.tick() => {
+                if let Err(ending) = write(&mut socket, Message::Ping(Default::default()), timing.write_timeout).await {
+                    return ending;
+                }
+                continue;
             }
         };
         let message = match next {
@@ -425,6 +452,12 @@ where
                 }
             }
         };
+        if message.is_ping() {
+            // As in the fix: the queued Pong goes out within write_timeout, or the peer goes.
+            if let Err(ending) = flush(&mut socket, timing.write_timeout).await {
+                return ending;
+            }
+        }
         if message.is_close() {
             let code = close_code(&message).unwrap_or(CLOSE_NO_STATUS);
             // The bug: returning (`break`) here drops tungstenite's queued reply.
@@ -494,12 +527,33 @@ where
             tracing::debug!(%error, "write failed");
             Err(peer_gone())
         }
-        Err(_elapsed) => Err(Ending {
-            initiator: Initiator::Server,
-            code: None,
-            reason: "write_timeout",
-            close_handshake: None,
-        }),
+        Err(_elapsed) => Err(write_timed_out()),
+    }
+}
+
+/// Flushes what tungstenite has queued (a Pong), bounded by `write_timeout` like [`write`].
+async fn flush<W, E>(writer: &mut W, write_timeout: Duration) -> Result<(), Ending>
+where
+    W: Sink<Message, Error = E> + Unpin,
+    E: StdError + Send + Sync + 'static,
+{
+    match tokio::time::timeout(write_timeout, writer.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "flush failed");
+            Err(peer_gone())
+        }
+        Err(_elapsed) => Err(write_timed_out()),
+    }
+}
+
+/// The ending of a write or flush the peer did not take within `write_timeout`.
+fn write_timed_out() -> Ending {
+    Ending {
+        initiator: Initiator::Server,
+        code: None,
+        reason: "write_timeout",
+        close_handshake: None,
     }
 }
 
@@ -887,9 +941,13 @@ mod tests {
         let task =
             tokio::spawn(async move { push_without_reading(socket, &lifecycle(), ticks).await });
         peer.unbounded_send(Ok(close_message(1000u16, ""))).unwrap();
-        tokio::time::sleep(Duration::from_secs(120)).await;
+        let lifetime = lifecycle().timing.pong_timeout * NO_DRAIN_LIFETIME_PONG_TIMEOUTS;
+        tokio::time::sleep(lifetime - Duration::from_secs(1)).await;
         assert!(!task.is_finished(), "the bug: the Close is never read");
-        task.abort();
+        // Only the lifetime bound ends it: nothing the peer sends is ever read.
+        let ending = task.await.unwrap();
+        assert_eq!(ending.reason, "lifetime");
+        assert_eq!(ending.code, None);
     }
 
     #[tokio::test(start_paused = true)]

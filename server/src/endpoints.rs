@@ -121,8 +121,12 @@ where
     ending
 }
 
+/// The largest `seq` a tick carries: 2^53-1, the largest integer a JavaScript number holds
+/// exactly. `?after=` must be below it, and the ticks end (Close 1000) after it.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
 /// The ticks `/ws/drain` and `/ws/no-drain` push: `{"seq":N,"sent_at_ms":UNIX_MS,"instance":NAME}`
-/// every period, numbered from `first_seq`. Without a period it never yields.
+/// every period, numbered from `first_seq` up to [`MAX_SEQ`]. Without a period it never yields.
 ///
 /// A late tick delays the next one; missed ticks are not sent in a burst. Each poll checks the
 /// clock before the timer: while a peer floods frames, tokio's timer wheel lags (a timer alone
@@ -156,6 +160,9 @@ impl Stream for Ticks {
         let Some(period) = self.period else {
             return Poll::Pending;
         };
+        if self.seq > MAX_SEQ {
+            return Poll::Ready(None);
+        }
         let now = Instant::now();
         if now < self.due && self.timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;

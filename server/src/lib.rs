@@ -41,7 +41,8 @@
 //! * [`endpoints`]: the demo's endpoints as users of the lifecycle (ticks, echo, metrics).
 //! * [`linger`]: the lingering close of an upgraded connection (FIN, then drain), so a reset
 //!   never destroys the server's last Close frame.
-//! * [`routes`]: the HTTP surface, and admission (Origin, capacity) before the handshake.
+//! * [`accept`]: the connection cap on TCP connections, and HTTP/1.1 with a timer from accept.
+//! * [`routes`]: the HTTP surface, and admission (Origin, shutdown) before the handshake.
 //! * [`config`]: every timing value and limit, with defaults and how they relate.
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
 //! * [`run`]: serve on a listener until a shutdown future resolves, then close every
@@ -54,11 +55,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+pub mod accept;
 pub mod config;
 pub mod connection;
 pub mod endpoints;
@@ -108,8 +107,10 @@ pub async fn run(
 
 /// Like [`run`], with state the caller can also hold (to read metrics, for example).
 ///
-/// Each accepted TCP connection is served by hyper with a timer, so a request whose headers do
-/// not arrive within `header_timeout` is dropped (slowloris). Shutdown happens in this order:
+/// Each accepted TCP connection takes a slot under the connection cap (past it, `503` and
+/// closed at once) and is served as HTTP/1.1 by hyper, with a timer from accept: a connection
+/// whose request head has not arrived within `header_timeout` is dropped, whatever it sent
+/// (see [`accept`]). Shutdown happens in this order:
 ///
 /// 1. **The listener is closed** before anything else: new connects are refused, so a proxy
 ///    moves each new upgrade to another instance at once.
@@ -131,7 +132,9 @@ pub async fn serve_app(
         );
     }
     let routes = routes::routes(app.clone());
-    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    // Plain HTTP connections, so shutdown can give them a moment to finish.
+    let connections = TaskTracker::new();
+    let refusing = std::sync::Arc::new(tokio::sync::Semaphore::new(accept::REFUSING));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -146,21 +149,23 @@ pub async fn serve_app(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(warp::service(routes.clone()));
-        let header_timeout = app.config.header_timeout;
-        let watcher = connections.watcher();
-        tokio::spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
-                // A header timeout, a reset, a malformed request: the peer's problem, not ours.
-                tracing::debug!(%error, "HTTP connection ended with an error");
+        let Some(slot) = accept::take_slot(&app.slots) else {
+            app.metrics.connection_refused();
+            if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    accept::refuse_at_capacity(stream).await;
+                    drop(refusal);
+                });
             }
-        });
+            continue;
+        };
+        connections.spawn(accept::serve_connection(
+            stream,
+            routes.clone(),
+            slot,
+            app.config.header_timeout,
+            app.shutdown.clone(),
+        ));
     }
 
     drop(listener);
@@ -180,7 +185,8 @@ pub async fn serve_app(
             "close timeout over; dropping the rest"
         );
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.shutdown())
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
         .await
         .is_err()
     {

@@ -18,20 +18,26 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::accept::ConnectionSlot;
+
 /// An I/O stream that half-closes and drains on drop instead of closing at once.
 pub struct LingeringClose<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     /// `None` only once dropped.
     io: Option<T>,
     /// The longest time to keep draining after the FIN.
     linger: Duration,
+    /// The connection's place under the cap, held until the socket is really closed.
+    slot: Option<ConnectionSlot>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LingeringClose<T> {
-    /// Wraps `io`; on drop it drains for at most `linger` (the server uses `close_timeout`).
-    pub fn new(io: T, linger: Duration) -> Self {
+    /// Wraps `io`; on drop it drains for at most `linger` (the server uses `close_timeout`),
+    /// and only then lets go of `slot`.
+    pub fn new(io: T, linger: Duration, slot: Option<ConnectionSlot>) -> Self {
         LingeringClose {
             io: Some(io),
             linger,
+            slot,
         }
     }
 
@@ -75,7 +81,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for LingeringClose
             return;
         };
         let linger = self.linger;
+        let slot = self.slot.take();
         runtime.spawn(async move {
+            let _slot = slot;
             // FIN now: the peer sees the end of the connection at once.
             if io.shutdown().await.is_err() {
                 return;
@@ -96,7 +104,7 @@ mod tests {
     #[tokio::test]
     async fn drop_sends_fin_then_discards_what_the_peer_still_sends() {
         let (server, mut peer) = tokio::io::duplex(64);
-        let mut lingering = LingeringClose::new(server, Duration::from_secs(5));
+        let mut lingering = LingeringClose::new(server, Duration::from_secs(5), None);
         lingering.write_all(b"close").await.unwrap();
         drop(lingering);
         let mut got = Vec::new();

@@ -33,6 +33,7 @@ pub struct Metrics {
     messages_received_total: IntCounterVec,
     messages_sent_total: IntCounterVec,
     upgrades_refused_total: IntCounterVec,
+    tcp_refused_total: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -99,6 +100,11 @@ impl Metrics {
             &["endpoint", "status"],
         )
         .expect("valid metric");
+        let tcp_refused_total = prometheus::IntCounter::new(
+            "wsclose_tcp_refused_total",
+            "TCP connections answered 503 and closed at accept: the connection cap was reached",
+        )
+        .expect("valid metric");
         // Always one sample, so a scrape of a fresh server is never an empty page (and a client
         // can tell an empty body, which is an error, from "nothing happened yet").
         let build_info = prometheus::IntGaugeVec::new(
@@ -123,6 +129,7 @@ impl Metrics {
             Box::new(messages_received_total.clone()),
             Box::new(messages_sent_total.clone()),
             Box::new(upgrades_refused_total.clone()),
+            Box::new(tcp_refused_total.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -135,6 +142,7 @@ impl Metrics {
             messages_received_total,
             messages_sent_total,
             upgrades_refused_total,
+            tcp_refused_total,
         }
     }
 
@@ -186,7 +194,12 @@ impl Metrics {
             .inc();
     }
 
-    /// An upgrade was refused with HTTP `status` (403 for Origin, 503 for capacity).
+    /// A TCP connection was refused at accept: the connection cap was reached.
+    pub fn connection_refused(&self) {
+        self.tcp_refused_total.inc();
+    }
+
+    /// An upgrade was refused with HTTP `status` (403 for Origin, 503 while shutting down).
     pub fn upgrade_refused(&self, endpoint: &str, status: u16) {
         self.upgrades_refused_total
             .with_label_values(&[endpoint, &status.to_string()])

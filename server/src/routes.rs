@@ -5,9 +5,8 @@
 //!    match the `Host` header (gorilla's default `CheckOrigin`). Otherwise HTTP 403. Clients
 //!    that send no `Origin` (native clients, curl) are not browsers and are let through.
 //!    This blocks cross-site WebSocket hijacking.
-//! 2. **Capacity.** Each upgrade takes a slot from a semaphore of `--max-connections`
-//!    permits; with none free, or while shutting down, HTTP 503. The slot travels with the
-//!    connection and is freed when its socket is dropped.
+//! 2. **Shutdown.** While shutting down, HTTP 503. (The connection cap is applied earlier, at
+//!    accept: see [`crate::accept`]. The TCP connection's slot travels on with its socket.)
 //!
 //! `warp::ws()` still validates the upgrade request (and rejects bad ones exactly as before),
 //! but the upgrade is finished here rather than by `Ws::on_upgrade`, because warp offers no way
@@ -34,6 +33,7 @@ use warp::http::StatusCode;
 use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Rejection, Reply};
 
+use crate::accept::{self, ConnectionSlot};
 use crate::config::Config;
 use crate::connection::Lifecycle;
 use crate::endpoints::{self, Endpoint, Session};
@@ -48,7 +48,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// This server's metrics.
     pub metrics: Metrics,
-    /// One permit per connection that may still open.
+    /// One permit per TCP connection that may still open (see [`accept`]): `--max-connections`,
+    /// lowered to fit the open-file limit.
     pub slots: Arc<Semaphore>,
     /// Cancelled when shutdown begins; every connection watches it.
     pub shutdown: CancellationToken,
@@ -68,7 +69,7 @@ impl App {
         };
         App {
             instance: instance.into(),
-            slots: Arc::new(Semaphore::new(config.max_connections)),
+            slots: Arc::new(Semaphore::new(accept::capacity(config.max_connections))),
             config: Arc::new(config),
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
@@ -110,7 +111,8 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallib
             )
         })
     };
-    let static_files = warp::fs::dir(app.config.static_dir.clone());
+    let static_files = inside_static_dir(app.config.static_dir.clone())
+        .and(warp::fs::dir(app.config.static_dir.clone()));
 
     let websockets = websocket_route("drain", Endpoint::Drain, &app)
         .or(websocket_route("no-drain", Endpoint::NoDrain, &app))
@@ -152,25 +154,32 @@ fn websocket_route(
         .and(warp::path::end())
         // Taken before `warp::ws()` removes it from the request: we finish the upgrade.
         .and(warp::ext::optional::<OnUpgrade>())
+        // The connection's place under the cap, which the socket keeps (see `accept`).
+        .and(warp::ext::optional::<ConnectionSlot>())
         // Validates method and headers, and rejects exactly as warp always does.
         .and(warp::ws())
         .and(warp::header::headers_cloned())
         .and(warp::query::<WsParams>())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
         .map(
             move |on_upgrade: Option<OnUpgrade>,
+                  slot: Option<ConnectionSlot>,
                   _validated: warp::ws::Ws,
                   headers: HeaderMap,
                   params: WsParams,
                   origin: Option<String>,
-                  host: Option<String>| {
+                  host: Option<String>,
+                  forwarded_proto: Option<String>| {
                 let request = UpgradeRequest {
                     on_upgrade,
+                    slot,
                     headers,
                     params,
                     origin,
                     host,
+                    forwarded_proto,
                 };
                 upgrade(&app, endpoint, request)
             },
@@ -182,11 +191,15 @@ struct UpgradeRequest {
     /// Resolves to the raw connection once the 101 response is sent; `None` when hyper
     /// cannot upgrade this request (then the 101 is sent and nothing more happens, as in warp).
     on_upgrade: Option<OnUpgrade>,
+    /// The TCP connection's place under the cap; `None` only when served outside `serve_app`.
+    slot: Option<ConnectionSlot>,
     /// The request's headers, for tungstenite's handshake response and the subprotocol offer.
     headers: HeaderMap,
     params: WsParams,
     origin: Option<String>,
     host: Option<String>,
+    /// `X-Forwarded-Proto` from a TLS-terminating proxy: the scheme the browser used.
+    forwarded_proto: Option<String>,
 }
 
 /// Tungstenite's read buffer per connection, zero-filled before every read. Clients send this
@@ -194,14 +207,23 @@ struct UpgradeRequest {
 /// Tungstenite's default is 128 KiB; 4 KiB measured 7.8 KiB of RSS per connection, 2 KiB 5.9.
 pub const READ_BUFFER_SIZE: usize = 2 * 1024;
 
+/// How far tungstenite's write buffer may grow beyond one message of `--max-message-size`: a
+/// frame header and the Pong and Close frames it may queue beside it (at most 127 bytes each).
+/// The buffer is bounded so that a peer that pings without reading cannot grow it: tungstenite
+/// then keeps only the latest Pong pending, and the lifecycle drops the peer once a flush
+/// takes longer than `write_timeout`.
+pub const WRITE_BUFFER_SLACK: usize = 1024;
+
 /// Admits or refuses one upgrade request, and starts the connection when admitted.
 fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::reply::Response {
     let UpgradeRequest {
         on_upgrade,
+        slot,
         headers,
         params,
         origin,
         host,
+        forwarded_proto,
     } = request;
     let config = &app.config;
     let Some(on_upgrade) = on_upgrade else {
@@ -217,19 +239,25 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
             )
         }
     };
-    if !origin_allowed(origin.as_deref(), host.as_deref(), &config.allowed_origins) {
+    let scheme = match forwarded_proto.as_deref() {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    if !origin_allowed(
+        origin.as_deref(),
+        host.as_deref(),
+        scheme,
+        &config.allowed_origins,
+    ) {
         tracing::info!(?origin, ?host, "refused upgrade: origin not allowed");
         app.metrics.upgrade_refused(endpoint.name(), 403);
         return refuse(StatusCode::FORBIDDEN, "origin not allowed");
     }
-    let slot = match app.slots.clone().try_acquire_owned() {
-        Ok(slot) if !app.shutdown.is_cancelled() => slot,
-        _ => {
-            tracing::info!(max = config.max_connections, "refused upgrade: at capacity");
-            app.metrics.upgrade_refused(endpoint.name(), 503);
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
-        }
-    };
+    if app.shutdown.is_cancelled() {
+        tracing::info!("refused upgrade: shutting down");
+        app.metrics.upgrade_refused(endpoint.name(), 503);
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
     let push_interval = match (params.push_ms, endpoint) {
         (Some(0), _) => None,
         (Some(ms), _) if Duration::from_millis(ms) < config.min_push_interval => {
@@ -245,8 +273,18 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         (None, Endpoint::Echo | Endpoint::BreakOnClose | Endpoint::LingeringTcp) => None,
         (None, Endpoint::Drain | Endpoint::NoDrain) => Some(config.push_interval),
     };
-    let Some(first_seq) = params.after.map_or(Some(0), |after| after.checked_add(1)) else {
-        return refuse(StatusCode::BAD_REQUEST, "after must be below 2^64-1");
+    let first_seq = match params.after {
+        None => 0,
+        Some(after) if after < endpoints::MAX_SEQ => after + 1,
+        Some(_) => {
+            return refuse_owned(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "after must be below {} (2^53-1, the largest seq JavaScript holds exactly)",
+                    endpoints::MAX_SEQ
+                ),
+            )
+        }
     };
     let session = Session {
         endpoint,
@@ -264,6 +302,8 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
     let running = app.tracker.token();
     let socket_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(0)
+        .max_write_buffer_size(config.max_message_size + WRITE_BUFFER_SLACK)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
     let linger = config.timing.close_timeout;
@@ -271,7 +311,7 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    LingeringClose::new(TokioIo::new(upgraded), linger),
+                    LingeringClose::new(TokioIo::new(upgraded), linger, slot),
                     Role::Server,
                     Some(socket_config),
                 )
@@ -280,7 +320,7 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
-        drop((slot, running));
+        drop(running);
     });
     response
 }
@@ -375,8 +415,20 @@ fn refuse_owned(status: StatusCode, why: String) -> warp::reply::Response {
     warp::reply::with_status(format!("{why}\n"), status).into_response()
 }
 
-/// Whether a request with this `Origin` (if any) and `Host` may open a WebSocket.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+/// Whether a request with this `Origin` (if any) and `Host` may open a WebSocket. `scheme` is
+/// how the browser reached the server: `http`, or `https` behind a TLS-terminating proxy that
+/// says so in `X-Forwarded-Proto`.
+///
+/// Without `--allowed-origin` the page must come from this very server: the Origin must be
+/// `scheme://Host`, scheme included. That stops other sites' pages (cross-site WebSocket
+/// hijacking). It does not stop DNS rebinding: a hostile name that resolves to this server
+/// makes Origin and Host agree. In production, list the page's origins with `--allowed-origin`.
+pub fn origin_allowed(
+    origin: Option<&str>,
+    host: Option<&str>,
+    scheme: &str,
+    allowed: &[String],
+) -> bool {
     let Some(origin) = origin else {
         return true; // not a browser
     };
@@ -385,11 +437,48 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
             .iter()
             .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin));
     }
-    let origin_authority = origin
-        .split_once("://")
-        .map_or(origin, |(_, authority)| authority)
-        .trim_end_matches('/');
-    host.is_some_and(|host| host.eq_ignore_ascii_case(origin_authority))
+    let Some((origin_scheme, authority)) = origin.trim_end_matches('/').split_once("://") else {
+        return false; // "null", or nothing like an origin
+    };
+    origin_scheme.eq_ignore_ascii_case(scheme)
+        && host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
+}
+
+/// Lets a static request through only when it names a file really inside `static_dir`: no
+/// segment may start with a dot (`.git`, `.env`), and the path, with every symlink resolved,
+/// must stay inside the directory. Anything else is 404, as if it did not exist.
+fn inside_static_dir(
+    static_dir: std::path::PathBuf,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::tail()
+        .and_then(move |tail: warp::path::Tail| {
+            let static_dir = static_dir.clone();
+            async move {
+                let hidden = tail
+                    .as_str()
+                    .split('/')
+                    .any(|segment| segment.starts_with('.'));
+                let inside = !hidden && resolves_inside(&static_dir, tail.as_str()).await;
+                if inside {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+        .untuple_one()
+}
+
+/// Whether `static_dir/tail` (or the directory's own index for an empty tail) exists and,
+/// symlinks resolved, lies inside `static_dir`.
+async fn resolves_inside(static_dir: &std::path::Path, tail: &str) -> bool {
+    let (Ok(root), Ok(path)) = (
+        tokio::fs::canonicalize(static_dir).await,
+        tokio::fs::canonicalize(static_dir.join(tail)).await,
+    ) else {
+        return false;
+    };
+    path.starts_with(root)
 }
 
 #[cfg(test)]
@@ -448,34 +537,23 @@ mod tests {
     fn origin_rules() {
         let none: Vec<String> = Vec::new();
         let listed = vec!["https://app.example".to_owned()];
+        let allowed = |origin: Option<&str>, scheme: &str, list: &[String]| {
+            origin_allowed(origin, Some("127.0.0.1:3030"), scheme, list)
+        };
+        assert!(allowed(None, "http", &none), "no Origin: not a browser");
+        assert!(allowed(Some("http://127.0.0.1:3030"), "http", &none));
+        assert!(!allowed(Some("http://evil.example"), "http", &none));
+        assert!(!allowed(Some("http://127.0.0.1:3031"), "http", &none));
         assert!(
-            origin_allowed(None, Some("h:1"), &none),
-            "no Origin: not a browser"
+            !allowed(Some("https://127.0.0.1:3030"), "http", &none),
+            "another scheme is another origin"
         );
-        assert!(origin_allowed(
-            Some("http://127.0.0.1:3030"),
-            Some("127.0.0.1:3030"),
-            &none
-        ));
-        assert!(!origin_allowed(
-            Some("http://evil.example"),
-            Some("127.0.0.1:3030"),
-            &none
-        ));
-        assert!(!origin_allowed(
-            Some("http://127.0.0.1:3031"),
-            Some("127.0.0.1:3030"),
-            &none
-        ));
-        assert!(origin_allowed(
-            Some("https://app.example"),
-            Some("127.0.0.1:3030"),
-            &listed
-        ));
-        assert!(!origin_allowed(
-            Some("http://127.0.0.1:3030"),
-            Some("127.0.0.1:3030"),
-            &listed
-        ));
+        assert!(
+            allowed(Some("https://127.0.0.1:3030"), "https", &none),
+            "behind a TLS proxy that says X-Forwarded-Proto: https"
+        );
+        assert!(!allowed(Some("null"), "http", &none));
+        assert!(allowed(Some("https://app.example"), "http", &listed));
+        assert!(!allowed(Some("http://127.0.0.1:3030"), "http", &listed));
     }
 }
