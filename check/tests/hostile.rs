@@ -1,6 +1,6 @@
 //! The real `wsclose-check` binary against servers written to break it, and against fragile
-//! ones it must not break: each run ends within [`TIME_BOUND`] with exit status 1 or 2, one
-//! line on stderr that says why, and a peak RSS under [`RSS_BOUND_KIB`].
+//! ones it must not break: each run ends within [`TIME_BOUND`] with the exit status it should
+//! have, one line on stderr that says why, and a peak RSS under [`RSS_BOUND_KIB`].
 //!
 //! Every server here is an in-process tokio task on `127.0.0.1:0`, aborted when its test ends.
 
@@ -21,8 +21,9 @@ use wsclose_check::raw::{Frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, O
 
 /// Every run must end within this, whatever the server does.
 const TIME_BOUND: Duration = Duration::from_secs(60);
-/// Every run's peak RSS must stay under this.
-const RSS_BOUND_KIB: u64 = 128 * 1024;
+/// Every run's peak RSS must stay under this: the check's own budget (64 MiB), half the
+/// 128 MiB the issue allows. (The 50 MB message held in memory, as before, peaked at 106 MiB.)
+const RSS_BOUND_KIB: u64 = 64 * 1024;
 /// A run past this RSS is killed at once: the bound is broken, and the machine must not swap.
 const RSS_KILL_KIB: u64 = 512 * 1024;
 /// Short waits, so the hostile cases take seconds, not minutes.
