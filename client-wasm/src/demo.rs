@@ -11,7 +11,7 @@
 //!
 //! Around the table: `#summary` (median and p95 per URL, redrawn when a probe ends), the
 //! export (`#export-json`, `#export-markdown`), a `#share-link` that reopens the page with the
-//! same probe (`?url=…&runs=…`, which starts it on load), `#browser` (the browser and its
+//! same probe (`?url=…&runs=…`, filled in on load and run only on a click), `#browser` (the browser and its
 //! closing-handshake timeout, also marked on the chart), and `#announce`, a polite live region
 //! that reads out each finished probe.
 
@@ -60,7 +60,7 @@ pub struct Demo {
 impl Demo {
     /// Finds the page's elements (see `static/index.html`; the trap buttons
     /// `#run-break-on-close` and `#run-lingering-tcp` and the live panel are optional), fills
-    /// in the default URLs from `location`, listens for clicks, and starts the probe that
+    /// in the default URLs from `location`, listens for clicks, and fills in (without starting) the probe that
     /// `?url=` (and `&runs=`) asks for.
     #[wasm_bindgen(constructor)]
     pub fn new() -> Result<Demo, JsValue> {
@@ -249,8 +249,11 @@ impl Demo {
             // What a test needs to compare the page with a bare WebSocket closed the same way.
             root.set_attribute("data-settle-ms", &RENDER_SETTLE_MS.to_string())?;
         }
-        if let Some(shared) = shared {
-            start(&Rc::downgrade(&page), shared.url);
+        if let Some(shared) = &shared {
+            // A link may come from anyone: say what it asks for, and wait for the click.
+            let notice = by_id(&document, "shared-notice")?;
+            notice.set_text_content(Some(&shared.notice()));
+            notice.remove_attribute("hidden")?;
         }
         Ok(Demo {
             page,
@@ -270,7 +273,8 @@ impl Demo {
     }
 }
 
-/// A probe shared as a link: `?url=ws://…&runs=5`.
+/// A probe shared as a link: `?url=ws://…&runs=5`. It fills in the URL and the runs and says
+/// so in `#shared-notice`; nothing is sent until `#run-custom` is clicked.
 struct SharedProbe {
     url: String,
     /// Clamped to 1..=[`MAX_RUNS`]; 1 when absent or not a number.
@@ -278,6 +282,20 @@ struct SharedProbe {
 }
 
 impl SharedProbe {
+    /// What `#shared-notice` says: the host it will connect to, and how often.
+    fn notice(&self) -> String {
+        let probes = if self.runs == 1 {
+            "1 probe".to_owned()
+        } else {
+            format!("{} probes", self.runs)
+        };
+        format!(
+            "This link filled in {probes} of {}. Nothing has been sent: check the URL, then \
+             click Probe URL to run it.",
+            self.url
+        )
+    }
+
     /// The probe the page's own URL asks for, if any.
     fn from_location(location: &Location) -> Result<Option<SharedProbe>, JsValue> {
         let params = web_sys::UrlSearchParams::new_with_str(&location.search()?)?;

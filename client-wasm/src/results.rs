@@ -267,11 +267,11 @@ impl Export {
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "### `ws.close()` timings from wsclose\n\n{} ({}), {} probes, {}, page {}\n",
-            self.browser.label(),
-            self.browser.user_agent,
+            cell(&self.browser.label()),
+            code(&self.browser.user_agent),
             self.runs.len(),
-            self.generated_at,
-            self.page,
+            cell(&self.generated_at),
+            code(&self.page),
         );
         if !self.summary.is_empty() {
             out.push_str(
@@ -281,8 +281,8 @@ impl Export {
             for url in &self.summary {
                 let codes: Vec<String> = url.codes.iter().map(u16::to_string).collect();
                 out.push_str(&format!(
-                    "| `{}` | {} | {} | {} | {} | {} | {} | {}/{} |\n",
-                    cell(&url.url),
+                    "| {} | {} | {} | {} | {} | {} | {} | {}/{} |\n",
+                    code(&url.url),
                     url.stats.count,
                     format_ms(url.stats.median_ms),
                     format_ms(url.stats.p95_ms),
@@ -303,16 +303,16 @@ impl Export {
                 let text = |value: &Option<String>| match value.as_deref() {
                     None => "–".to_owned(),
                     Some("") => "(none)".to_owned(),
-                    Some(value) => cell(value),
+                    Some(value) => code(value),
                 };
                 let state = match &run.error {
-                    Some(error) => format!("{}: {}", run.state, cell(error)),
+                    Some(error) => format!("{}: {}", run.state, code(error)),
                     None => run.state.to_owned(),
                 };
                 out.push_str(&format!(
-                    "| {} | `{}` | {state} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {state} | {} | {} | {} | {} | {} | {} | {} |\n",
                     run.number,
-                    cell(&run.url),
+                    code(&run.url),
                     run.elapsed_ms.map_or("–".to_owned(), format_ms),
                     run.code.map_or("–".to_owned(), |code| code.to_string()),
                     text(&run.reason),
@@ -331,6 +331,22 @@ impl Export {
 /// `text` made safe for one Markdown table cell: no pipe ends the cell, no newline the row.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// `text` (a URL, a close reason, an error: anything a server or a link chose) as one inline
+/// code span of a table cell, so that nothing in it renders: no link, image, HTML or @mention.
+/// The fence is one backtick longer than the longest run of backticks inside (CommonMark), so
+/// the text cannot close it early.
+fn code(text: &str) -> String {
+    let text = cell(text);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
 }
 
 #[cfg(test)]
@@ -478,11 +494,11 @@ mod tests {
             "{markdown}"
         );
         assert!(
-            markdown.contains("| 2 | `ws://h/ws/no-drain` | done | 60.0 s | 1006 | bye | false | 1.50 ms | (none) | permessage-deflate |"),
+            markdown.contains("| 2 | `ws://h/ws/no-drain` | done | 60.0 s | 1006 | `bye` | false | 1.50 ms | (none) | `permessage-deflate` |"),
             "{markdown}"
         );
         assert!(
-            markdown.contains("`ws://h/a\\|b` | error: connectFailed |"),
+            markdown.contains("`ws://h/a\\|b` | error: `connectFailed` |"),
             "{markdown}"
         );
         let rows = markdown
@@ -494,5 +510,44 @@ mod tests {
             2 + 2 + 4,
             "two header rows, two URLs, four runs:\n{markdown}"
         );
+    }
+
+    /// What a server or a link chooses (URL, close reason) lands inside a code span whose fence
+    /// it cannot close, so a pasted report shows it as text: no link, image, HTML or @mention.
+    #[test]
+    fn the_markdown_renders_nothing_a_server_or_a_link_chose() {
+        let mut run = done(1, "ws://h/`x`/ws", 1.0, 1000, true);
+        run.reason = Some(
+            "[click](http://evil.example) ![i](http://evil.example/i.png) @octocat <b>".to_owned(),
+        );
+        let markdown = Export::new(
+            "http://h/?url=`".to_owned(),
+            "2026-12-02T08:00:00.000Z".to_owned(),
+            BrowserInfo::from_user_agent("Firefox/153.0"),
+            vec![run],
+        )
+        .markdown();
+        assert!(
+            markdown.contains("| 1 | ``ws://h/`x`/ws`` |"),
+            "the URL's backticks need a longer fence:\n{markdown}"
+        );
+        assert!(
+            markdown.contains(
+                "| `[click](http://evil.example) ![i](http://evil.example/i.png) @octocat <b>` |"
+            ),
+            "the reason is code, not Markdown:\n{markdown}"
+        );
+        assert!(
+            markdown.contains("page `` http://h/?url=` ``"),
+            "{markdown}"
+        );
+    }
+
+    #[test]
+    fn a_code_span_fence_is_longer_than_any_backtick_run_inside() {
+        assert_eq!(code("plain"), "`plain`");
+        assert_eq!(code("a``b"), "```a``b```");
+        assert_eq!(code("`edge`"), "`` `edge` ``");
+        assert_eq!(code("a|b\nc"), "`a\\|b c`");
     }
 }

@@ -223,8 +223,9 @@ async fn the_json_has_the_documented_shape() {
 
 /// A TLS terminator in front of `backend`, with a fresh self-signed certificate for
 /// `localhost`: each accepted connection is decrypted and copied to the server, as a proxy does.
+/// The backend's address comes later: the server must know the proxy's origin first.
 async fn tls_terminator(
-    backend: std::net::SocketAddr,
+    backend: tokio::sync::oneshot::Receiver<std::net::SocketAddr>,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     use tokio_rustls::rustls::{self, ServerConfig};
@@ -242,6 +243,9 @@ async fn tls_terminator(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
+        let Ok(backend) = backend.await else {
+            return;
+        };
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
@@ -263,8 +267,12 @@ async fn tls_terminator(
 
 #[tokio::test]
 async fn wss_works_with_insecure_and_refuses_a_self_signed_certificate_without() {
-    let server = ServerProcess::start(&[]).await;
-    let (proxy, task) = tls_terminator(server.addr()).await;
+    let (backend, backend_known) = tokio::sync::oneshot::channel();
+    let (proxy, task) = tls_terminator(backend_known).await;
+    // A TLS terminator that cannot say `X-Forwarded-Proto`: the page's https origin is listed.
+    let page_origin = format!("https://localhost:{}", proxy.port());
+    let server = ServerProcess::start(&["--allowed-origin", &page_origin]).await;
+    backend.send(server.addr()).unwrap();
     let url = format!("wss://localhost:{}/ws/drain", proxy.port());
 
     let refused = wsclose_check::run(&url, &options()).await.unwrap_err();

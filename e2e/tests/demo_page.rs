@@ -532,9 +532,10 @@ async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
     client.close().await.expect("end the WebDriver session");
 }
 
-/// `?url=…&runs=2` fills the form, starts the probe on load, and the share link says the same.
+/// `?url=…&runs=2` fills the form and says so, sends nothing until Probe URL is clicked, and the
+/// share link says the same.
 #[tokio::test]
-async fn a_shared_link_starts_its_probe() {
+async fn a_shared_link_says_what_it_will_probe_and_waits_for_a_click() {
     let (server, _driver, client) = served_page().await;
     let target = server.ws_url("/ws/drain?push_ms=0");
     let query: String = url::form_urlencoded::Serializer::new(String::new())
@@ -542,6 +543,19 @@ async fn a_shared_link_starts_its_probe() {
         .append_pair("runs", "2")
         .finish();
     open_page(&client, &server.http_url(&format!("/?{query}"))).await;
+    let notice = client
+        .find(Locator::Id("shared-notice"))
+        .await
+        .expect("#shared-notice");
+    let said = notice.text().await.expect("its text");
+    assert!(
+        said.contains("2 probes") && said.contains(&target),
+        "the notice names the URL and the runs: {said:?}"
+    );
+    // A link from anyone sends nothing by itself.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(row_count(&client).await, 0, "a probe ran without a click");
+    click(&client, "run-custom").await;
     let rows = done_rows(&client, 2).await;
     assert_eq!(attr(&rows[1], "data-url").await, target);
     let input = client.find(Locator::Id("url")).await.expect("#url");

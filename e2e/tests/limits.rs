@@ -279,6 +279,8 @@ async fn lingering_sockets_count_against_the_connection_cap() {
 async fn static_files_stay_inside_the_directory() {
     let dir = tempfile::tempdir().expect("a temp dir");
     std::fs::write(dir.path().join("index.html"), "<p>demo</p>").unwrap();
+    std::fs::create_dir(dir.path().join("pkg")).unwrap();
+    std::fs::write(dir.path().join("pkg/app.js"), "// app").unwrap();
     std::fs::write(dir.path().join(".hidden"), "secret").unwrap();
     std::fs::create_dir(dir.path().join(".git")).unwrap();
     std::fs::write(dir.path().join(".git/config"), "secret").unwrap();
@@ -291,6 +293,14 @@ async fn static_files_stay_inside_the_directory() {
         async move { http_get(addr, path).await.expect("an answer").status }
     };
     assert_eq!(status("/").await, 200);
+    let script = http_get(server.addr(), "/pkg/app.js")
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (script.status, script.body.as_str()),
+        (200, "// app"),
+        "each file is served as itself"
+    );
     assert_eq!(status("/alias.html").await, 200, "a symlink inside");
     for path in ["/passwd", "/.hidden", "/.git/config", "/%2Ehidden"] {
         assert_eq!(status(path).await, 404, "{path}");

@@ -450,8 +450,9 @@ pub fn origin_allowed(
 fn inside_static_dir(
     static_dir: std::path::PathBuf,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::path::tail()
-        .and_then(move |tail: warp::path::Tail| {
+    // `peek`, not `tail`: the path is left for `warp::fs::dir` to serve.
+    warp::path::peek()
+        .and_then(move |tail: warp::path::Peek| {
             let static_dir = static_dir.clone();
             async move {
                 let hidden = tail
