@@ -132,8 +132,10 @@ pub async fn serve_app(
         );
     }
     let routes = routes::routes(app.clone());
-    // Plain HTTP connections, so shutdown can give them a moment to finish.
+    // Plain HTTP connections, so shutdown can give them a moment to finish. They are told to
+    // finish only once the sockets are done: until then `/healthz` answers `503 draining`.
     let connections = TaskTracker::new();
+    let http_shutdown = CancellationToken::new();
     let refusing = std::sync::Arc::new(tokio::sync::Semaphore::new(accept::REFUSING));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -164,7 +166,7 @@ pub async fn serve_app(
             routes.clone(),
             slot,
             app.config.header_timeout,
-            app.shutdown.clone(),
+            http_shutdown.clone(),
         ));
     }
 
@@ -185,6 +187,7 @@ pub async fn serve_app(
             "close timeout over; dropping the rest"
         );
     }
+    http_shutdown.cancel();
     connections.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
         .await
