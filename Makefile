@@ -9,7 +9,9 @@ GECKODRIVER_VERSION := 0.37.1
 # runs the one on PATH. Installed locally under target/ (npm registry only).
 BINARYEN_VERSION    := 132.0.0
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock)
-APT_PACKAGES        := chromium chromium-driver firefox-esr nginx
+# WebKit: Debian's WebKitGTK WebDriver drives MiniBrowser, which has no headless mode, so it
+# runs on a virtual X display (xvfb-run).
+APT_PACKAGES        := chromium chromium-driver firefox-esr nginx webkit2gtk-driver xvfb xauth
 # The bench's peers (make bench only): Debian's Go and gorilla/websocket (built without module
 # downloads), npm's ws, PyPI's websockets in a venv; all under target/peers.
 PEER_APT_PACKAGES   := golang-go golang-github-gorilla-websocket-dev
@@ -22,6 +24,8 @@ BINARYEN_DIR := target/binaryen
 WASM_OPT     := $(BINARYEN_DIR)/node_modules/.bin/wasm-opt
 CHROMEDRIVER := /usr/bin/chromedriver
 GECKODRIVER  := $(HOME)/.cargo/bin/geckodriver
+WEBKITDRIVER := /usr/bin/WebKitWebDriver
+XVFB_RUN     := /usr/bin/xvfb-run
 ADDR         ?= 127.0.0.1:3030
 WWW          := target/www
 SERVER_DEBUG := target/debug/wsclose-server
@@ -36,10 +40,14 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 WASM_PACK_TEST := wasm-pack --log-level warn test --headless --mode no-install
 CHROME_TEST  := $(WASM_PACK_TEST) --chrome --chromedriver $(CHROMEDRIVER)
 FIREFOX_TEST := $(WASM_PACK_TEST) --firefox --geckodriver $(GECKODRIVER)
+# wasm-bindgen-test-runner's Safari mode speaks plain W3C WebDriver, which WebKitWebDriver
+# serves; its default browser is MiniBrowser --automation. --safari selects the mode,
+# --safaridriver the binary (wasm-pack needs both).
+WEBKIT_TEST  := $(XVFB_RUN) -a $(WASM_PACK_TEST) --safari --safaridriver $(WEBKITDRIVER)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-wasm setup-browsers build build-wasm serve serve-cluster test lint unit e2e \
-        test-browser test-chrome test-firefox test-slow bench setup-peers check fmt clean
+        test-browser test-chrome test-firefox test-webkit test-slow bench setup-peers check fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -56,9 +64,10 @@ setup-wasm: ## Install the wasm32 target, wasm-pack, wasm-bindgen-cli and wasm-o
 	@$(WASM_OPT) --version 2>/dev/null | grep -qF "version $(firstword $(subst ., ,$(BINARYEN_VERSION)))" \
 	  || npm install --prefix $(BINARYEN_DIR) --no-save --no-audit --no-fund binaryen@$(BINARYEN_VERSION)
 
-setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, nginx (apt) and geckodriver if missing
+setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, WebKitGTK's driver, Xvfb, nginx (apt), geckodriver
 	@if ! command -v chromium >/dev/null || ! test -x $(CHROMEDRIVER) || ! command -v firefox-esr >/dev/null \
-	    || ! test -x $(NGINX); then \
+	    || ! test -x $(NGINX) || ! test -x $(WEBKITDRIVER) || ! test -x $(XVFB_RUN) \
+	    || ! command -v xauth >/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
@@ -83,7 +92,7 @@ serve-cluster: setup build-wasm ## nginx on ADDR in front of two servers, restar
 	cargo build --release -p wsclose-server
 	ADDR=$(ADDR) deploy/serve-cluster.sh $(SERVER_RELEASE) --static-dir $(WWW)
 
-test: setup build lint unit e2e test-browser ## Everything: clippy, unit, e2e, headless Chromium + Firefox
+test: setup build lint unit e2e test-browser ## Everything: clippy, unit, e2e, headless Chromium, Firefox, WebKit
 
 lint: ## rustfmt check, clippy -D warnings (native and wasm), the library's docs without warnings
 	cargo fmt --all -- --check
@@ -100,7 +109,7 @@ unit: ## Unit tests (server logic under paused time; the client's pure logic, na
 e2e: build ## End-to-end tests against the real server binary
 	cargo test -p wsclose-e2e
 
-test-browser: test-chrome test-firefox ## The wasm probe tests in headless Chromium and Firefox
+test-browser: test-chrome test-firefox test-webkit ## The wasm probe tests in Chromium, Firefox and WebKit
 
 test-chrome: setup build
 	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
@@ -110,11 +119,17 @@ test-firefox: setup build
 	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
 	  $(FIREFOX_TEST) client-wasm --test browser -- --nocapture
 
-test-slow: setup build ## The full-length no-drain reproduction in both browsers (~4 min)
+test-webkit: setup build
+	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	  $(WEBKIT_TEST) client-wasm --test browser -- --nocapture
+
+test-slow: setup build ## The full-length no-drain and lingering-TCP cases in all three engines (~5 min)
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
 	  $(CHROME_TEST) client-wasm --test slow -- --nocapture
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
 	  $(FIREFOX_TEST) client-wasm --test slow -- --nocapture
+	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	  $(WEBKIT_TEST) client-wasm --test slow -- --nocapture
 	cargo test -p wsclose-e2e --test check_browser -- --ignored --nocapture
 
 setup-peers: ## Install and build the bench's peers if missing (gorilla, Node ws, Python websockets)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use fantoccini::wd::TimeoutConfiguration;
 use serde_json::{json, Value};
-use wsclose_check::browser::{Browser, Driver, CHROMEDRIVER};
+use wsclose_check::browser::{Browser, Driver, CHROMEDRIVER, WEBKITDRIVER, XVFB_RUN};
 use wsclose_e2e::ServerProcess;
 
 use crate::report::{ms, Figure, Report, Verdict};
@@ -119,11 +119,16 @@ pub fn prerequisites(www: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `count` probes of `ws_url` from the demo page at `page_url`, in headless Chromium
-/// started by `wsclose_check::browser::Driver` (fantoccini).
-pub async fn run(page_url: &str, ws_url: &str, count: usize) -> anyhow::Result<BrowserRun> {
+/// Runs `count` probes of `ws_url` from the demo page at `page_url`, in `browser` started by
+/// `wsclose_check::browser::Driver` (fantoccini); in Chromium also the page/bare pairs.
+pub async fn run(
+    browser: Browser,
+    page_url: &str,
+    ws_url: &str,
+    count: usize,
+) -> anyhow::Result<BrowserRun> {
     let pairs = count.clamp(1, PAGE_PAIRS);
-    let driver = tokio::task::spawn_blocking(|| Driver::start(Browser::Chromium))
+    let driver = tokio::task::spawn_blocking(move || Driver::start(browser))
         .await?
         .map_err(|error| anyhow!(error))?;
     let client = driver.connect().await.map_err(|error| anyhow!(error))?;
@@ -138,24 +143,27 @@ pub async fn run(page_url: &str, ws_url: &str, count: usize) -> anyhow::Result<B
         let result = client
             .execute_async(SCRIPT, vec![json!(ws_url), json!(count), json!(WARMUP)])
             .await?;
-        let pairs = client
-            .execute_async(PAIRS_SCRIPT, vec![json!(ws_url), json!(pairs)])
-            .await;
+        let pairs = if browser == Browser::Chromium {
+            client
+                .execute_async(PAIRS_SCRIPT, vec![json!(ws_url), json!(pairs)])
+                .await
+                .map_err(|error| error.to_string())
+        } else {
+            Err("measured in Chromium only".to_owned())
+        };
         anyhow::Ok((agent, result, pairs))
     }
     .await;
     // Close the browser whatever happened; the driver is killed on drop either way.
     let _ = client.close().await;
-    let (agent, result, pairs) = outcome.context("run the probes in headless Chromium")?;
-    let mut run = parse(
-        result,
-        chromium_version(agent.as_str().unwrap_or_default()),
-        count,
-    )?;
-    run.pairs = match pairs {
-        Ok(value) => parse_pairs(&value),
-        Err(error) => Err(error.to_string()),
+    let (agent, result, pairs) =
+        outcome.with_context(|| format!("run the probes in {}", browser.name()))?;
+    let version = match browser {
+        Browser::Chromium => chromium_version(agent.as_str().unwrap_or_default()),
+        _ => String::new(),
     };
+    let mut run = parse(result, version, count)?;
+    run.pairs = pairs.and_then(|value| parse_pairs(&value));
     Ok(run)
 }
 
@@ -263,7 +271,12 @@ pub fn phase(
         options.browser_probes
     );
     let page = format!("http://{}/", server.addr());
-    let run = runtime.block_on(run(&page, ws_url, options.browser_probes));
+    let run = runtime.block_on(run(
+        Browser::Chromium,
+        &page,
+        ws_url,
+        options.browser_probes,
+    ));
     let run = match run {
         Ok(run) if !run.elapsed_ms.is_empty() => run,
         Ok(run) => {
@@ -305,10 +318,16 @@ pub fn phase(
         run.clean == run.attempted,
     ));
     let pairs = page_against_bare(&run, report);
+    let webkit = webkit_figure(
+        runtime.block_on(run_webkit(&page, ws_url, options.browser_probes)),
+        summary.p50_ms,
+        report,
+    );
     report.details.insert(
         "browser".into(),
         json!({
             "page_against_bare": pairs,
+            "webkit": webkit,
             "browser_version": run.version,
             "elapsed_ms": summary,
             "clean": run.clean,
@@ -370,5 +389,70 @@ fn page_against_bare(run: &BrowserRun, report: &mut Report) -> Value {
         "ratio_of_medians": ratio,
         "page_samples_ms": pairs.page_ms,
         "bare_samples_ms": pairs.bare_ms,
+    })
+}
+
+/// The same probes in WebKitGTK, when its driver and Xvfb are installed.
+async fn run_webkit(page_url: &str, ws_url: &str, count: usize) -> anyhow::Result<BrowserRun> {
+    for needed in [WEBKITDRIVER, XVFB_RUN] {
+        if !Path::new(needed).is_file() {
+            bail!("{needed} not found (run `make setup`)");
+        }
+    }
+    run(Browser::Webkit, page_url, ws_url, count).await
+}
+
+/// WebKit's close p50 next to Chromium's (`chromium_p50_ms`), as a context figure. Returns the
+/// details for `results.json`.
+fn webkit_figure(
+    run: anyhow::Result<BrowserRun>,
+    chromium_p50_ms: f64,
+    report: &mut Report,
+) -> Value {
+    let key = "browser_close_p50_webkit";
+    let run = match run {
+        Ok(run) if !run.elapsed_ms.is_empty() => run,
+        Ok(run) => {
+            let why = format!("no probe succeeded: {}", run.errors.join("; "));
+            report.figures.push(Figure::missing(
+                key,
+                "browser close p50 (WebKitGTK)",
+                Verdict::Skip,
+                why.clone(),
+                "",
+            ));
+            return json!({ "error": why });
+        }
+        Err(error) => {
+            let why = format!("{error:#}");
+            report.figures.push(Figure::missing(
+                key,
+                "browser close p50 (WebKitGTK)",
+                Verdict::Skip,
+                why.clone(),
+                "",
+            ));
+            return json!({ "error": why });
+        }
+    };
+    let samples = Samples::from_ms(run.elapsed_ms.iter().copied());
+    let summary = samples.summary();
+    report.figures.push(Figure::info(
+        key,
+        format!("browser close p50 (WebKitGTK, {} probes)", summary.count),
+        Some(summary.p50_ms),
+        "ms",
+        format!(
+            "{} ({:.2}x Chromium's; WebKit's clock has 1 ms steps)",
+            ms(summary.p50_ms),
+            summary.p50_ms / chromium_p50_ms
+        ),
+    ));
+    json!({
+        "elapsed_ms": summary,
+        "clean": run.clean,
+        "attempted": run.attempted,
+        "errors": run.errors,
+        "samples_ms": samples.sorted_ms(),
     })
 }

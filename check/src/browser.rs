@@ -1,7 +1,8 @@
-//! `--browser`: confirms the prediction in real headless Chromium and Firefox.
+//! `--browser`: confirms the prediction in real headless Chromium, Firefox and WebKit.
 //!
 //! The check serves the built demo page (`target/www`, made by `make build`) on `--page-addr`,
-//! starts the browser through its WebDriver (`/usr/bin/chromedriver`, or `geckodriver`), opens
+//! starts the browser through its WebDriver (`/usr/bin/chromedriver`, `geckodriver`, or
+//! `WebKitWebDriver` under `xvfb-run`, since WebKitGTK's MiniBrowser has no headless mode), opens
 //! the page, and runs the wasm probe's `measureClose(url)` in it: open, `close(1000)`, and the
 //! time to the `close` event. [`Driver`] is also what the e2e page tests use.
 
@@ -26,8 +27,16 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Firefox ESR, as Debian's `firefox-esr` installs it.
 pub const FIREFOX: &str = "/usr/bin/firefox-esr";
+/// WebKitGTK's WebDriver, as Debian's `webkit2gtk-driver` installs it.
+pub const WEBKITDRIVER: &str = "/usr/bin/WebKitWebDriver";
+/// The browser `WebKitWebDriver` drives: WebKitGTK's MiniBrowser, with `--automation`.
+pub const MINIBROWSER: &str = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser";
+/// Runs a program on a fresh virtual X display (Debian's `xvfb`), for MiniBrowser.
+pub const XVFB_RUN: &str = "/usr/bin/xvfb-run";
 /// How long a WebDriver server may take to listen, and the page to load.
 pub const STARTUP: Duration = Duration::from_secs(20);
+/// How long a driver's process group gets to exit on SIGTERM before it is killed.
+pub const DRIVER_EXIT: Duration = Duration::from_secs(2);
 /// The longest a probe may wait for `close`: past Chromium's 60 s closing-handshake timeout.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -38,14 +47,17 @@ pub enum Browser {
     Chromium,
     /// Headless Firefox ESR through geckodriver.
     Firefox,
+    /// WebKitGTK's MiniBrowser through WebKitWebDriver, on a virtual display (Xvfb).
+    Webkit,
 }
 
 impl Browser {
-    /// `chromium` or `firefox`, as in the JSON.
+    /// `chromium`, `firefox` or `webkit`, as in the JSON.
     pub fn name(self) -> &'static str {
         match self {
             Browser::Chromium => "chromium",
             Browser::Firefox => "firefox",
+            Browser::Webkit => "webkit",
         }
     }
 }
@@ -57,8 +69,12 @@ pub enum BrowserChoice {
     Chromium,
     /// Firefox only.
     Firefox,
+    /// WebKit only.
+    Webkit,
     /// Chromium, then Firefox.
     Both,
+    /// Chromium, Firefox, then WebKit.
+    All,
 }
 
 impl BrowserChoice {
@@ -67,7 +83,9 @@ impl BrowserChoice {
         match self {
             BrowserChoice::Chromium => vec![Browser::Chromium],
             BrowserChoice::Firefox => vec![Browser::Firefox],
+            BrowserChoice::Webkit => vec![Browser::Webkit],
             BrowserChoice::Both => vec![Browser::Chromium, Browser::Firefox],
+            BrowserChoice::All => vec![Browser::Chromium, Browser::Firefox, Browser::Webkit],
         }
     }
 }
@@ -93,9 +111,10 @@ pub fn geckodriver() -> PathBuf {
     installed.unwrap_or_else(|| PathBuf::from("geckodriver"))
 }
 
-/// A WebDriver server (ChromeDriver or geckodriver) in its own process group, with a fresh
-/// profile directory. Dropping it kills the group (the driver and its browser) and removes the
-/// profile, so no browser outlives it.
+/// A WebDriver server (ChromeDriver, geckodriver, or WebKitWebDriver under `xvfb-run`) in its
+/// own process group, with a fresh profile directory. Dropping it ends the group (the driver,
+/// its browser, and for WebKit the X server) and removes the profile, so no browser outlives
+/// it.
 pub struct Driver {
     browser: Browser,
     child: Child,
@@ -109,9 +128,16 @@ impl Driver {
         let (program, binary) = match browser {
             Browser::Chromium => (PathBuf::from(CHROMEDRIVER), CHROMIUM),
             Browser::Firefox => (geckodriver(), FIREFOX),
+            // MiniBrowser needs an X display: xvfb-run starts one and runs the driver on it.
+            Browser::Webkit => (PathBuf::from(XVFB_RUN), MINIBROWSER),
         };
-        if !Path::new(binary).is_file() {
-            return Err(format!("{binary} is missing: run `make setup`"));
+        for needed in [binary]
+            .into_iter()
+            .chain((browser == Browser::Webkit).then_some(WEBKITDRIVER))
+        {
+            if !Path::new(needed).is_file() {
+                return Err(format!("{needed} is missing: run `make setup`"));
+            }
         }
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -123,7 +149,11 @@ impl Driver {
             std::process::id()
         ));
         std::fs::create_dir_all(&profile).map_err(|error| error.to_string())?;
-        let child = Command::new(&program)
+        let mut command = Command::new(&program);
+        if browser == Browser::Webkit {
+            command.args(["-a", WEBKITDRIVER]);
+        }
+        let child = command
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -188,6 +218,13 @@ impl Driver {
                     "args": ["-headless", "-profile", self.profile.display().to_string()],
                 },
             }),
+            // Without `--automation` MiniBrowser never answers the session request.
+            Browser::Webkit => json!({
+                "webkitgtk:browserOptions": {
+                    "binary": MINIBROWSER,
+                    "args": ["--automation"],
+                },
+            }),
         };
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("a JSON object literal")
@@ -203,12 +240,17 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // The group holds the driver and the browser it launched, nothing else.
+        // The group holds the driver and the browser it launched (and xvfb-run with its X
+        // server), nothing else. SIGTERM first, so xvfb-run removes its temporary files; then
+        // SIGKILL for whatever is left.
         if let Ok(group) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(group),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let group = nix::unistd::Pid::from_raw(group);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + DRIVER_EXIT;
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);

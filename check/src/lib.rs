@@ -372,10 +372,9 @@ async fn in_browsers(
     let page_url = format!("http://{page_addr}/");
     let mut measured = BTreeMap::new();
     for name in choice.browsers() {
-        let expected = match name {
-            browser::Browser::Chromium => predicted.chromium,
-            browser::Browser::Firefox => predicted.firefox,
-        };
+        let expected = predicted
+            .of(name.name())
+            .expect("every browser is predicted");
         let label = format!(
             "{} (predicted {})",
             name.name(),

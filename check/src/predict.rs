@@ -1,14 +1,18 @@
 //! From what the close handshake did to what each browser shows after `ws.close()`.
 //!
-//! The rules are the table measured in headless Chromium 156 and Firefox ESR 153 against real
-//! servers:
+//! The rules are the table measured in headless Chromium, Firefox ESR and WebKitGTK (under
+//! Xvfb) against real servers (the README says with which commands):
 //!
-//! | the server                               | Chromium                      | Firefox                 |
-//! |------------------------------------------|-------------------------------|-------------------------|
-//! | answers Close, closes TCP at once        | about the round trip, code, clean | the same            |
-//! | never answers                            | 60 s, 1006, not clean         | 20 s, 1006, not clean   |
-//! | answers Close, keeps TCP open            | up to 2 s more, code, clean   | the round trip, clean   |
-//! | closes TCP without answering             | about the round trip, 1006, not clean | the same        |
+//! | the server                        | Chromium                     | Firefox                | WebKitGTK                        |
+//! |-----------------------------------|------------------------------|------------------------|----------------------------------|
+//! | answers Close, closes TCP at once | about the round trip, clean  | the same               | the same                         |
+//! | never answers                     | 60 s, 1006, not clean        | 20 s, 1006, not clean  | 5 s, 1006, not clean             |
+//! | answers Close, keeps TCP open     | up to 2 s more, code, clean  | the round trip, clean  | until TCP closes, at most 5 s after `close()`, clean |
+//! | closes TCP without answering      | about the round trip, 1006   | the same               | the same                         |
+//!
+//! WebKitGTK is WebKit's engine and WebSocket code on Linux (its network layer is libsoup);
+//! Safari on macOS and iOS runs the same WebSocket code over Apple's own network stack, whose
+//! timeouts are not measured here.
 
 use serde::Serialize;
 
@@ -16,6 +20,9 @@ use serde::Serialize;
 pub const CHROMIUM_CLOSE_TIMEOUT_MS: f64 = 60_000.0;
 /// Firefox's closing-handshake timeout.
 pub const FIREFOX_CLOSE_TIMEOUT_MS: f64 = 20_000.0;
+/// WebKitGTK's closing-handshake timeout, counted from `close()`: with no Close answer, or
+/// with the answer but TCP still open, `close` fires after this.
+pub const WEBKIT_CLOSE_TIMEOUT_MS: f64 = 5_000.0;
 /// After the close handshake, how long Chromium waits for the server to close TCP.
 pub const CHROMIUM_TCP_CLOSE_WAIT_MS: f64 = 2_000.0;
 /// The code a browser reports when the connection ended without a close handshake.
@@ -64,20 +71,35 @@ pub struct BrowserOutcome {
     pub was_clean: bool,
 }
 
-/// The prediction for both browsers.
+/// The prediction for the three engines.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Predicted {
     /// Headless Chromium (156 measured).
     pub chromium: BrowserOutcome,
     /// Firefox (ESR 153 measured).
     pub firefox: BrowserOutcome,
+    /// WebKitGTK (2.50 measured; see the module doc for Safari).
+    pub webkit: BrowserOutcome,
 }
 
-/// What Chromium and Firefox will show after `close(1000)` on a server that behaves so.
+impl Predicted {
+    /// The outcome predicted for the engine called `name` (`chromium`, `firefox`, `webkit`).
+    pub fn of(&self, name: &str) -> Option<BrowserOutcome> {
+        match name {
+            "chromium" => Some(self.chromium),
+            "firefox" => Some(self.firefox),
+            "webkit" => Some(self.webkit),
+            _ => None,
+        }
+    }
+}
+
+/// What Chromium, Firefox and WebKit will show after `close(1000)` on a server that behaves so.
 pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
-    let both = |outcome| Predicted {
+    let all = |outcome| Predicted {
         chromium: outcome,
         firefox: outcome,
+        webkit: outcome,
     };
     match *behaviour {
         CloseBehaviour::Answered {
@@ -102,9 +124,17 @@ pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
                     code,
                     was_clean: true,
                 },
+                // WebKit waits for TCP, however long, until its close timeout from `close()`.
+                webkit: BrowserOutcome {
+                    close_after_ms: tcp_end_ms
+                        .map_or(WEBKIT_CLOSE_TIMEOUT_MS, |ms| close_ms + ms)
+                        .min(WEBKIT_CLOSE_TIMEOUT_MS),
+                    code,
+                    was_clean: true,
+                },
             }
         }
-        CloseBehaviour::Dropped { after_ms } => both(BrowserOutcome {
+        CloseBehaviour::Dropped { after_ms } => all(BrowserOutcome {
             close_after_ms: after_ms,
             code: ABNORMAL_CLOSURE,
             was_clean: false,
@@ -120,8 +150,13 @@ pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
                 code: ABNORMAL_CLOSURE,
                 was_clean: false,
             },
+            webkit: BrowserOutcome {
+                close_after_ms: WEBKIT_CLOSE_TIMEOUT_MS,
+                code: ABNORMAL_CLOSURE,
+                was_clean: false,
+            },
         },
-        CloseBehaviour::Refused { .. } => both(BrowserOutcome {
+        CloseBehaviour::Refused { .. } => all(BrowserOutcome {
             close_after_ms: 0.0,
             code: ABNORMAL_CLOSURE,
             was_clean: false,
@@ -153,6 +188,7 @@ mod tests {
         let no_read = predict(&CloseBehaviour::Unanswered { waited_ms: 3000.0 });
         assert_eq!(no_read.chromium.close_after_ms, 60_000.0);
         assert_eq!(no_read.firefox.close_after_ms, 20_000.0);
+        assert_eq!(no_read.webkit.close_after_ms, 5_000.0);
         assert_eq!(
             (no_read.chromium.code, no_read.chromium.was_clean),
             (1006, false)
@@ -166,6 +202,14 @@ mod tests {
         assert_eq!(lingering.chromium.close_after_ms, 2000.4);
         assert!(lingering.chromium.was_clean);
         assert_eq!(lingering.firefox.close_after_ms, 0.4);
+        assert_eq!(lingering.webkit.close_after_ms, 5_000.0);
+        assert!(lingering.webkit.was_clean);
+        let one_second = predict(&CloseBehaviour::Answered {
+            close_ms: 0.4,
+            code: Some(1000),
+            tcp_end_ms: Some(1_000.0),
+        });
+        assert_eq!(one_second.webkit.close_after_ms, 1_000.4);
 
         let dropped = predict(&CloseBehaviour::Dropped { after_ms: 0.5 });
         assert_eq!(

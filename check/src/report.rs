@@ -55,6 +55,7 @@ pub fn table(report: &Report) -> String {
     for (name, outcome) in [
         ("Chromium", report.predicted.chromium),
         ("Firefox", report.predicted.firefox),
+        ("WebKit", report.predicted.webkit),
     ] {
         predicted.add_row(outcome_row(name, outcome));
     }
@@ -72,11 +73,10 @@ pub fn table(report: &Report) -> String {
             "as predicted",
         ]);
         for (name, result) in measured {
-            let predicted = if *name == "firefox" {
-                report.predicted.firefox
-            } else {
-                report.predicted.chromium
-            };
+            let predicted = report
+                .predicted
+                .of(name)
+                .expect("measured engines are predicted");
             match result {
                 Measured::Outcome(outcome) => {
                     let mut row = outcome_row(name, *outcome).to_vec();

@@ -16,7 +16,7 @@ const LEFT: f64 = 190.0;
 /// Room on the right so the last tick label fits.
 const RIGHT: f64 = 24.0;
 /// Room above the bars for the timeout markers' labels.
-const TOP: f64 = 34.0;
+const TOP: f64 = 48.0;
 /// Room below the bars for the axis labels.
 const BOTTOM: f64 = 28.0;
 /// Height of one bar row, and of the bar inside it.
@@ -84,9 +84,10 @@ fn tick_label(decade: i32) -> String {
 
 /// The browsers' closing-handshake timeouts, drawn as dashed markers: where the no-drain
 /// bars end. The one of the browser the page runs in is marked "(this browser)".
-const TIMEOUT_MARKERS: [(f64, &str, f64); 2] = [
-    (20_000.0, "Firefox timeout 20 s", 12.0),
-    (60_000.0, "Chromium timeout 60 s", 26.0),
+const TIMEOUT_MARKERS: [(f64, &str, f64); 3] = [
+    (5_000.0, "WebKit timeout 5 s", 12.0),
+    (20_000.0, "Firefox timeout 20 s", 26.0),
+    (60_000.0, "Chromium timeout 60 s", 40.0),
 ];
 
 /// The chart in `#chart`, updated in place.

@@ -32,7 +32,7 @@ use web_sys::{
 use crate::chart::{self, Bar, BarKind, Chart};
 use crate::explain::{self, format_ms};
 use crate::probe::{CloseReport, Handshake, Probe, ProbeError, NORMAL_CLOSURE};
-use crate::results::{self, runs_of, BrowserInfo, Export, ExportedRun, MAX_RUNS};
+use crate::results::{self, runs_of, BrowserInfo, Engine, Export, ExportedRun, MAX_RUNS};
 use crate::socket::now_ms;
 use crate::subscription::{Backoff, Status, Subscription};
 
@@ -1063,6 +1063,13 @@ fn show_browser(element: &Element, browser: &BrowserInfo) -> Result<(), JsValue>
         &timeout.map_or(String::new(), |ms| ms.to_string()),
     )?;
     let text = match timeout {
+        Some(ms) if browser.engine == Engine::WebKit => format!(
+            "{}: WebKit gives up on an unanswered Close after {} (measured in WebKitGTK; \
+             Safari on macOS and iOS uses Apple's network stack, whose timeout is not measured \
+             here).",
+            browser.label(),
+            format_ms(ms)
+        ),
         Some(ms) => format!(
             "{}: gives up on an unanswered Close after {} (marked on the chart).",
             browser.label(),

@@ -74,7 +74,8 @@ pub enum Engine {
     Chromium,
     /// Firefox: gives up after 20 s (`network.websocket.timeout.close`).
     Gecko,
-    /// Safari: not measured here.
+    /// Safari, Epiphany, MiniBrowser: gives up after 5 s, measured in WebKitGTK. Safari on
+    /// macOS and iOS runs the same WebSocket code over Apple's network stack, not measured here.
     WebKit,
     /// Anything else.
     Unknown,
@@ -86,7 +87,8 @@ impl Engine {
         match self {
             Engine::Chromium => Some(60_000.0),
             Engine::Gecko => Some(20_000.0),
-            Engine::WebKit | Engine::Unknown => None,
+            Engine::WebKit => Some(5_000.0),
+            Engine::Unknown => None,
         }
     }
 }
@@ -404,7 +406,7 @@ mod tests {
              Gecko) Version/18.0 Safari/605.1.15",
         );
         assert_eq!(safari.label(), "Safari 18.0");
-        assert_eq!(safari.engine.close_timeout_ms(), None);
+        assert_eq!(safari.engine.close_timeout_ms(), Some(5_000.0));
         assert_eq!(BrowserInfo::from_user_agent("curl").engine, Engine::Unknown);
     }
 

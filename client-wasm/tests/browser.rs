@@ -60,6 +60,24 @@ async fn drain_closes_cleanly_within_a_second() {
     assert_prompt_and_clean("drain", &report, 1000, "");
 }
 
+/// The first trap: the server drops the socket on the peer's Close with the reply unsent. Every
+/// engine sees TCP end without a Close frame at once: 1006, not clean, in well under a second.
+#[wasm_bindgen_test]
+async fn break_on_close_is_1006_at_once() {
+    let options = CloseOptions::default().give_up_after_ms(GIVE_UP_MS);
+    let report = measure("break-on-close", &url("/ws/break-on-close"), options).await;
+    assert_eq!(
+        (report.code, report.was_clean),
+        (wsclose_client::ABNORMAL_CLOSURE, false),
+        "{report:?}"
+    );
+    assert!(
+        report.elapsed_ms < PROMPT_MS,
+        "break-on-close took {}",
+        format_ms(report.elapsed_ms)
+    );
+}
+
 #[wasm_bindgen_test]
 async fn drain_echoes_a_custom_code_and_reason() {
     let options = CloseOptions::default()

@@ -1,9 +1,11 @@
 //! The full-length reproduction: `ws.close()` against a server that never reads.
 //!
 //! Nobody answers the Close frame, so the browser waits for its closing-handshake timeout and
-//! then fires `close` with code 1006 and `wasClean == false`: after about 60 s in Chromium and
-//! about 20 s in Firefox (`network.websocket.timeout.close`). Run only by `make test-slow`,
-//! with `--test slow` and `WASM_BINDGEN_TEST_TIMEOUT=120`.
+//! then fires `close` with code 1006 and `wasClean == false`: after about 60 s in Chromium,
+//! about 20 s in Firefox (`network.websocket.timeout.close`) and about 5 s in WebKitGTK. And
+//! the lingering-TCP trap: the Close is answered but TCP stays open 5 s; Chromium waits up to
+//! 2 s for it, Firefox not at all, WebKit until its 5 s timeout. Run only by `make test-slow`,
+//! with `--test slow` and `WASM_BINDGEN_TEST_TIMEOUT=150`.
 #![cfg(target_arch = "wasm32")]
 
 mod common;
@@ -22,8 +24,43 @@ fn expected_window(browser: &str) -> Range<f64> {
     match browser {
         "chromium" => 55_000.0..70_000.0,
         "firefox" => 15_000.0..30_000.0,
+        "webkit" => 4_500.0..8_000.0,
         other => panic!("no expected window for {other}"),
     }
+}
+
+/// Where each browser's `close` lands when the Close is answered and TCP stays open 5 s.
+fn lingering_window(browser: &str) -> Range<f64> {
+    match browser {
+        "chromium" => 1_500.0..4_000.0,
+        "firefox" => 0.0..1_000.0,
+        "webkit" => 4_500.0..8_000.0,
+        other => panic!("no expected window for {other}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn lingering_tcp_close_waits_as_long_as_the_browser_waits_for_tcp() {
+    let browser = browser();
+    let window = lingering_window(browser);
+    let options = CloseOptions::default().give_up_after_ms(30_000);
+    let report = measure_close(&url("/ws/lingering-tcp"), options)
+        .await
+        .unwrap_or_else(|error| panic!("lingering-tcp: {error}"));
+    console_log!(
+        "[{browser}] lingering-tcp: {} (expected {}–{})",
+        summary(&report),
+        format_ms(window.start),
+        format_ms(window.end)
+    );
+    assert_eq!((report.code, report.was_clean), (1000, true), "{report:?}");
+    assert!(
+        window.contains(&report.elapsed_ms),
+        "[{browser}] close took {}, expected {}–{}",
+        format_ms(report.elapsed_ms),
+        format_ms(window.start),
+        format_ms(window.end)
+    );
 }
 
 #[wasm_bindgen_test]

@@ -71,7 +71,8 @@ async fn the_fix_passes_everything_and_browsers_close_at_once() {
             "{path}: {report:#?}"
         );
         assert!(!report.failed());
-        for browser in [report.predicted.chromium, report.predicted.firefox] {
+        let predicted = report.predicted;
+        for browser in [predicted.chromium, predicted.firefox, predicted.webkit] {
             assert_eq!((browser.code, browser.was_clean), (1000, true), "{path}");
             assert!(browser.close_after_ms < 100.0, "{path}: {browser:?}");
         }
@@ -101,6 +102,11 @@ async fn no_drain_is_unanswered_and_browsers_wait_their_timeouts() {
         (firefox.close_after_ms, firefox.code, firefox.was_clean),
         (20_000.0, 1006, false)
     );
+    let webkit = report.predicted.webkit;
+    assert_eq!(
+        (webkit.close_after_ms, webkit.code, webkit.was_clean),
+        (5_000.0, 1006, false)
+    );
 }
 
 #[tokio::test]
@@ -112,14 +118,15 @@ async fn break_on_close_drops_the_reply_and_browsers_see_1006_at_once() {
     assert!(fix.contains("do not break"), "{fix}");
     // It does read: pings are answered.
     assert_eq!(verdict(&report, "ping-answered"), Verdict::Pass);
-    for browser in [report.predicted.chromium, report.predicted.firefox] {
+    let predicted = report.predicted;
+    for browser in [predicted.chromium, predicted.firefox, predicted.webkit] {
         assert_eq!((browser.code, browser.was_clean), (1006, false));
         assert!(browser.close_after_ms < 100.0, "{browser:?}");
     }
 }
 
 #[tokio::test]
-async fn lingering_tcp_is_clean_but_chromium_waits_2_s() {
+async fn lingering_tcp_is_clean_but_chromium_waits_2_s_and_webkit_5_s() {
     let server = ServerProcess::start(&[]).await;
     let report = check(&server, "/ws/lingering-tcp", &options()).await;
     assert_eq!(verdict(&report, "close-answered"), Verdict::Pass);
@@ -133,6 +140,12 @@ async fn lingering_tcp_is_clean_but_chromium_waits_2_s() {
     );
     assert_eq!((firefox.code, firefox.was_clean), (1000, true));
     assert!(firefox.close_after_ms < 100.0, "{firefox:?}");
+    // WebKit waits for TCP until its close timeout; the trap holds TCP 5 s.
+    let webkit = report.predicted.webkit;
+    assert_eq!(
+        (webkit.close_after_ms, webkit.code, webkit.was_clean),
+        (5_000.0, 1000, true)
+    );
 }
 
 #[tokio::test]

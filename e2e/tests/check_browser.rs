@@ -1,6 +1,7 @@
-//! `wsclose-check --browser`: the prediction confirmed in real headless Chromium and Firefox,
-//! against the fix and both traps (`make test`), and against `/ws/no-drain` (`make test-slow`:
-//! Chromium waits 60 s, Firefox 20 s).
+//! `wsclose-check --browser`: the prediction confirmed in real headless Chromium, Firefox and
+//! WebKit (WebKitGTK under Xvfb), against the fix and both traps (`make test`), against
+//! `/ws/no-drain` in WebKit (5 s, `make test`) and in all three (`make test-slow`: Chromium
+//! waits 60 s, Firefox 20 s).
 //!
 //! The check serves the probe page itself on `--page-addr`; the server is told to accept that
 //! origin, as a user's server would have to.
@@ -10,7 +11,7 @@ use wsclose_check::{report, Options, Report};
 use wsclose_e2e::ServerProcess;
 
 /// A free port for the check's probe page, and the server that accepts its origin.
-async fn server_and_options() -> (ServerProcess, Options) {
+async fn server_and_options(browsers: BrowserChoice) -> (ServerProcess, Options) {
     let page_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
@@ -19,20 +20,21 @@ async fn server_and_options() -> (ServerProcess, Options) {
     let server = ServerProcess::start(&["--allowed-origin", &origin]).await;
     let options = Options {
         origin: Some(origin),
-        browser: Some(BrowserChoice::Both),
+        browser: Some(browsers),
         page_addr: ([127, 0, 0, 1], page_port).into(),
         ..Options::default()
     };
     (server, options)
 }
 
-/// Each browser measured what was predicted for it.
-fn assert_confirmed(report: &Report) {
+/// Each browser of `options` measured what was predicted for it.
+fn assert_confirmed(report: &Report, options: &Options) {
     let measured = report.browser.as_ref().expect("--browser ran");
-    for (name, predicted) in [
-        ("chromium", report.predicted.chromium),
-        ("firefox", report.predicted.firefox),
-    ] {
+    let chosen = options.browser.expect("--browser").browsers();
+    assert_eq!(measured.len(), chosen.len(), "{measured:?}");
+    for browser in chosen {
+        let name = browser.name();
+        let predicted = report.predicted.of(name).expect("predicted");
         match &measured[name] {
             Measured::Outcome(outcome) => assert!(
                 report::agrees(predicted, *outcome),
@@ -46,23 +48,33 @@ fn assert_confirmed(report: &Report) {
 
 #[tokio::test]
 async fn the_browsers_confirm_the_prediction_for_the_fix_and_both_traps() {
-    let (server, options) = server_and_options().await;
+    let (server, options) = server_and_options(BrowserChoice::All).await;
     for path in ["/ws/drain", "/ws/break-on-close", "/ws/lingering-tcp"] {
         let report = wsclose_check::run(&server.ws_url(path), &options)
             .await
             .unwrap_or_else(|error| panic!("{path}: {error}"));
         println!("{}", report::table(&report));
-        assert_confirmed(&report);
+        assert_confirmed(&report, &options);
     }
 }
 
 #[tokio::test]
-#[ignore = "waits 80 s; run by make test-slow"]
-async fn the_browsers_confirm_60_s_and_20_s_for_no_drain() {
-    let (server, options) = server_and_options().await;
+async fn webkit_confirms_5_s_for_no_drain() {
+    let (server, options) = server_and_options(BrowserChoice::Webkit).await;
     let report = wsclose_check::run(&server.ws_url("/ws/no-drain"), &options)
         .await
         .expect("check runs");
     println!("{}", report::table(&report));
-    assert_confirmed(&report);
+    assert_confirmed(&report, &options);
+}
+
+#[tokio::test]
+#[ignore = "waits 85 s; run by make test-slow"]
+async fn the_browsers_confirm_60_s_20_s_and_5_s_for_no_drain() {
+    let (server, options) = server_and_options(BrowserChoice::All).await;
+    let report = wsclose_check::run(&server.ws_url("/ws/no-drain"), &options)
+        .await
+        .expect("check runs");
+    println!("{}", report::table(&report));
+    assert_confirmed(&report, &options);
 }

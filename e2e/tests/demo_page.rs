@@ -713,16 +713,29 @@ async fn row_count(client: &Client) -> usize {
 /// export naming Gecko, and Cancel.
 #[tokio::test]
 async fn the_tool_works_in_firefox() {
+    the_tool_works_in(Browser::Firefox, "Firefox", "20000", "gecko").await;
+}
+
+/// The same tool in WebKit (WebKitGTK's MiniBrowser, whose user agent reads like Safari's):
+/// its own timeout (5 s) on the chart, runs with a summary, the export naming WebKit, Cancel.
+#[tokio::test]
+async fn the_tool_works_in_webkit() {
+    the_tool_works_in(Browser::Webkit, "Safari", "5000", "webkit").await;
+}
+
+/// The tool features in `browser`, whose user agent names it `name`, whose closing-handshake
+/// timeout is `timeout_ms` and whose engine the export calls `engine`.
+async fn the_tool_works_in(browser: Browser, name: &str, timeout_ms: &str, engine: &str) {
     const RUNS: usize = 3;
-    let (server, _driver, client) = served_page_in(Browser::Firefox).await;
-    let browser = client.find(Locator::Id("browser")).await.expect("#browser");
-    assert_eq!(attr(&browser, "data-name").await, "Firefox");
-    assert_eq!(attr(&browser, "data-timeout-ms").await, "20000");
+    let (server, _driver, client) = served_page_in(browser).await;
+    let shown = client.find(Locator::Id("browser")).await.expect("#browser");
+    assert_eq!(attr(&shown, "data-name").await, name);
+    assert_eq!(attr(&shown, "data-timeout-ms").await, timeout_ms);
     let marker = client
         .find(Locator::Css("#chart line.marker.current"))
         .await
         .expect("the current browser's timeout marker");
-    assert_eq!(attr(&marker, "data-timeout-ms").await, "20000");
+    assert_eq!(attr(&marker, "data-timeout-ms").await, timeout_ms);
 
     set_runs(&client, RUNS).await;
     click(&client, "run-drain").await;
@@ -740,7 +753,7 @@ async fn the_tool_works_in_firefox() {
     click(&client, "export-json").await;
     let export: serde_json::Value =
         serde_json::from_str(&export_text(&client).await).expect("valid JSON");
-    assert_eq!(export["browser"]["engine"], "gecko");
+    assert_eq!(export["browser"]["engine"], engine);
     assert_eq!(export["summary"][0]["count"], RUNS);
 
     set_runs(&client, 1).await;

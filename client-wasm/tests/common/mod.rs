@@ -24,7 +24,8 @@ pub fn url(path: &str) -> String {
     format!("{}{path}", server())
 }
 
-/// The browser under test: `"firefox"` or `"chromium"`, from `navigator.userAgent`.
+/// The browser under test: `"firefox"`, `"chromium"` or `"webkit"` (WebKitGTK's MiniBrowser,
+/// whose user agent reads like Safari's), from `navigator.userAgent`.
 pub fn browser() -> &'static str {
     let agent = web_sys::window()
         .and_then(|window| window.navigator().user_agent().ok())
@@ -33,6 +34,8 @@ pub fn browser() -> &'static str {
         "firefox"
     } else if agent.contains("Chrome/") {
         "chromium"
+    } else if agent.contains("AppleWebKit/") {
+        "webkit"
     } else {
         panic!("unknown browser: {agent}")
     }
