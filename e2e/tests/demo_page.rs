@@ -3,7 +3,7 @@
 //!
 //! The test serves the built page (`target/www`, made by `make build`) from `wsclose-server`,
 //! drives it over WebDriver with `/usr/bin/chromedriver`, and checks the element contract of
-//! DESIGN.md the way a person sees it: a drain probe ends in about a millisecond with code
+//! the page (`client-wasm/README.md`) the way a person sees it: a drain probe ends in about a millisecond with code
 //! 1000 and `wasClean: true`; a no-drain probe is still waiting, its timer running, 3 s later.
 //! It saves a screenshot to `target/screenshots/demo.png`.
 

@@ -1,4 +1,4 @@
-//! The edges of the HTTP handshake (issue 11), as raw requests against the real binary: each
+//! The edges of the HTTP handshake, as raw requests against the real binary: each
 //! refusal has the right status and one readable line, and the server keeps serving.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Hostile peers (issue 11), against the real binary: abandoned connections must give their
+//! Hostile peers, against the real binary: abandoned connections must give their
 //! slots back (no 503 forever), a flooding peer must not starve shutdown or the ticks, and a
 //! peer must not be able to grow the metrics with close codes of its choice.
 //!

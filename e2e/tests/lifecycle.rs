@@ -1,4 +1,4 @@
-//! The connection lifecycle of issue 2, against the real binary: the close handshake on the
+//! The connection lifecycle, against the real binary: the close handshake on the
 //! draining endpoints, the bug reproduced on `/ws/no-drain`, tick order, echo integrity and
 //! `/healthz`.
 //!

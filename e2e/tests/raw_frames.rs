@@ -1,4 +1,4 @@
-//! The raw-frame suite of issue 3: frames written by hand over a `TcpStream`, each breaking one
+//! The raw-frame suite: frames written by hand over a `TcpStream`, each breaking one
 //! rule of RFC 6455 (or one admission rule of the server). Every case asserts the exact Close code
 //! or HTTP status, that the server then ends the TCP connection, and that it still serves a fresh
 //! connection afterwards.

@@ -1,4 +1,4 @@
-//! What a rolling restart needs from one instance (issue 8), against the real binary: signal
+//! What a rolling restart needs from one instance, against the real binary: signal
 //! handlers in place before the listening line, the listener closed before anything else,
 //! `/healthz` saying `draining`, `--shutdown-code 1012`, `?after=N` and the `instance` field,
 //! and the header-read timeout that drops an unfinished request.

@@ -1,4 +1,4 @@
-//! The two Rust traps, reproduced on purpose next to the fix (issue 10), against the real
+//! The two Rust traps, reproduced on purpose next to the fix, against the real
 //! binary, as a native client sees them. What browsers show for each is in the README.
 //!
 //! Run with `cargo test -p wsclose-e2e --test traps -- --nocapture` to see the figures.
