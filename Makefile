@@ -106,7 +106,7 @@ unit: ## Unit tests (server logic under paused time; the client's pure logic, na
 	cargo test -p wsclose-bench
 	cargo test -p wsclose-client --lib
 
-e2e: build ## End-to-end tests against the real server binary
+e2e: build setup-peers ## End-to-end tests against the real server binary (and check against the peers)
 	cargo test -p wsclose-e2e
 
 test-browser: test-chrome test-firefox test-webkit ## The wasm probe tests in Chromium, Firefox and WebKit

@@ -19,6 +19,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use serde_json::json;
+use wsclose_e2e::peers::{self, Peer};
 use wsclose_e2e::ServerProcess;
 
 use crate::report::Report;
@@ -73,13 +74,11 @@ pub struct PeerResult {
 
 /// The servers that are installed: wsclose first, then the peers. Returns the missing ones
 /// with the reason.
-pub fn available(wsclose: &Path, target: &Path) -> (Vec<PeerSpec>, Vec<String>) {
-    let peers = target.join("peers");
+pub fn available(wsclose: &Path) -> (Vec<PeerSpec>, Vec<String>) {
     let bench_dir = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let sources = wsclose_e2e::server::workspace_root().join("bench/peers");
     let text = |path: PathBuf| path.display().to_string();
     let mut found = vec![PeerSpec {
         name: "wsclose",
@@ -93,47 +92,32 @@ pub fn available(wsclose: &Path, target: &Path) -> (Vec<PeerSpec>, Vec<String>) 
         path: "/ws/echo",
     }];
     let mut missing = Vec::new();
+    let bare = bench_dir.join("bare-peer");
     let candidates = [
-        (
-            "tokio-tungstenite (bare)",
-            bench_dir.join("bare-peer"),
-            vec![text(bench_dir.join("bare-peer"))],
-            vec![],
-        ),
-        (
-            "gorilla/websocket",
-            peers.join("gorilla"),
-            vec![text(peers.join("gorilla"))],
-            vec![],
-        ),
-        (
-            "Node ws",
-            peers.join("node/node_modules/ws/package.json"),
-            vec!["node".into(), text(sources.join("node.js"))],
-            vec![("NODE_PATH".into(), text(peers.join("node/node_modules")))],
-        ),
-        (
-            "Python websockets",
-            peers.join("venv/bin/python"),
-            vec![
-                text(peers.join("venv/bin/python")),
-                text(sources.join("python.py")),
-            ],
-            vec![],
-        ),
+        Peer {
+            name: "tokio-tungstenite (bare)",
+            needs: bare.clone(),
+            command: vec![text(bare)],
+            env: Vec::new(),
+            path: "/ws",
+        },
+        peers::gorilla(),
+        peers::node_ws(),
+        peers::python_websockets(),
     ];
-    for (name, needed, command, env) in candidates {
-        if needed.is_file() {
+    for peer in candidates {
+        if peer.installed() {
             found.push(PeerSpec {
-                name,
-                command,
-                env,
-                path: "/ws",
+                name: peer.name,
+                command: peer.command,
+                env: peer.env,
+                path: peer.path,
             });
         } else {
             missing.push(format!(
-                "{name}: {} missing (make bench installs it)",
-                needed.display()
+                "{}: {} missing (make bench installs it)",
+                peer.name,
+                peer.needs.display()
             ));
         }
     }
@@ -319,7 +303,7 @@ pub fn phase(options: &Options, report: &mut Report) -> Vec<PeerResult> {
     if !options.peers {
         return Vec::new();
     }
-    let (specs, missing) = available(&options.server, &crate::target_dir());
+    let (specs, missing) = available(&options.server);
     for why in &missing {
         eprintln!("bench: [peers] skipped {why}");
     }

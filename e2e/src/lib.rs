@@ -16,7 +16,10 @@
 //!   for the echo, parse ticks, check that a server is still healthy.
 //! - [`cluster`]: nginx in front of two servers through `deploy/serve-cluster.sh`, killed as a
 //!   process group on drop.
-//! - [`http`]: a tiny HTTP/1.1 GET over `TcpStream` and a Prometheus text parser for `/metrics`.
+//! - [`http`]: `GET` through hyper's HTTP/1.1 client, and `/metrics` parsed with
+//!   prometheus-parse.
+//! - [`peers`]: the other servers (gorilla/websocket, Node `ws`, Python `websockets`) that the
+//!   bench measures and `tests/check_peers.rs` checks, installed by `make setup-peers`.
 //!
 //! # Running
 //! `cargo test -p wsclose-e2e` builds the server (debug; set `WSCLOSE_E2E_RELEASE=1` for
@@ -25,6 +28,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod peers;
 pub mod server;
 pub use wsclose_check::raw;
 pub mod ws;

@@ -1,0 +1,129 @@
+//! `wsclose-check` against real servers nobody here wrote, installed by `make setup-peers`:
+//!
+//! * Node `ws` with no `'error'` listener (the express-ws README's pattern) dies on the check's
+//!   unmasked frame. The report keeps every check measured before, fails `server-survived`
+//!   naming that probe, and says to add an error handler (exit status 1).
+//! * gorilla/websocket's documented read loop, the fix its users are told to write, passes
+//!   with warnings only (exit status 0): it does not validate UTF-8 and drops TCP on a 64-bit
+//!   length with its top bit set, which no browser ever sends. `--strict` fails it.
+
+use std::time::Duration;
+
+use wsclose_check::{report, Options, Report, Verdict};
+use wsclose_e2e::peers::{gorilla, node_ws, Peer};
+use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
+
+/// The checks' wait for a Close: the peers answer in about a millisecond.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Starts `peer` on a free port; says how to install it when it is missing.
+async fn start(peer: &Peer) -> ServerProcess {
+    assert!(
+        peer.installed(),
+        "{} is not installed ({} is missing): run `make setup-peers`",
+        peer.name,
+        peer.needs.display()
+    );
+    ServerProcess::spawn(peer.command("127.0.0.1:0"))
+        .await
+        .unwrap_or_else(|error| panic!("{} did not start: {error:#}", peer.name))
+}
+
+async fn check(server: &ServerProcess, peer: &Peer) -> Report {
+    let options = Options {
+        close_wait: CLOSE_WAIT,
+        ..Options::default()
+    };
+    let url = server.ws_url(peer.path);
+    let report = wsclose_check::run(&url, &options)
+        .await
+        .unwrap_or_else(|error| panic!("{url}: a report, not an error: {error}"));
+    println!(
+        "{}: {}\n{}",
+        peer.name,
+        report.summary,
+        report::table(&report)
+    );
+    report
+}
+
+fn verdict(report: &Report, id: &str) -> Verdict {
+    report
+        .check(id)
+        .unwrap_or_else(|| panic!("no {id} check"))
+        .verdict
+}
+
+#[tokio::test]
+async fn node_ws_without_an_error_handler_dies_and_the_report_names_the_probe() {
+    let peer = node_ws();
+    let mut server = start(&peer).await;
+    let report = check(&server, &peer).await;
+
+    let survived = report
+        .check("server-survived")
+        .expect("a server-survived check");
+    assert_eq!(survived.verdict, Verdict::Fail, "{survived:?}");
+    assert!(survived.detail.contains("protocol-errors"), "{survived:?}");
+    let fix = survived.fix.as_deref().unwrap_or_default();
+    assert!(fix.contains("error handler"), "{fix}");
+    // Everything a browser does ran first, and was kept.
+    for id in [
+        "handshake",
+        "close-answered",
+        "close-code-echoed",
+        "tcp-closed",
+        "origin",
+    ] {
+        assert_ne!(verdict(&report, id), Verdict::Skip, "{id} was lost");
+    }
+    assert_eq!(verdict(&report, "close-answered"), Verdict::Pass);
+    assert!(report.failed(), "exit status 1");
+    let json: serde_json::Value = serde_json::from_str(&report::json(&report)).expect("JSON");
+    let checks = json["checks"].as_array().expect("checks");
+    assert!(
+        checks
+            .iter()
+            .any(|check| check["id"] == "server-survived" && check["verdict"] == "fail"),
+        "{json}"
+    );
+    // The Node process really died of it.
+    assert!(
+        server.wait_exit(IO_TIMEOUT).await.is_some(),
+        "node is still running"
+    );
+}
+
+#[tokio::test]
+async fn gorillas_read_loop_passes_with_warnings_only() {
+    let peer = gorilla();
+    let server = start(&peer).await;
+    let report = check(&server, &peer).await;
+    for id in [
+        "handshake",
+        "close-answered",
+        "tcp-closed",
+        "server-survived",
+    ] {
+        assert_eq!(verdict(&report, id), Verdict::Pass, "{id}");
+    }
+    // It echoes the code, not the reason: the close event shows an empty reason.
+    assert_eq!(verdict(&report, "close-code-echoed"), Verdict::Warn);
+    assert!(!report.failed(), "exit status 0: {}", report.summary);
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|check| check.verdict == Verdict::Warn),
+        "gorilla's read loop has conformance warnings"
+    );
+    assert!(report.fails(true), "--strict fails on them");
+    for browser in [
+        report.predicted.chromium,
+        report.predicted.firefox,
+        report.predicted.webkit,
+    ] {
+        assert_eq!((browser.code, browser.was_clean), (1000, true));
+        assert!(browser.close_after_ms < 100.0, "{browser:?}");
+    }
+}
