@@ -410,28 +410,18 @@ fn webkit_figure(
     report: &mut Report,
 ) -> Value {
     let key = "browser_close_p50_webkit";
-    let run = match run {
-        Ok(run) if !run.elapsed_ms.is_empty() => run,
-        Ok(run) => {
-            let why = format!("no probe succeeded: {}", run.errors.join("; "));
-            report.figures.push(Figure::missing(
-                key,
-                "browser close p50 (WebKitGTK)",
-                Verdict::Skip,
-                why.clone(),
-                "",
-            ));
-            return json!({ "error": why });
-        }
-        Err(error) => {
-            let why = format!("{error:#}");
-            report.figures.push(Figure::missing(
-                key,
-                "browser close p50 (WebKitGTK)",
-                Verdict::Skip,
-                why.clone(),
-                "",
-            ));
+    let failed = match run {
+        Ok(run) if !run.elapsed_ms.is_empty() => Ok(run),
+        Ok(run) => Err(format!("no probe succeeded: {}", run.errors.join("; "))),
+        Err(error) => Err(format!("{error:#}")),
+    };
+    let run = match failed {
+        Ok(run) => run,
+        Err(why) => {
+            let name = "browser close p50 (WebKitGTK)";
+            report
+                .figures
+                .push(Figure::missing(key, name, Verdict::Skip, why.clone(), ""));
             return json!({ "error": why });
         }
     };

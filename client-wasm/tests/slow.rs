@@ -39,21 +39,27 @@ fn lingering_window(browser: &str) -> Range<f64> {
     }
 }
 
-#[wasm_bindgen_test]
-async fn lingering_tcp_close_waits_as_long_as_the_browser_waits_for_tcp() {
+/// Probes `path` (giving up after `give_up_ms`) and asserts that `close` came with `code` and
+/// `clean` inside `window`.
+async fn assert_close_lands(
+    path: &str,
+    window: Range<f64>,
+    code: u16,
+    clean: bool,
+    give_up_ms: u32,
+) {
     let browser = browser();
-    let window = lingering_window(browser);
-    let options = CloseOptions::default().give_up_after_ms(30_000);
-    let report = measure_close(&url("/ws/lingering-tcp"), options)
+    let options = CloseOptions::default().give_up_after_ms(give_up_ms);
+    let report = measure_close(&url(path), options)
         .await
-        .unwrap_or_else(|error| panic!("lingering-tcp: {error}"));
+        .unwrap_or_else(|error| panic!("{path}: {error}"));
     console_log!(
-        "[{browser}] lingering-tcp: {} (expected {}–{})",
+        "[{browser}] {path}: {} (expected {}–{})",
         summary(&report),
         format_ms(window.start),
         format_ms(window.end)
     );
-    assert_eq!((report.code, report.was_clean), (1000, true), "{report:?}");
+    assert_eq!((report.code, report.was_clean), (code, clean), "{report:?}");
     assert!(
         window.contains(&report.elapsed_ms),
         "[{browser}] close took {}, expected {}–{}",
@@ -64,27 +70,14 @@ async fn lingering_tcp_close_waits_as_long_as_the_browser_waits_for_tcp() {
 }
 
 #[wasm_bindgen_test]
+async fn lingering_tcp_close_waits_as_long_as_the_browser_waits_for_tcp() {
+    let window = lingering_window(browser());
+    assert_close_lands("/ws/lingering-tcp", window, 1000, true, 30_000).await;
+}
+
+#[wasm_bindgen_test]
 async fn no_drain_close_waits_for_the_browser_timeout() {
-    let browser = browser();
-    let window = expected_window(browser);
-    // Give up well after the window, and before the 120 s test budget runs out.
-    let options = CloseOptions::default().give_up_after_ms(100_000);
-    let report = measure_close(&url("/ws/no-drain"), options)
-        .await
-        .unwrap_or_else(|error| panic!("no-drain: {error}"));
-    console_log!(
-        "[{browser}] no-drain: {} (expected {}–{})",
-        summary(&report),
-        format_ms(window.start),
-        format_ms(window.end)
-    );
-    assert_eq!(report.code, ABNORMAL_CLOSURE, "{report:?}");
-    assert!(!report.was_clean, "{report:?}");
-    assert!(
-        window.contains(&report.elapsed_ms),
-        "[{browser}] close took {}, expected {}–{}",
-        format_ms(report.elapsed_ms),
-        format_ms(window.start),
-        format_ms(window.end)
-    );
+    let window = expected_window(browser());
+    // Give up well after the window, and before the 150 s test budget runs out.
+    assert_close_lands("/ws/no-drain", window, ABNORMAL_CLOSURE, false, 100_000).await;
 }
