@@ -6,8 +6,8 @@
 //!   upgrade, into the lingering close after that, and into the trap that holds its socket 5 s
 //!   longer. It is freed when the last of them lets go of the socket.
 //! * **Past the cap, a refusal costs little.** The connection is answered `503 too many
-//!   connections` without reading the request (that is also what `/healthz` says then), and
-//!   closed within [`REFUSAL_LINGER`]. At most [`REFUSING`] refusals run at once; past those, a
+//!   connections` without parsing the request (that is also what `/healthz` says then), and
+//!   closed within twice [`REFUSAL_LINGER`]. At most [`REFUSING`] refusals run at once; past those, a
 //!   connection is closed at accept. So the server holds at most `cap + REFUSING` sockets.
 //! * **The cap fits the descriptor limit.** [`capacity`] lowers `--max-connections` to what the
 //!   process may open, less [`FD_RESERVE`] and [`REFUSING`], so `accept` itself never runs out
@@ -39,7 +39,7 @@ pub const FD_RESERVE: usize = 64;
 /// `cap + REFUSING` sockets, whatever its peers do.
 pub const REFUSING: usize = 64;
 
-/// How long a refusal waits for the peer to close after the `503`.
+/// How long a refusal waits for the request before its `503`, and for the peer to close after.
 pub const REFUSAL_LINGER: Duration = Duration::from_millis(100);
 
 /// Largest request head (request line and headers) a connection may send; a larger one is
@@ -85,19 +85,24 @@ pub fn take_slot(slots: &Arc<Semaphore>) -> Option<ConnectionSlot> {
     })
 }
 
-/// Answers a connection past the cap with `503 too many connections`, without reading its
-/// request, and closes it: FIN at once, then whatever the peer sends is read and discarded
-/// until it closes too, for at most [`REFUSAL_LINGER`]. (Closing with its request unread would
-/// send a reset, which can destroy the answer before the peer reads it.)
+/// Answers a connection past the cap with `503 too many connections` and closes it, without
+/// parsing anything:
+///
+/// 1. it waits at most [`REFUSAL_LINGER`] for the first bytes of the request and discards them
+///    (an HTTP client may take an answer that comes before its request as a broken
+///    connection: hyper's client does);
+/// 2. it writes the answer, then FIN;
+/// 3. it reads and discards whatever the peer still sends until the peer closes too, for at
+///    most [`REFUSAL_LINGER`] again. (Closing with the request unread would send a reset, which
+///    can destroy the answer before the peer reads it.)
 pub async fn refuse_at_capacity(mut stream: TcpStream) {
+    let mut discard = [0u8; 1024];
+    let _ = tokio::time::timeout(REFUSAL_LINGER, stream.read(&mut discard)).await;
     let _ = stream.try_write(AT_CAPACITY);
     if stream.shutdown().await.is_err() {
         return;
     }
-    let drain = async {
-        let mut discard = [0u8; 1024];
-        while matches!(stream.read(&mut discard).await, Ok(read) if read > 0) {}
-    };
+    let drain = async { while matches!(stream.read(&mut discard).await, Ok(read) if read > 0) {} };
     let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
 }
 
