@@ -46,10 +46,10 @@ fn assert_confirmed(report: &Report, options: &Options) {
     }
 }
 
-#[tokio::test]
-async fn the_browsers_confirm_the_prediction_for_the_fix_and_both_traps() {
-    let (server, options) = server_and_options(BrowserChoice::All).await;
-    for path in ["/ws/drain", "/ws/break-on-close", "/ws/lingering-tcp"] {
+/// Checks each of `paths` with `--browser browsers` and asserts every browser confirmed it.
+async fn confirm(browsers: BrowserChoice, paths: &[&str]) {
+    let (server, options) = server_and_options(browsers).await;
+    for path in paths {
         let report = wsclose_check::run(&server.ws_url(path), &options)
             .await
             .unwrap_or_else(|error| panic!("{path}: {error}"));
@@ -59,22 +59,18 @@ async fn the_browsers_confirm_the_prediction_for_the_fix_and_both_traps() {
 }
 
 #[tokio::test]
+async fn the_browsers_confirm_the_prediction_for_the_fix_and_both_traps() {
+    let paths = ["/ws/drain", "/ws/break-on-close", "/ws/lingering-tcp"];
+    confirm(BrowserChoice::All, &paths).await;
+}
+
+#[tokio::test]
 async fn webkit_confirms_5_s_for_no_drain() {
-    let (server, options) = server_and_options(BrowserChoice::Webkit).await;
-    let report = wsclose_check::run(&server.ws_url("/ws/no-drain"), &options)
-        .await
-        .expect("check runs");
-    println!("{}", report::table(&report));
-    assert_confirmed(&report, &options);
+    confirm(BrowserChoice::Webkit, &["/ws/no-drain"]).await;
 }
 
 #[tokio::test]
 #[ignore = "waits 85 s; run by make test-slow"]
 async fn the_browsers_confirm_60_s_20_s_and_5_s_for_no_drain() {
-    let (server, options) = server_and_options(BrowserChoice::All).await;
-    let report = wsclose_check::run(&server.ws_url("/ws/no-drain"), &options)
-        .await
-        .expect("check runs");
-    println!("{}", report::table(&report));
-    assert_confirmed(&report, &options);
+    confirm(BrowserChoice::All, &["/ws/no-drain"]).await;
 }
