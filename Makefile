@@ -94,13 +94,22 @@ serve-cluster: setup build-wasm ## nginx on ADDR in front of two servers, restar
 
 test: setup build lint unit e2e test-browser ## Everything: clippy, unit, e2e, headless Chromium, Firefox, WebKit
 
-lint: ## rustfmt check, clippy -D warnings (native and wasm), the library's docs without warnings
+# What the `wsclose` crate must never pull in with its default features.
+NOT_IN_WSCLOSE := warp|hyper|hyper-util|clap|prometheus|tracing-subscriber
+
+lint: ## rustfmt, clippy -D warnings (native, every wsclose feature, wasm), docs without warnings, the publishable crates packaged
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p wsclose --all-features --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose --all-features --no-deps
 	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose-server --no-deps
 	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
+	@if cargo tree -p wsclose -e normal --prefix none | grep -E '^($(NOT_IN_WSCLOSE)) '; then \
+	  echo "wsclose's default features pull in the crates above"; exit 1; fi
+	cargo package --quiet --allow-dirty -p wsclose -p wsclose-check
 
-unit: ## Unit tests (server logic under paused time; the client's pure logic, natively; the check's CLI)
+unit: ## Unit tests, no browser, no root (the lifecycle through real tungstenite under paused time; the client's pure logic, natively; the check's CLI)
+	cargo test -p wsclose --all-features
 	cargo test -p wsclose-server
 	cargo test -p wsclose-check
 	cargo test -p wsclose-bench

@@ -44,6 +44,12 @@ use std::time::Duration;
 /// missing answer fails the test instead of hanging it.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The workspace README's code (the smallest axum server on `wsclose`), compiled as doc tests:
+/// `cargo test -p wsclose-e2e --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct RootReadme;
+
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Serialises the heavy tests (hundreds of sockets, memory measurements) inside one test binary.

@@ -41,13 +41,18 @@ pub fn workspace_root() -> PathBuf {
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        build(&["--bin", "wsclose-server"], "wsclose-server")
-            .unwrap_or_else(|err| panic!("{err:#}"))
+        build(
+            "wsclose-server",
+            &["--bin", "wsclose-server"],
+            "wsclose-server",
+        )
+        .unwrap_or_else(|err| panic!("{err:#}"))
     })
 }
 
-/// Builds the example `name` of `wsclose-server` (`server/examples/NAME.rs`, once per test
-/// process) and returns the path of the executable, like [`server_binary`].
+/// Builds the example `name` of the `wsclose` crate (`wsclose/examples/NAME.rs`, with every
+/// feature, once per test process) and returns the path of the executable, like
+/// [`server_binary`].
 pub fn example_binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT
@@ -56,18 +61,19 @@ pub fn example_binary(name: &str) -> PathBuf {
     if let Some((_, path)) = built.iter().find(|(built, _)| built == name) {
         return path.clone();
     }
-    let path = build(&["--example", name], name).unwrap_or_else(|err| panic!("{err:#}"));
+    let path = build("wsclose", &["--all-features", "--example", name], name)
+        .unwrap_or_else(|err| panic!("{err:#}"));
     built.push((name.to_owned(), path.clone()));
     path
 }
 
-/// `cargo build -p wsclose-server {what}`, and the executable of the target named `target`.
-fn build(what: &[&str], target: &str) -> anyhow::Result<PathBuf> {
+/// `cargo build -p {package} {what}`, and the executable of the target named `target`.
+fn build(package: &str, what: &[&str], target: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .args(["build", "-p", "wsclose-server"])
+        .args(["build", "-p", package])
         .args(what)
         .arg("--message-format=json-render-diagnostics");
     if std::env::var_os("WSCLOSE_E2E_RELEASE").is_some() {
@@ -79,7 +85,7 @@ fn build(what: &[&str], target: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("run cargo build for {target}"))?;
     if !output.status.success() {
         bail!(
-            "cargo build -p wsclose-server {what:?} failed ({}):\n{}",
+            "cargo build -p {package} {what:?} failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );

@@ -1,6 +1,6 @@
 //! One behaviour suite, four servers: the lifecycle's guarantees checked against the demo
-//! server's `/ws/echo` and against each example in `server/examples/` (warp, axum,
-//! tokio-tungstenite), which all call `wsclose_server::serve_websocket`.
+//! server's `/ws/echo` and against each example in `wsclose/examples/` (warp, axum,
+//! tokio-tungstenite), which all call `wsclose::serve_websocket`.
 //!
 //! Each check is one test per server, in a module named after it, so a failure names the
 //! server (`axum_example::silent_peer_is_dropped_at_the_pong_deadline`):
@@ -42,7 +42,7 @@ const ANSWER_AFTER: Duration = Duration::from_millis(500);
 enum Target {
     /// `wsclose-server` itself, on `/ws/echo`.
     Server,
-    /// `server/examples/NAME.rs`, on `/ws`.
+    /// `wsclose/examples/NAME.rs`, on `/ws`.
     Example(&'static str),
 }
 

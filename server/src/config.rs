@@ -1,41 +1,30 @@
 //! Server configuration: every timing value and limit, with documented defaults.
 //!
-//! The timing values follow gorilla/websocket's chat example and relate like this:
+//! The lifecycle's timing ([`Timing`], from the `wsclose` crate, with its four defaults and
+//! how they relate) is flattened into these flags, next to the demo's own values:
 //!
 //! ```text
-//! ping_interval (54 s)  <  pong_timeout (60 s)      a healthy peer always answers one ping
-//!                                                   before its read deadline expires
-//! write_timeout (10 s)                              bounds every single write or flush
-//! close_timeout (5 s)                               bounds the wait for the peer's Close after
-//!                                                   the server sent one (shutdown, policy)
-//! push_interval (1 s)                               how often /ws/drain and /ws/no-drain push a tick
-//! header_timeout (10 s)                             an HTTP request's headers must arrive within
-//!                                                   this, or the connection is dropped (slowloris)
+//! push_interval (1 s)     how often /ws/drain and /ws/no-drain push a tick
+//! header_timeout (10 s)   an HTTP request's headers must arrive within this, or the
+//!                         connection is dropped (slowloris)
 //! ```
 //!
-//! Behind a proxy, `ping_interval` must also be shorter than the proxy's idle timeout (nginx's
-//! `proxy_read_timeout`, 60 s by default): the pings are what keeps an idle socket alive.
-//!
 //! All sockets close in parallel on shutdown, and [`crate::run`] waits at most
-//! `close_timeout + SHUTDOWN_GRACE` for them before it returns; a socket whose Close write is
-//! still stuck then (a peer that does not read) is dropped with the runtime.
+//! `close_timeout +` [`wsclose::SHUTDOWN_GRACE`] for them before it returns; a socket whose
+//! Close write is still stuck then (a peer that does not read) is dropped with the runtime.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::connection::{CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
+pub use wsclose::timing::{
+    Timing, TimingError, DEFAULT_CLOSE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
+};
+use wsclose::CloseCode;
 
 /// How often the server pushes a tick on `/ws/drain` and `/ws/no-drain`.
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a peer may stay silent (no frame at all, pongs included) before it is dropped.
-pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often the server pings: nine tenths of the pong timeout, as in gorilla's `pingPeriod`.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(54);
-/// How long one write or flush may block before the peer counts as too slow and is dropped.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// After the server sends Close, how long it keeps draining while it waits for the peer's Close.
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest incoming message, in bytes. Larger ones get Close 1009.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// Most WebSocket connections open at once. Upgrades beyond this get HTTP 503.
@@ -85,9 +74,9 @@ pub struct Config {
           default_value = text(DEFAULT_HEADER_TIMEOUT))]
     pub header_timeout: Duration,
     /// The Close code sockets get on shutdown: 1001 (going away) or 1012 (service restart).
-    #[arg(long, env = "WSCLOSE_SHUTDOWN_CODE", default_value_t = CLOSE_GOING_AWAY,
+    #[arg(long, env = "WSCLOSE_SHUTDOWN_CODE", default_value_t = CloseCode::Away,
           value_parser = shutdown_code())]
-    pub shutdown_code: u16,
+    pub shutdown_code: CloseCode,
     /// The name ticks carry in their `instance` field. Empty: the listen address.
     #[arg(long, env = "WSCLOSE_INSTANCE", default_value = "")]
     pub instance: String,
@@ -101,100 +90,20 @@ pub struct Config {
     pub subprotocols: Vec<String>,
 }
 
-/// The timing values one connection obeys: the keepalive, the read deadline, and the bounds on
-/// writes and on the close handshake. How they relate is in the [module docs](self).
-///
-/// `Timing::default()` gives the documented defaults. It is part of the server's command line
-/// (`--ping-interval` and so on, each with its `WSCLOSE_*` variable), and
-/// [`Timing::from_env`] reads the same variables for any other server that uses
-/// [`serve_websocket`](crate::serve_websocket).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
-pub struct Timing {
-    /// Period of the server's keepalive pings; must be shorter than --pong-timeout.
-    #[arg(long, env = "WSCLOSE_PING_INTERVAL", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_PING_INTERVAL))]
-    pub ping_interval: Duration,
-    /// A peer that sends no frame for this long is dropped (its read deadline expired).
-    #[arg(long, env = "WSCLOSE_PONG_TIMEOUT", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_PONG_TIMEOUT))]
-    pub pong_timeout: Duration,
-    /// Bound on every single write or flush to the peer.
-    #[arg(long, env = "WSCLOSE_WRITE_TIMEOUT", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_WRITE_TIMEOUT))]
-    pub write_timeout: Duration,
-    /// After the server sends Close, the longest it waits for the peer's Close.
-    #[arg(long, env = "WSCLOSE_CLOSE_TIMEOUT", value_parser = humantime::parse_duration,
-          default_value = text(DEFAULT_CLOSE_TIMEOUT))]
-    pub close_timeout: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            ping_interval: DEFAULT_PING_INTERVAL,
-            pong_timeout: DEFAULT_PONG_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
-        }
-    }
-}
-
-impl Timing {
-    /// The defaults, with each value the environment sets replaced: `WSCLOSE_PING_INTERVAL`,
-    /// `WSCLOSE_PONG_TIMEOUT`, `WSCLOSE_WRITE_TIMEOUT`, `WSCLOSE_CLOSE_TIMEOUT` (durations such
-    /// as `54s` or `250ms`, the same variables the server's flags read). Validated.
-    pub fn from_env() -> Result<Timing, ConfigError> {
-        use clap::Parser;
-        /// The timing flags alone, parsed from no arguments: only the environment counts.
-        #[derive(Parser)]
-        #[command(no_binary_name = true)]
-        struct FromEnv {
-            #[command(flatten)]
-            timing: Timing,
-        }
-        let parsed = FromEnv::try_parse_from(std::iter::empty::<String>()).map_err(|error| {
-            let message = error.to_string();
-            ConfigError::Env(message.lines().next().unwrap_or("invalid value").to_owned())
-        })?;
-        parsed.timing.validate()?;
-        Ok(parsed.timing)
-    }
-
-    /// Checks that no value is zero and that a ping comes before the pong deadline.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let non_zero = [
-            ("--ping-interval", self.ping_interval.is_zero()),
-            ("--pong-timeout", self.pong_timeout.is_zero()),
-            ("--write-timeout", self.write_timeout.is_zero()),
-            ("--close-timeout", self.close_timeout.is_zero()),
-        ];
-        if let Some((flag, _)) = non_zero.iter().find(|(_, zero)| *zero) {
-            return Err(ConfigError::Zero { flag });
-        }
-        if self.ping_interval >= self.pong_timeout {
-            return Err(ConfigError::PingNotBeforePongDeadline {
-                ping: self.ping_interval,
-                pong: self.pong_timeout,
-            });
-        }
-        Ok(())
-    }
-}
-
 /// A duration as the flags take it (`54s`, `250ms`), for the CLI's defaults.
 fn text(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
 }
 
 /// `--shutdown-code` takes 1001 or 1012 only; clap lists both when given anything else.
-fn shutdown_code() -> impl clap::builder::TypedValueParser<Value = u16> {
+fn shutdown_code() -> impl clap::builder::TypedValueParser<Value = CloseCode> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new([
-        CLOSE_GOING_AWAY.to_string(),
-        CLOSE_SERVICE_RESTART.to_string(),
-    ])
-    .map(|code| code.parse().expect("a listed code"))
+    clap::builder::PossibleValuesParser::new(SHUTDOWN_CODES.map(|code| code.to_string()))
+        .map(|code| CloseCode::from(code.parse::<u16>().expect("a listed code")))
 }
+
+/// The Close codes that tell a client why its socket closes on shutdown.
+const SHUTDOWN_CODES: [CloseCode; 2] = [CloseCode::Away, CloseCode::Restart];
 
 impl Default for Config {
     fn default() -> Self {
@@ -207,7 +116,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
-            shutdown_code: CLOSE_GOING_AWAY,
+            shutdown_code: CloseCode::Away,
             instance: String::new(),
             subprotocols: Vec::new(),
         }
@@ -217,21 +126,13 @@ impl Default for Config {
 /// A configuration that cannot work, found before the server starts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    /// A peer would be dropped before it ever saw a ping.
-    #[error("--ping-interval ({ping:?}) must be shorter than --pong-timeout ({pong:?})")]
-    PingNotBeforePongDeadline {
-        /// The configured ping interval.
-        ping: Duration,
-        /// The configured pong timeout.
-        pong: Duration,
-    },
+    /// The lifecycle's timing values cannot work.
+    #[error(transparent)]
+    Timing(#[from] TimingError),
     /// Only 1001 and 1012 tell a client why the socket closes on shutdown.
     #[error("--shutdown-code must be 1001 (going away) or 1012 (service restart), not {0}")]
-    ShutdownCode(u16),
-    /// A `WSCLOSE_*` variable that [`Timing::from_env`] could not read.
-    #[error("{0}")]
-    Env(String),
-    /// A duration of zero would turn the timer into a busy loop or drop every peer at once.
+    ShutdownCode(CloseCode),
+    /// A value of zero would refuse every message or connection, or drop every request.
     #[error("{flag} must be greater than zero")]
     Zero {
         /// The flag that was zero.
@@ -251,7 +152,7 @@ impl Config {
         if let Some((flag, _)) = non_zero.iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { flag });
         }
-        if ![CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART].contains(&self.shutdown_code) {
+        if !SHUTDOWN_CODES.contains(&self.shutdown_code) {
             return Err(ConfigError::ShutdownCode(self.shutdown_code));
         }
         Ok(())
@@ -293,7 +194,9 @@ mod tests {
         };
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::PingNotBeforePongDeadline { .. })
+            Err(ConfigError::Timing(
+                TimingError::PingNotBeforePongDeadline { .. }
+            ))
         ));
     }
 
@@ -316,7 +219,7 @@ mod tests {
     fn shutdown_code_is_going_away_or_service_restart() {
         for (code, ok) in [(1001, true), (1012, true), (1000, false), (4000, false)] {
             let config = Config {
-                shutdown_code: code,
+                shutdown_code: CloseCode::from(code),
                 ..Config::default()
             };
             assert_eq!(config.validate().is_ok(), ok, "{code}");
@@ -334,9 +237,9 @@ mod tests {
         };
         assert_eq!(
             config.validate(),
-            Err(ConfigError::Zero {
+            Err(ConfigError::Timing(TimingError::Zero {
                 flag: "--write-timeout"
-            })
+            }))
         );
     }
 }

@@ -1,4 +1,5 @@
-//! The demo's WebSocket endpoints, each a user of the lifecycle in [`crate::connection`].
+//! The demo's WebSocket endpoints, each a user of the lifecycle ([`wsclose::serve_websocket`])
+//! or of one of the functions in [`crate::broken`].
 //!
 //! * `/ws/drain` is a stream of ticks handed to [`serve_websocket`]; what the peer sends is
 //!   counted and discarded.
@@ -19,8 +20,70 @@ use futures::{Sink, Stream, StreamExt};
 use tokio::time::{sleep_until, Instant, Sleep};
 use tungstenite::Message;
 
-use crate::connection::{self, serve_websocket, Ending, Lifecycle};
+use wsclose::{serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle};
+
+use crate::broken;
 use crate::metrics::Metrics;
+
+/// How a demo connection ended, as the metrics count it: like the lifecycle's [`Ending`], with
+/// the two ends only the broken endpoints have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Who started the end.
+    pub initiator: Initiator,
+    /// The close code, or `None` when no Close frame was exchanged.
+    pub code: Option<CloseCode>,
+    /// Why it ended.
+    pub reason: Reason,
+    /// How long the close handshake took; `None` when none completed.
+    pub close_handshake: Option<Duration>,
+}
+
+impl Closed {
+    /// An end without a timed close handshake.
+    pub fn new(initiator: Initiator, code: Option<CloseCode>, reason: Reason) -> Self {
+        Closed {
+            initiator,
+            code,
+            reason,
+            close_handshake: None,
+        }
+    }
+}
+
+impl From<Ending> for Closed {
+    fn from(ending: Ending) -> Self {
+        Closed {
+            initiator: ending.initiator,
+            code: ending.code,
+            reason: Reason::Lifecycle(ending.reason),
+            close_handshake: ending.close_handshake,
+        }
+    }
+}
+
+/// Why a demo connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// One of the lifecycle's reasons.
+    Lifecycle(EndReason),
+    /// `/ws/break-on-close` returned on the peer's Close and dropped the queued reply.
+    ReplyDropped,
+    /// `/ws/no-drain` held the connection for its whole lifetime (it never reads, so nothing
+    /// else can end it).
+    Lifetime,
+}
+
+impl Reason {
+    /// The `reason` label of `wsclose_closes_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Lifecycle(reason) => reason.as_str(),
+            Reason::ReplyDropped => "reply_dropped",
+            Reason::Lifetime => "lifetime",
+        }
+    }
+}
 
 /// Which behaviour a WebSocket endpoint has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +131,10 @@ pub struct Session {
 }
 
 /// Runs one demo connection to its end and records it in the metrics.
-pub async fn serve<S, E>(socket: S, session: Session) -> Ending
+pub async fn serve<S, E>(socket: S, session: Session) -> Closed
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send + 'static,
-    E: StdError + Send + Sync + 'static,
+    E: StdError + 'static,
 {
     let Session {
         endpoint,
@@ -103,17 +166,17 @@ where
         }
     };
     let ending = match endpoint {
-        Endpoint::Drain | Endpoint::Echo => {
-            serve_websocket(socket, &lifecycle, ticks(), handler()).await
-        }
-        Endpoint::NoDrain => connection::push_without_reading(socket, &lifecycle, ticks()).await,
-        Endpoint::BreakOnClose => connection::break_on_close(socket, &lifecycle, handler()).await,
+        Endpoint::Drain | Endpoint::Echo => serve_websocket(socket, &lifecycle, ticks(), handler())
+            .await
+            .into(),
+        Endpoint::NoDrain => broken::push_without_reading(socket, &lifecycle, ticks()).await,
+        Endpoint::BreakOnClose => broken::break_on_close(socket, &lifecycle, handler()).await,
         Endpoint::LingeringTcp => {
-            connection::lingering_tcp(socket, &lifecycle, ticks(), handler()).await
+            broken::lingering_tcp(socket, &lifecycle, ticks(), handler()).await
         }
     };
     // The socket was moved into the lifecycle and is gone by now: the TCP connection is closed.
-    metrics.connection_closed(name, ending.initiator, ending.code, ending.reason);
+    metrics.connection_closed(name, ending.initiator, ending.code, ending.reason.as_str());
     if let Some(handshake) = ending.close_handshake {
         metrics.close_handshake(name, ending.initiator, handshake.as_secs_f64());
     }
@@ -194,15 +257,19 @@ fn tick(seq: u64, instance: &str) -> Message {
 
 #[cfg(test)]
 mod tests {
+    //! The endpoints through real tungstenite over an in-memory pipe, under paused time.
+
     use super::*;
-    use crate::connection::fake::{drained, socket};
-    use crate::connection::Timing;
-    use tokio_util::sync::CancellationToken;
+    use futures::SinkExt;
+    use tokio::io::DuplexStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+    use wsclose::Timing;
 
     fn session(endpoint: Endpoint, push: Option<Duration>) -> Session {
         Session {
             endpoint,
-            lifecycle: Lifecycle::new(CancellationToken::new()).with_timing(Timing {
+            lifecycle: Lifecycle::new().with_timing(Timing {
                 ping_interval: Duration::from_secs(9),
                 pong_timeout: Duration::from_secs(10),
                 write_timeout: Duration::from_secs(2),
@@ -215,46 +282,56 @@ mod tests {
         }
     }
 
+    /// `session` served on one end of a pipe; the other end, as a client.
+    async fn served(session: Session) -> WebSocketStream<DuplexStream> {
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        tokio::spawn(serve(server, session));
+        WebSocketStream::from_raw_socket(client, Role::Client, None).await
+    }
+
+    async fn next(client: &mut WebSocketStream<DuplexStream>) -> Message {
+        client.next().await.expect("open").expect("a message")
+    }
+
     #[tokio::test(start_paused = true)]
     async fn ticks_are_numbered_from_the_first_seq_without_gaps() {
-        let (socket, peer, mut from_server) = socket(false);
         let session = Session {
             first_seq: 7,
             ..session(Endpoint::Drain, Some(Duration::from_millis(100)))
         };
-        let task = tokio::spawn(serve(socket, session));
-        tokio::time::sleep(Duration::from_millis(550)).await;
-        drop(peer);
-        task.await.unwrap();
-        let seqs: Vec<u64> = drained(&mut from_server)
-            .iter()
-            .map(|message| {
-                let json: serde_json::Value =
-                    serde_json::from_str(message.to_text().unwrap()).unwrap();
-                assert_eq!(json["instance"], "test");
-                json["seq"].as_u64().unwrap()
-            })
-            .collect();
+        let mut client = served(session).await;
+        let mut seqs = Vec::new();
+        for _ in 0..5 {
+            let json: serde_json::Value =
+                serde_json::from_str(next(&mut client).await.to_text().unwrap()).unwrap();
+            assert_eq!(json["instance"], "test");
+            seqs.push(json["seq"].as_u64().unwrap());
+        }
         assert_eq!(seqs, vec![7, 8, 9, 10, 11]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn echo_sends_each_data_message_back_and_drain_does_not() {
         for (endpoint, echoed) in [(Endpoint::Echo, true), (Endpoint::Drain, false)] {
-            let (socket, peer, mut from_server) = socket(false);
-            let task = tokio::spawn(serve(socket, session(endpoint, None)));
-            peer.unbounded_send(Ok(Message::text("hi"))).unwrap();
-            peer.unbounded_send(Ok(Message::binary(vec![0u8, 1, 2])))
-                .unwrap();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            drop(peer);
-            task.await.unwrap();
+            let mut client = served(session(endpoint, None)).await;
+            client.send(Message::text("hi")).await.unwrap();
+            client.send(Message::binary(vec![0u8, 1, 2])).await.unwrap();
+            // The Pong marks the end: whatever came back before it is all there is.
+            client.send(Message::Ping(vec![9u8].into())).await.unwrap();
+            let mut received = Vec::new();
+            loop {
+                match next(&mut client).await {
+                    Message::Pong(_) => break,
+                    message => received.push(message),
+                }
+            }
             let expected = if echoed {
                 vec![Message::text("hi"), Message::binary(vec![0u8, 1, 2])]
             } else {
                 vec![]
             };
-            assert_eq!(drained(&mut from_server), expected, "{endpoint:?}");
+            assert_eq!(received, expected, "{endpoint:?}");
         }
     }
 }

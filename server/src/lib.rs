@@ -1,48 +1,18 @@
 //! # wsclose-server
 //!
-//! The fix for the 60 s WebSocket close, as a library: call [`serve_websocket`] with an
-//! upgraded socket, and the connection gets the whole lifecycle. It keeps reading, so Ping and
-//! Close are always answered and a browser's `close` event fires in about 1 ms instead of after
-//! its 60 s timeout; it pings and drops a silent peer at a pong deadline; it bounds every write;
-//! it closes with 1001 on shutdown and waits for the answer; it drops the TCP connection the
-//! moment the close handshake is over.
+//! The demo server: a warp server with endpoints that close correctly, built on the `wsclose`
+//! crate's [`wsclose::serve_websocket`], and endpoints that do not, on purpose. The lifecycle
+//! itself is the `wsclose` crate; this crate is what a server adds around it.
 //!
-//! ```no_run
-//! use futures::stream;
-//! use tokio::net::TcpListener;
-//! use wsclose_server::{serve_websocket, CancellationToken, Lifecycle};
-//!
-//! # async fn run() -> std::io::Result<()> {
-//! let lifecycle = Lifecycle::new(CancellationToken::new()); // cancel it to shut down
-//! let listener = TcpListener::bind("127.0.0.1:0").await?;
-//! loop {
-//!     let (tcp, _) = listener.accept().await?;
-//!     let lifecycle = lifecycle.clone();
-//!     tokio::spawn(async move {
-//!         let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else { return };
-//!         // Nothing to push; every message is sent back.
-//!         serve_websocket(socket, &lifecycle, stream::pending(), Some).await;
-//!     });
-//! }
-//! # }
-//! ```
-//!
-//! The socket is any `Stream<Item = Result<Message, E>> + Sink<Message>` of tungstenite
-//! [`Message`]s. `examples/` has a whole server for warp, axum (its `WebSocket` adapted with
-//! `map` and `with`) and tokio-tungstenite, each shutting down gracefully on SIGTERM.
-//!
-//! # The demo server
-//!
-//! The rest of the crate is the demo: a warp server with one endpoint that closes correctly
-//! (built on [`serve_websocket`]), and endpoints that do not, on purpose.
-//!
-//! * [`connection`]: the connection lifecycle, top to bottom, and the broken variants next to
-//!   it. Start reading here.
 //! * [`endpoints`]: the demo's endpoints as users of the lifecycle (ticks, echo, metrics).
+//! * [`broken`]: the bug and the two Rust traps, broken on purpose, each next to a pointer to
+//!   the fix.
+//! * [`routes`]: the HTTP surface, and admission (Origin, shutdown) before the handshake.
+//! * [`upgrade`]: the hand-finished WebSocket upgrade, with a small read buffer and bounded
+//!   write buffer.
 //! * [`linger`]: the lingering close of an upgraded connection (FIN, then drain), so a reset
 //!   never destroys the server's last Close frame.
 //! * [`accept`]: the connection cap on TCP connections, and HTTP/1.1 with a timer from accept.
-//! * [`routes`]: the HTTP surface, and admission (Origin, shutdown) before the handshake.
 //! * [`config`]: every timing value and limit, with defaults and how they relate.
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
 //! * [`run`]: serve on a listener until a shutdown future resolves, then close every
@@ -58,28 +28,19 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub mod accept;
+pub mod broken;
 pub mod config;
-pub mod connection;
 pub mod endpoints;
 pub mod linger;
 pub mod metrics;
 pub mod routes;
+pub mod upgrade;
 
 pub use config::{Config, ConfigError};
-pub use connection::{
-    serve_websocket, Ending, Initiator, Lifecycle, Timing, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART,
-};
 pub use routes::App;
-/// The shutdown token [`Lifecycle`] watches (re-exported from `tokio-util`).
-pub use tokio_util::sync::CancellationToken;
-/// Counts running sockets so a server can wait for them on shutdown (re-exported from
-/// `tokio-util`).
-pub use tokio_util::task::TaskTracker;
-/// The message type [`serve_websocket`] reads and writes (re-exported from `tungstenite`).
-pub use tungstenite::Message;
-
-/// Extra time shutdown grants beyond `close_timeout`, for the last writes and the exit itself.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wsclose::SHUTDOWN_GRACE;
 
 /// How long the accept loop pauses after a failed `accept` (typically: out of file
 /// descriptors), so it does not spin while connections close and free some.
@@ -116,8 +77,9 @@ pub async fn run(
 ///    moves each new upgrade to another instance at once.
 /// 2. `/healthz` answers `503 draining`, new upgrades on open HTTP connections get 503, and
 ///    every socket is sent Close with `shutdown_code` (1001 or 1012).
-/// 3. It waits at most `close_timeout` + [`SHUTDOWN_GRACE`] for the sockets, then at most
-///    [`SHUTDOWN_GRACE`] for plain HTTP connections.
+/// 3. It waits at most `close_timeout` + [`SHUTDOWN_GRACE`] for the sockets
+///    ([`wsclose::Lifecycle::shutdown`]), then at most [`SHUTDOWN_GRACE`] for plain HTTP
+///    connections.
 pub async fn serve_app(
     listener: TcpListener,
     app: App,
@@ -172,20 +134,12 @@ pub async fn serve_app(
 
     drop(listener);
     tracing::info!(
-        code = app.config.shutdown_code,
+        code = %app.config.shutdown_code,
         "shutting down: listener closed, closing every socket"
     );
-    app.shutdown.cancel();
-    app.tracker.close();
-    let budget = app.config.timing.close_timeout + SHUTDOWN_GRACE;
-    if tokio::time::timeout(budget, app.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            still_open = app.tracker.len(),
-            "close timeout over; dropping the rest"
-        );
+    let still_open = app.lifecycle.shutdown().await;
+    if still_open > 0 {
+        tracing::warn!(still_open, "close timeout over; dropping the rest");
     }
     http_shutdown.cancel();
     connections.close();

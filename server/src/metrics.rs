@@ -11,15 +11,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use crate::connection::Initiator;
-
-/// The `initiator` label.
-fn initiator_label(initiator: Initiator) -> &'static str {
-    match initiator {
-        Initiator::Client => "client",
-        Initiator::Server => "server",
-    }
-}
+use wsclose::{CloseCode, Initiator};
 
 /// The metrics of one server instance. Each instance has its own registry, so tests that run
 /// several servers in one process do not share counters.
@@ -160,14 +152,14 @@ impl Metrics {
         &self,
         endpoint: &str,
         initiator: Initiator,
-        code: Option<u16>,
+        code: Option<CloseCode>,
         reason: &str,
     ) {
         self.closes_total
             .with_label_values(&[
                 endpoint,
-                initiator_label(initiator),
-                &code_label(code),
+                initiator.as_str(),
+                &code_label(code.map(u16::from)),
                 reason,
             ])
             .inc();
@@ -176,7 +168,7 @@ impl Metrics {
     /// A close handshake took `seconds`, from the first Close frame until the socket was dropped.
     pub fn close_handshake(&self, endpoint: &str, initiator: Initiator, seconds: f64) {
         self.close_handshake_seconds
-            .with_label_values(&[endpoint, initiator_label(initiator)])
+            .with_label_values(&[endpoint, initiator.as_str()])
             .observe(seconds);
     }
 

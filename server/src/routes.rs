@@ -9,36 +9,25 @@
 //!    accept: see [`crate::accept`]. The TCP connection's slot travels on with its socket.)
 //!
 //! `warp::ws()` still validates the upgrade request (and rejects bad ones exactly as before),
-//! but the upgrade is finished here rather than by `Ws::on_upgrade`, because warp offers no way
-//! to set tungstenite's read buffer. Its default is 128 KiB, and tungstenite zero-fills the
-//! whole buffer before every read, so each idle connection kept 136 KiB resident (and paid a
-//! 128 KiB memset per read). With [`READ_BUFFER_SIZE`] it is about 6 KiB (`make bench`, 10,000
-//! connections).
+//! but the upgrade is finished by [`crate::upgrade`], with a smaller read buffer than warp's.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tungstenite::protocol::{Role, WebSocketConfig};
-use warp::http::header::{
-    HeaderMap, HeaderValue, ALLOW, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
-};
+use warp::http::header::{HeaderMap, HeaderValue, ALLOW, SEC_WEBSOCKET_VERSION};
 use warp::http::StatusCode;
 use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Rejection, Reply};
+use wsclose::Lifecycle;
 
 use crate::accept::{self, ConnectionSlot};
 use crate::config::Config;
-use crate::connection::Lifecycle;
 use crate::endpoints::{self, Endpoint, Session};
-use crate::linger::LingeringClose;
 use crate::metrics::Metrics;
+use crate::upgrade;
 
 /// State shared by every request: configuration, metrics, connection slots and the
 /// shutdown machinery.
@@ -51,10 +40,9 @@ pub struct App {
     /// One permit per TCP connection that may still open (see [`accept`]): `--max-connections`,
     /// lowered to fit the open-file limit.
     pub slots: Arc<Semaphore>,
-    /// Cancelled when shutdown begins; every connection watches it.
-    pub shutdown: CancellationToken,
-    /// Counts the upgraded connections still running, so shutdown can wait for them.
-    pub tracker: TaskTracker,
+    /// Every socket's timing, shutdown signal and code, and the count of running sockets
+    /// that shutdown waits for.
+    pub lifecycle: Lifecycle,
     /// The name ticks carry: `config.instance`, or `pid-<pid>` when that is empty.
     pub instance: Arc<str>,
 }
@@ -67,13 +55,15 @@ impl App {
         } else {
             config.instance.clone()
         };
+        let lifecycle = Lifecycle::new()
+            .with_timing(config.timing)
+            .with_shutdown_code(config.shutdown_code);
         App {
             instance: instance.into(),
             slots: Arc::new(Semaphore::new(accept::capacity(config.max_connections))),
             config: Arc::new(config),
             metrics: Metrics::new(),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            lifecycle,
         }
     }
 }
@@ -91,9 +81,9 @@ struct WsParams {
 /// Every route of the server.
 pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let healthz = {
-        let shutdown = app.shutdown.clone();
+        let lifecycle = app.lifecycle.clone();
         warp::path!("healthz").map(move || {
-            if shutdown.is_cancelled() {
+            if lifecycle.is_shutting_down() {
                 // Shutting down: a load balancer's health check takes this instance out.
                 warp::reply::with_status("draining", StatusCode::SERVICE_UNAVAILABLE)
             } else {
@@ -152,7 +142,7 @@ fn websocket_route(
     warp::path("ws")
         .and(warp::path(name))
         .and(warp::path::end())
-        // Taken before `warp::ws()` removes it from the request: we finish the upgrade.
+        // Taken before `warp::ws()` removes it from the request: `upgrade` finishes it.
         .and(warp::ext::optional::<OnUpgrade>())
         // The connection's place under the cap, which the socket keeps (see `accept`).
         .and(warp::ext::optional::<ConnectionSlot>())
@@ -160,114 +150,72 @@ fn websocket_route(
         .and(warp::ws())
         .and(warp::header::headers_cloned())
         .and(warp::query::<WsParams>())
-        .and(warp::header::optional::<String>("origin"))
-        .and(warp::header::optional::<String>("host"))
-        .and(warp::header::optional::<String>("x-forwarded-proto"))
         .map(
             move |on_upgrade: Option<OnUpgrade>,
                   slot: Option<ConnectionSlot>,
                   _validated: warp::ws::Ws,
                   headers: HeaderMap,
-                  params: WsParams,
-                  origin: Option<String>,
-                  host: Option<String>,
-                  forwarded_proto: Option<String>| {
-                let request = UpgradeRequest {
-                    on_upgrade,
-                    slot,
-                    headers,
-                    params,
-                    origin,
-                    host,
-                    forwarded_proto,
+                  params: WsParams| {
+                let Some(on_upgrade) = on_upgrade else {
+                    // hyper upgrades HTTP/1.1 connections only; a 101 to HTTP/1.0 would lead nowhere.
+                    return refuse(StatusCode::BAD_REQUEST, "WebSocket upgrades need HTTP/1.1");
                 };
-                upgrade(&app, endpoint, request)
+                let response =
+                    match upgrade::switching_protocols(&headers, &app.config.subprotocols) {
+                        Ok(response) => response,
+                        Err(error) => {
+                            let why = format!("not a WebSocket upgrade: {error}");
+                            return refuse_owned(StatusCode::BAD_REQUEST, why);
+                        }
+                    };
+                match admit(&app, endpoint, &headers, params) {
+                    Ok(session) => {
+                        upgrade::start(on_upgrade, slot, &app, session);
+                        response
+                    }
+                    Err((status, why)) => refuse_owned(status, why),
+                }
             },
         )
 }
 
-/// What an admitted upgrade request carries into [`upgrade`].
-struct UpgradeRequest {
-    /// Resolves to the raw connection once the 101 response is sent; `None` when hyper
-    /// cannot upgrade this request (then the 101 is sent and nothing more happens, as in warp).
-    on_upgrade: Option<OnUpgrade>,
-    /// The TCP connection's place under the cap; `None` only when served outside `serve_app`.
-    slot: Option<ConnectionSlot>,
-    /// The request's headers, for tungstenite's handshake response and the subprotocol offer.
-    headers: HeaderMap,
+/// Admits or refuses one upgrade request: Origin, shutdown, then the query's values. An
+/// admitted request gets the [`Session`] its connection will run; a refused one the status
+/// and line to answer with.
+fn admit(
+    app: &App,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
     params: WsParams,
-    origin: Option<String>,
-    host: Option<String>,
-    /// `X-Forwarded-Proto` from a TLS-terminating proxy: the scheme the browser used.
-    forwarded_proto: Option<String>,
-}
-
-/// Tungstenite's read buffer per connection, zero-filled before every read. Clients send this
-/// server small frames (Close, Pong, short messages); a larger one is read in several steps.
-/// Tungstenite's default is 128 KiB; 4 KiB measured 7.8 KiB of RSS per connection, 2 KiB 5.9.
-pub const READ_BUFFER_SIZE: usize = 2 * 1024;
-
-/// How far tungstenite's write buffer may grow beyond one message of `--max-message-size`: a
-/// frame header and the Pong and Close frames it may queue beside it (at most 127 bytes each).
-/// The buffer is bounded so that a peer that pings without reading cannot grow it: tungstenite
-/// then keeps only the latest Pong pending, and the lifecycle drops the peer once a flush
-/// takes longer than `write_timeout`.
-pub const WRITE_BUFFER_SLACK: usize = 1024;
-
-/// Admits or refuses one upgrade request, and starts the connection when admitted.
-fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::reply::Response {
-    let UpgradeRequest {
-        on_upgrade,
-        slot,
-        headers,
-        params,
-        origin,
-        host,
-        forwarded_proto,
-    } = request;
+) -> Result<Session, (StatusCode, String)> {
     let config = &app.config;
-    let Some(on_upgrade) = on_upgrade else {
-        // hyper upgrades HTTP/1.1 connections only; a 101 to HTTP/1.0 would lead nowhere.
-        return refuse(StatusCode::BAD_REQUEST, "WebSocket upgrades need HTTP/1.1");
-    };
-    let response = match switching_protocols(&headers, &config.subprotocols) {
-        Ok(response) => response,
-        Err(error) => {
-            return refuse_owned(
-                StatusCode::BAD_REQUEST,
-                format!("not a WebSocket upgrade: {error}"),
-            )
-        }
-    };
-    let scheme = match forwarded_proto.as_deref() {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    // `X-Forwarded-Proto` from a TLS-terminating proxy: the scheme the browser used.
+    let scheme = match header("x-forwarded-proto") {
         Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
         _ => "http",
     };
-    if !origin_allowed(
-        origin.as_deref(),
-        host.as_deref(),
-        scheme,
-        &config.allowed_origins,
-    ) {
+    let (origin, host) = (header("origin"), header("host"));
+    if !origin_allowed(origin, host, scheme, &config.allowed_origins) {
         tracing::info!(?origin, ?host, "refused upgrade: origin not allowed");
         app.metrics.upgrade_refused(endpoint.name(), 403);
-        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+        return Err((StatusCode::FORBIDDEN, "origin not allowed".into()));
     }
-    if app.shutdown.is_cancelled() {
+    if app.lifecycle.is_shutting_down() {
         tracing::info!("refused upgrade: shutting down");
         app.metrics.upgrade_refused(endpoint.name(), 503);
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()));
     }
     let push_interval = match (params.push_ms, endpoint) {
         (Some(0), _) => None,
         (Some(ms), _) if Duration::from_millis(ms) < config.min_push_interval => {
-            return refuse_owned(
+            return Err((
                 StatusCode::BAD_REQUEST,
                 format!(
                     "push_ms must be 0 or at least {} (--min-push-interval)",
                     config.min_push_interval.as_millis()
                 ),
-            );
+            ));
         }
         (Some(ms), _) => Some(Duration::from_millis(ms)),
         (None, Endpoint::Echo | Endpoint::BreakOnClose | Endpoint::LingeringTcp) => None,
@@ -277,87 +225,23 @@ fn upgrade(app: &App, endpoint: Endpoint, request: UpgradeRequest) -> warp::repl
         None => 0,
         Some(after) if after < endpoints::MAX_SEQ => after + 1,
         Some(_) => {
-            return refuse_owned(
+            return Err((
                 StatusCode::BAD_REQUEST,
                 format!(
                     "after must be below {} (2^53-1, the largest seq JavaScript holds exactly)",
                     endpoints::MAX_SEQ
                 ),
-            )
+            ))
         }
     };
-    let session = Session {
+    Ok(Session {
         endpoint,
-        lifecycle: Lifecycle {
-            timing: config.timing,
-            shutdown: app.shutdown.clone(),
-            shutdown_code: config.shutdown_code,
-        },
+        lifecycle: app.lifecycle.clone(),
         push_interval,
         first_seq,
         instance: app.instance.clone(),
         metrics: app.metrics.clone(),
-    };
-    // Counted from now, not from the end of the handshake, so shutdown cannot miss it.
-    let running = app.tracker.token();
-    let socket_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .write_buffer_size(0)
-        .max_write_buffer_size(config.max_message_size + WRITE_BUFFER_SLACK)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
-    let linger = config.timing.close_timeout;
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    LingeringClose::new(TokioIo::new(upgraded), linger, slot),
-                    Role::Server,
-                    Some(socket_config),
-                )
-                .await;
-                endpoints::serve(socket, session).await;
-            }
-            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
-        }
-        drop(running);
-    });
-    response
-}
-
-/// The `101 Switching Protocols` answer, built by tungstenite from the request's headers
-/// (`Sec-WebSocket-Accept` from the key), plus `Sec-WebSocket-Protocol` when the client offered
-/// a subprotocol this server supports: the first one it offered.
-fn switching_protocols(
-    headers: &HeaderMap,
-    supported: &[String],
-) -> Result<warp::reply::Response, tungstenite::Error> {
-    let mut request = warp::http::Request::new(());
-    *request.headers_mut() = headers.clone();
-    // Only HTTP/1.1 gets here: hyper offers no upgrade to HTTP/1.0 (see `upgrade`).
-    *request.version_mut() = warp::http::Version::HTTP_11;
-    let (parts, ()) = tungstenite::handshake::server::create_response(&request)?.into_parts();
-    let mut response = warp::reply::Response::default();
-    *response.status_mut() = parts.status;
-    *response.headers_mut() = parts.headers;
-    if let Some(chosen) = choose_subprotocol(headers, supported) {
-        response
-            .headers_mut()
-            .insert(SEC_WEBSOCKET_PROTOCOL, chosen);
-    }
-    Ok(response)
-}
-
-/// The first subprotocol the client offers in `Sec-WebSocket-Protocol` that is `supported`.
-fn choose_subprotocol(headers: &HeaderMap, supported: &[String]) -> Option<HeaderValue> {
-    headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|list| list.split(','))
-        .map(str::trim)
-        .find(|offered| supported.iter().any(|ours| ours == offered))
-        .and_then(|chosen| HeaderValue::from_str(chosen).ok())
+    })
 }
 
 /// One readable line, with the right status, for every way a request can be refused.
@@ -406,12 +290,13 @@ fn refusal(rejection: &Rejection) -> warp::reply::Response {
     refuse(StatusCode::BAD_REQUEST, "bad request")
 }
 
-fn refuse(status: StatusCode, why: &'static str) -> warp::reply::Response {
+/// A plain-text refusal of a fixed line.
+pub(crate) fn refuse(status: StatusCode, why: &'static str) -> warp::reply::Response {
     refuse_owned(status, why.to_owned())
 }
 
 /// A plain-text refusal: one line, ending in a newline.
-fn refuse_owned(status: StatusCode, why: String) -> warp::reply::Response {
+pub(crate) fn refuse_owned(status: StatusCode, why: String) -> warp::reply::Response {
     warp::reply::with_status(format!("{why}\n"), status).into_response()
 }
 
@@ -484,55 +369,7 @@ async fn resolves_inside(static_dir: &std::path::Path, tail: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{origin_allowed, switching_protocols};
-    use warp::http::header::{HeaderMap, HeaderValue};
-
-    fn upgrade_headers(extra: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("connection", "Upgrade"),
-            ("upgrade", "websocket"),
-            ("sec-websocket-version", "13"),
-            // The example from RFC 6455, section 1.3.
-            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ]
-        .iter()
-        .chain(extra)
-        {
-            headers.append(*name, HeaderValue::from_static(value));
-        }
-        headers
-    }
-
-    #[test]
-    fn switching_protocols_answers_the_key() {
-        let response = switching_protocols(&upgrade_headers(&[]), &[]).unwrap();
-        assert_eq!(response.status(), 101);
-        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
-        assert_eq!(
-            header("sec-websocket-accept"),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-        assert!(header("connection").eq_ignore_ascii_case("upgrade"));
-        assert_eq!(header("upgrade"), "websocket");
-        assert!(!response.headers().contains_key("sec-websocket-protocol"));
-    }
-
-    #[test]
-    fn the_first_offered_subprotocol_we_speak_is_chosen() {
-        let ours = vec!["chat.v2".to_owned(), "chat.v1".to_owned()];
-        let chosen = |offer: &'static str| {
-            let headers = upgrade_headers(&[("sec-websocket-protocol", offer)]);
-            switching_protocols(&headers, &ours)
-                .unwrap()
-                .headers()
-                .get("sec-websocket-protocol")
-                .map(|value| value.to_str().unwrap().to_owned())
-        };
-        assert_eq!(chosen("chat.v1, chat.v2").as_deref(), Some("chat.v1"));
-        assert_eq!(chosen("mqtt,chat.v2").as_deref(), Some("chat.v2"));
-        assert_eq!(chosen("mqtt"), None);
-    }
+    use super::origin_allowed;
 
     #[test]
     fn origin_rules() {

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 // wsclose-server's read buffer, so the RSS figures compare the lifecycle and not tungstenite's
 // 128 KiB default buffer.
-use wsclose_server::routes::READ_BUFFER_SIZE;
+use wsclose_server::upgrade::READ_BUFFER_SIZE;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

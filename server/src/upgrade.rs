@@ -1,0 +1,148 @@
+//! The WebSocket upgrade, finished by hand after admission.
+//!
+//! This is warp's `WsReply::into_response` (warp `src/filters/ws.rs`) written out: answer 101
+//! with the headers tungstenite computes from the request, and spawn a task that waits for
+//! hyper's upgraded connection and wraps it in a `WebSocketStream`. It is done here rather than
+//! by `Ws::on_upgrade` because warp offers no way to set tungstenite's read buffer. Its default
+//! is 128 KiB, and tungstenite zero-fills the whole buffer before every read, so each idle
+//! connection kept 136 KiB resident (and paid a 128 KiB memset per read); with
+//! [`READ_BUFFER_SIZE`] it is a few KiB (`docs/performance.md` has the measurement).
+
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::{Role, WebSocketConfig};
+use warp::http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use warp::hyper::upgrade::OnUpgrade;
+
+use crate::accept::ConnectionSlot;
+use crate::endpoints::{self, Session};
+use crate::linger::LingeringClose;
+use crate::routes::App;
+
+/// Tungstenite's read buffer per connection, zero-filled before every read. Clients send this
+/// server small frames (Close, Pong, short messages); a larger one is read in several steps.
+pub const READ_BUFFER_SIZE: usize = 2 * 1024;
+
+/// How far tungstenite's write buffer may grow beyond one message of `--max-message-size`: a
+/// frame header and the Pong and Close frames it may queue beside it (at most 127 bytes each).
+/// The buffer is bounded so that a peer that pings without reading cannot grow it: tungstenite
+/// then keeps only the latest Pong pending, and the lifecycle drops the peer once a flush
+/// takes longer than `write_timeout`.
+pub const WRITE_BUFFER_SLACK: usize = 1024;
+
+/// The `101 Switching Protocols` answer, built by tungstenite from the request's headers
+/// (`Sec-WebSocket-Accept` from the key), plus `Sec-WebSocket-Protocol` when the client offered
+/// a subprotocol this server supports: the first one it offered.
+pub fn switching_protocols(
+    headers: &HeaderMap,
+    supported: &[String],
+) -> Result<warp::reply::Response, tungstenite::Error> {
+    let mut request = warp::http::Request::new(());
+    *request.headers_mut() = headers.clone();
+    // Only HTTP/1.1 gets here: hyper offers no upgrade to HTTP/1.0.
+    *request.version_mut() = warp::http::Version::HTTP_11;
+    let (parts, ()) = tungstenite::handshake::server::create_response(&request)?.into_parts();
+    let mut response = warp::reply::Response::default();
+    *response.status_mut() = parts.status;
+    *response.headers_mut() = parts.headers;
+    if let Some(chosen) = choose_subprotocol(headers, supported) {
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, chosen);
+    }
+    Ok(response)
+}
+
+/// The first subprotocol the client offers in `Sec-WebSocket-Protocol` that is `supported`.
+fn choose_subprotocol(headers: &HeaderMap, supported: &[String]) -> Option<HeaderValue> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .find(|offered| supported.iter().any(|ours| ours == offered))
+        .and_then(|chosen| HeaderValue::from_str(chosen).ok())
+}
+
+/// Spawns the admitted connection's task, counted in the app's lifecycle from now (so a
+/// shutdown that begins mid-upgrade still waits for it): once hyper hands over the upgraded
+/// connection, it becomes a `WebSocketStream` with bounded buffers under a lingering close,
+/// holding its connection slot, and runs `session`'s endpoint to its end.
+pub fn start(on_upgrade: OnUpgrade, slot: Option<ConnectionSlot>, app: &App, session: Session) {
+    let config = &app.config;
+    let socket_config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(0)
+        .max_write_buffer_size(config.max_message_size + WRITE_BUFFER_SLACK)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size));
+    let linger = config.timing.close_timeout;
+    app.lifecycle.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    LingeringClose::new(TokioIo::new(upgraded), linger, slot),
+                    Role::Server,
+                    Some(socket_config),
+                )
+                .await;
+                endpoints::serve(socket, session).await;
+            }
+            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::switching_protocols;
+    use warp::http::header::{HeaderMap, HeaderValue};
+
+    fn upgrade_headers(extra: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            // The example from RFC 6455, section 1.3.
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn switching_protocols_answers_the_key() {
+        let response = switching_protocols(&upgrade_headers(&[]), &[]).unwrap();
+        assert_eq!(response.status(), 101);
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(
+            header("sec-websocket-accept"),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(header("connection").eq_ignore_ascii_case("upgrade"));
+        assert_eq!(header("upgrade"), "websocket");
+        assert!(!response.headers().contains_key("sec-websocket-protocol"));
+    }
+
+    #[test]
+    fn the_first_offered_subprotocol_we_speak_is_chosen() {
+        let ours = vec!["chat.v2".to_owned(), "chat.v1".to_owned()];
+        let chosen = |offer: &'static str| {
+            let headers = upgrade_headers(&[("sec-websocket-protocol", offer)]);
+            switching_protocols(&headers, &ours)
+                .unwrap()
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(chosen("chat.v1, chat.v2").as_deref(), Some("chat.v1"));
+        assert_eq!(chosen("mqtt,chat.v2").as_deref(), Some("chat.v2"));
+        assert_eq!(chosen("mqtt"), None);
+    }
+}

@@ -1,0 +1,73 @@
+//! axum's `WebSocket` under the lifecycle (feature `axum`).
+//!
+//! ```no_run
+//! use axum::extract::{State, WebSocketUpgrade};
+//! use axum::response::Response;
+//! use futures::stream;
+//! use wsclose::Lifecycle;
+//!
+//! async fn upgrade(State(lifecycle): State<Lifecycle>, ws: WebSocketUpgrade) -> Response {
+//!     ws.on_upgrade(move |socket| async move {
+//!         // An echo socket: nothing pushed, every message sent back.
+//!         wsclose::axum::serve(socket, &lifecycle, stream::pending(), Some).await;
+//!     })
+//! }
+//! ```
+
+use std::future::ready;
+
+use axum::extract::ws::{CloseFrame, Message as AxumMessage, WebSocket};
+use futures::{Sink, SinkExt, Stream, TryStreamExt};
+use tungstenite::Message;
+
+use crate::{close, serve_websocket, Ending, Lifecycle};
+
+/// [`serve_websocket`] for axum's socket: runs it to its end under `lifecycle`, with
+/// `outgoing` and `on_message` as there.
+pub async fn serve<O, H>(
+    socket: WebSocket,
+    lifecycle: &Lifecycle,
+    outgoing: O,
+    on_message: H,
+) -> Ending
+where
+    O: Stream<Item = Message>,
+    H: FnMut(Message) -> Option<Message>,
+{
+    serve_websocket(adapt(socket), lifecycle, outgoing, on_message).await
+}
+
+/// axum's socket as a `Stream` + `Sink` of tungstenite messages.
+pub fn adapt(
+    socket: WebSocket,
+) -> impl Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin {
+    socket
+        .with(|message| ready(Ok::<_, axum::Error>(to_axum(message))))
+        .map_ok(from_axum)
+}
+
+fn from_axum(message: AxumMessage) -> Message {
+    match message {
+        AxumMessage::Text(text) => Message::text(text.as_str()),
+        AxumMessage::Binary(data) => Message::Binary(data),
+        AxumMessage::Ping(data) => Message::Ping(data),
+        AxumMessage::Pong(data) => Message::Pong(data),
+        AxumMessage::Close(Some(frame)) => close::message(frame.code.into(), frame.reason.as_str()),
+        AxumMessage::Close(None) => Message::Close(None),
+    }
+}
+
+fn to_axum(message: Message) -> AxumMessage {
+    match message {
+        Message::Text(text) => AxumMessage::Text(text.as_str().into()),
+        Message::Binary(data) => AxumMessage::Binary(data),
+        Message::Ping(data) => AxumMessage::Ping(data),
+        Message::Pong(data) => AxumMessage::Pong(data),
+        Message::Close(Some(frame)) => AxumMessage::Close(Some(CloseFrame {
+            code: frame.code.into(),
+            reason: frame.reason.as_str().into(),
+        })),
+        Message::Close(None) => AxumMessage::Close(None),
+        Message::Frame(frame) => AxumMessage::Binary(frame.into_payload()),
+    }
+}
