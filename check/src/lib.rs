@@ -35,6 +35,9 @@ pub mod tls;
 
 pub use checks::{CheckId, CheckResult, Verdict};
 pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
+/// tungstenite's close code, the type of every close code in this crate but the raw frames' (see
+/// [`raw::Frame::close_code`]).
+pub use tungstenite::protocol::frame::coding::CloseCode;
 
 /// How long the check waits for the server's Close frame, by default.
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(3);

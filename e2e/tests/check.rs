@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use wsclose_check::{report, Options, Report, Verdict};
+use wsclose_check::{report, CloseCode, Options, Report, Verdict};
 use wsclose_e2e::ServerProcess;
 
 /// The checks' wait for a Close: shorter than the default 3 s, to keep the unanswered cases short.
@@ -73,7 +73,11 @@ async fn the_fix_passes_everything_and_browsers_close_at_once() {
         assert!(!report.failed());
         let predicted = report.predicted;
         for browser in [predicted.chromium, predicted.firefox, predicted.webkit] {
-            assert_eq!((browser.code, browser.was_clean), (1000, true), "{path}");
+            assert_eq!(
+                (browser.code, browser.was_clean),
+                (CloseCode::Normal, true),
+                "{path}"
+            );
             assert!(browser.close_after_ms < 100.0, "{path}: {browser:?}");
         }
     }
@@ -96,16 +100,16 @@ async fn no_drain_is_unanswered_and_browsers_wait_their_timeouts() {
     let (chromium, firefox) = (report.predicted.chromium, report.predicted.firefox);
     assert_eq!(
         (chromium.close_after_ms, chromium.code, chromium.was_clean),
-        (60_000.0, 1006, false)
+        (60_000.0, CloseCode::Abnormal, false)
     );
     assert_eq!(
         (firefox.close_after_ms, firefox.code, firefox.was_clean),
-        (20_000.0, 1006, false)
+        (20_000.0, CloseCode::Abnormal, false)
     );
     let webkit = report.predicted.webkit;
     assert_eq!(
         (webkit.close_after_ms, webkit.code, webkit.was_clean),
-        (5_000.0, 1006, false)
+        (5_000.0, CloseCode::Abnormal, false)
     );
 }
 
@@ -120,7 +124,10 @@ async fn break_on_close_drops_the_reply_and_browsers_see_1006_at_once() {
     assert_eq!(verdict(&report, "ping-answered"), Verdict::Pass);
     let predicted = report.predicted;
     for browser in [predicted.chromium, predicted.firefox, predicted.webkit] {
-        assert_eq!((browser.code, browser.was_clean), (1006, false));
+        assert_eq!(
+            (browser.code, browser.was_clean),
+            (CloseCode::Abnormal, false)
+        );
         assert!(browser.close_after_ms < 100.0, "{browser:?}");
     }
 }
@@ -133,18 +140,21 @@ async fn lingering_tcp_is_clean_but_chromium_waits_2_s_and_webkit_5_s() {
     assert_eq!(verdict(&report, "close-code-echoed"), Verdict::Pass);
     assert_eq!(verdict(&report, "tcp-closed"), Verdict::Fail);
     let (chromium, firefox) = (report.predicted.chromium, report.predicted.firefox);
-    assert_eq!((chromium.code, chromium.was_clean), (1000, true));
+    assert_eq!(
+        (chromium.code, chromium.was_clean),
+        (CloseCode::Normal, true)
+    );
     assert!(
         (2000.0..2100.0).contains(&chromium.close_after_ms),
         "{chromium:?}"
     );
-    assert_eq!((firefox.code, firefox.was_clean), (1000, true));
+    assert_eq!((firefox.code, firefox.was_clean), (CloseCode::Normal, true));
     assert!(firefox.close_after_ms < 100.0, "{firefox:?}");
     // WebKit waits for TCP until its close timeout; the trap holds TCP 5 s.
     let webkit = report.predicted.webkit;
     assert_eq!(
         (webkit.close_after_ms, webkit.code, webkit.was_clean),
-        (5_000.0, 1000, true)
+        (5_000.0, CloseCode::Normal, true)
     );
 }
 
@@ -321,7 +331,7 @@ async fn wss_works_with_insecure_and_refuses_a_self_signed_certificate_without()
             report.predicted.chromium.code,
             report.predicted.chromium.was_clean
         ),
-        (1000, true)
+        (CloseCode::Normal, true)
     );
     task.abort();
 }

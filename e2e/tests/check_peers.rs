@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use wsclose_check::{report, Options, Report, Verdict};
+use wsclose_check::{report, CloseCode, Options, Report, Verdict};
 use wsclose_e2e::peers::{gorilla, node_ws, Peer};
 use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
 
@@ -123,7 +123,7 @@ async fn gorillas_read_loop_passes_with_warnings_only() {
         report.predicted.firefox,
         report.predicted.webkit,
     ] {
-        assert_eq!((browser.code, browser.was_clean), (1000, true));
+        assert_eq!((browser.code, browser.was_clean), (CloseCode::Normal, true));
         assert!(browser.close_after_ms < 100.0, "{browser:?}");
     }
 }

@@ -3,14 +3,14 @@
 
 use tokio::time::Instant;
 
-use super::connect::{connect, millis, outcome_text};
+use super::connect::{close_code, connect, millis, outcome_text};
 use super::run::Ctx;
 use super::{
     CheckId, CheckResult, Verdict, BROWSER_WAIT_BOUND, FIX_READ_LOOP, TCP_CLOSE_BOUND, TCP_WATCH,
 };
-use crate::predict::CloseBehaviour;
+use crate::predict::{shown, CloseBehaviour};
 use crate::raw::{Frame, RawCloseOutcome};
-use crate::{CheckError, Options};
+use crate::{CheckError, CloseCode, Options};
 
 const FIX_KEEP_POLLING: &str = "do not break out of the read loop on the peer's Close: \
     tungstenite only queues the reply, and the next read sends it; poll until the stream ends.";
@@ -24,7 +24,11 @@ pub(super) async fn close_behaviour(
 ) -> Result<CloseBehaviour, CheckError> {
     let mut client = connect(ctx.target, deadline).await?;
     let sent = Instant::now();
-    if client.send(&Frame::close(1000, b"")).await.is_err() {
+    if client
+        .send(&Frame::close(CloseCode::Normal.into(), b""))
+        .await
+        .is_err()
+    {
         return Ok(CloseBehaviour::Dropped { after_ms: 0.0 });
     }
     ctx.sent(CheckId::CloseAnswered, "close-answered (Close 1000)");
@@ -36,7 +40,7 @@ pub(super) async fn close_behaviour(
             let tcp_end_ms = client.wait_tcp_end(TCP_WATCH).await.map(millis);
             CloseBehaviour::Answered {
                 close_ms,
-                code: reply.close_code(),
+                code: close_code(&reply),
                 tcp_end_ms,
             }
         }
@@ -55,7 +59,7 @@ pub(super) async fn close_behaviour(
 /// soon enough that a browser's `close` event is not late.
 pub(super) fn close_answered(behaviour: &CloseBehaviour, options: &Options) -> CheckResult {
     let id = CheckId::CloseAnswered;
-    let code_text = |code: Option<u16>| code.map_or("no code".into(), |c| c.to_string());
+    let code_text = |code: Option<CloseCode>| code.map_or("no code".into(), |c| c.to_string());
     match *behaviour {
         CloseBehaviour::Answered { close_ms, code, .. }
             if close_ms >= millis(BROWSER_WAIT_BOUND) =>
@@ -113,17 +117,17 @@ pub(super) async fn close_code_echoed(
         let detail = "no Close comes back at all (see close-answered)".to_owned();
         return Ok(CheckResult::skip(id, detail));
     }
-    let reason = b"wsclose-check";
+    let (code, reason) = (CloseCode::Library(4000), b"wsclose-check");
     let mut client = connect(ctx.target, deadline).await?;
     let sent = Instant::now();
-    client.send(&Frame::close(4000, reason)).await.ok();
+    client.send(&Frame::close(code.into(), reason)).await.ok();
     ctx.sent(id, "close-code-echoed (Close 4000)");
     let (outcome, _) = client
         .await_close((sent + ctx.options.close_wait).min(deadline))
         .await;
     let ms = Some(millis(sent.elapsed()));
     Ok(match outcome {
-        RawCloseOutcome::Close(reply) if reply.close_code() == Some(4000) => {
+        RawCloseOutcome::Close(reply) if close_code(&reply) == Some(code) => {
             if reply.close_reason() == reason {
                 CheckResult::new(
                     id,
@@ -147,16 +151,14 @@ pub(super) async fn close_code_echoed(
             }
         }
         RawCloseOutcome::Close(reply) => {
-            let shown = reply.close_code().unwrap_or(crate::predict::NO_STATUS);
+            let shown = shown(close_code(&reply));
             CheckResult::new(
                 id,
                 Verdict::Warn,
                 ms,
                 format!(
                     "Close(4000) was answered with {}: the close event will show code {shown} instead of 4000",
-                    reply
-                        .close_code()
-                        .map_or("no code".into(), |c| c.to_string())
+                    close_code(&reply).map_or("no code".into(), |c| c.to_string())
                 ),
             )
             .fix("answer a Close with the peer's own code (RFC 6455 §5.5.1); the browser reports it.")
@@ -232,7 +234,7 @@ mod tests {
         // tcp-closed: under 100 ms pass, under 1 s warn, after that (or never) fail.
         let at = |ms| CloseBehaviour::Answered {
             close_ms: 0.5,
-            code: Some(1000),
+            code: Some(CloseCode::Normal),
             tcp_end_ms: ms,
         };
         assert_eq!(tcp_closed(&at(Some(50.0))).verdict, Verdict::Pass);

@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::raw::{Frame, Io, RawClient, RawCloseOutcome, UpgradeResponse};
-use crate::{io_cause, no_answer_within, CheckError, Target};
+use crate::{io_cause, no_answer_within, CheckError, CloseCode, Target};
 
 /// A raw client over TCP, or over TLS for `wss://`.
 pub type Client = RawClient<Box<dyn Io>>;
@@ -105,7 +105,7 @@ pub(super) async fn connect(target: &Target, deadline: Instant) -> Result<Client
 /// without waiting for the answer.
 pub(super) async fn goodbye(client: Option<Client>) {
     if let Some(mut client) = client {
-        let close = Frame::close(1000, b"");
+        let close = Frame::close(CloseCode::Normal.into(), b"");
         let _ = tokio::time::timeout(Duration::from_secs(1), client.send(&close)).await;
     }
 }
@@ -118,12 +118,17 @@ pub(super) fn millis(duration: Duration) -> f64 {
 /// What one probe got back.
 pub(super) fn outcome_text(outcome: &RawCloseOutcome) -> String {
     match outcome {
-        RawCloseOutcome::Close(frame) => frame
-            .close_code()
-            .map_or("a Close without code".into(), |code| code.to_string()),
+        RawCloseOutcome::Close(frame) => {
+            close_code(frame).map_or("a Close without code".into(), |code| code.to_string())
+        }
         RawCloseOutcome::Eof => "TCP closed without a Close".into(),
         RawCloseOutcome::Reset => "a TCP reset".into(),
         RawCloseOutcome::TimedOut => "nothing".into(),
         RawCloseOutcome::Garbage(_) => "bytes that are not a frame".into(),
     }
+}
+
+/// The code of the server's Close `frame`, as a [`CloseCode`]; `None` when it carries none.
+pub(super) fn close_code(frame: &Frame) -> Option<CloseCode> {
+    frame.close_code().map(CloseCode::from)
 }

@@ -4,19 +4,24 @@
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use super::connect::{connect, millis, outcome_text};
+use super::connect::{close_code, connect, millis, outcome_text};
 use super::run::Ctx;
 use super::{CheckId, CheckResult, Verdict, DEADLINE_GRACE};
+use crate::predict::shown;
 use crate::raw::{Frame, RawCloseOutcome, RSV1};
-use crate::CheckError;
+use crate::{CheckError, CloseCode};
 
 /// One fail-fast case of `protocol-errors`.
 struct ProtocolCase {
     name: &'static str,
     bytes: Vec<u8>,
-    expected: u16,
+    expected: CloseCode,
 }
 
+/// What every malformed case but invalid UTF-8 must get: 1002.
+const PROTOCOL: CloseCode = CloseCode::Protocol;
+
+/// The malformed cases, in the order they are sent.
 fn protocol_cases() -> Vec<ProtocolCase> {
     let case = |name, frame: Frame, expected| ProtocolCase {
         name,
@@ -28,32 +33,41 @@ fn protocol_cases() -> Vec<ProtocolCase> {
     top_bit.extend_from_slice(&(1u64 << 63 | 5).to_be_bytes());
     top_bit.extend_from_slice(&[1, 2, 3, 4]);
     vec![
-        case("unmasked frame", Frame::text("x").unmasked(), 1002),
+        case("unmasked frame", Frame::text("x").unmasked(), PROTOCOL),
         case(
             "RSV1 without an extension",
             Frame::text("x").rsv(RSV1),
-            1002,
+            PROTOCOL,
         ),
-        case("reserved opcode 0x3", Frame::new(0x3, "x"), 1002),
-        case("reserved control opcode 0xB", Frame::new(0xB, "x"), 1002),
-        case("fragmented Ping", Frame::ping("x").fin(false), 1002),
-        case("Ping over 125 bytes", Frame::ping(vec![0u8; 126]), 1002),
+        case("reserved opcode 0x3", Frame::new(0x3, "x"), PROTOCOL),
+        case(
+            "reserved control opcode 0xB",
+            Frame::new(0xB, "x"),
+            PROTOCOL,
+        ),
+        case("fragmented Ping", Frame::ping("x").fin(false), PROTOCOL),
+        case("Ping over 125 bytes", Frame::ping(vec![0u8; 126]), PROTOCOL),
         case(
             "continuation without a start",
             Frame::continuation("x"),
-            1002,
+            PROTOCOL,
         ),
         case(
             "invalid UTF-8 text",
             Frame::text(vec![b'o', 0xC3, 0x28]),
-            1007,
+            CloseCode::Invalid,
         ),
-        case("close code 1005", Frame::close(1005, b""), 1002),
-        case("close code 999", Frame::close(999, b""), 1002),
+        // Codes no endpoint may send: 1005 is for "no code", 999 is below the range.
+        case(
+            "close code 1005",
+            Frame::close(CloseCode::Status.into(), b""),
+            PROTOCOL,
+        ),
+        case("close code 999", Frame::close(999, b""), PROTOCOL),
         ProtocolCase {
             name: "64-bit length with its top bit set",
             bytes: top_bit,
-            expected: 1002,
+            expected: PROTOCOL,
         },
     ]
 }
@@ -144,7 +158,7 @@ pub(super) async fn protocol_errors(ctx: &Ctx<'_>) -> (CheckResult, Option<Strin
     let wrong: Vec<(&ProtocolCase, String)> = ran
         .iter()
         .filter(|(case, outcome)| {
-            !matches!(outcome, Ok(RawCloseOutcome::Close(frame)) if frame.close_code() == Some(case.expected))
+            !matches!(outcome, Ok(RawCloseOutcome::Close(frame)) if close_code(frame) == Some(case.expected))
         })
         .map(|(case, outcome)| {
             let got = match outcome {
@@ -207,11 +221,11 @@ pub(super) async fn max_message_size(
     let fix_1009 =
         "limit the message size and answer a larger message with Close 1009 (message too big).";
     Ok(match streamed.outcome {
-        RawCloseOutcome::Close(frame) if frame.close_code() == Some(1009) => {
+        RawCloseOutcome::Close(frame) if close_code(&frame) == Some(CloseCode::Size) => {
             CheckResult::new(id, Verdict::Pass, ms, format!("{len} bytes got 1009"))
         }
         RawCloseOutcome::Close(frame) => {
-            let shown = frame.close_code().unwrap_or(crate::predict::NO_STATUS);
+            let shown = shown(close_code(&frame));
             CheckResult::new(
                 id,
                 Verdict::Warn,
