@@ -8,7 +8,7 @@
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Output, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -333,23 +333,4 @@ fn capture(stream: impl AsyncRead + Unpin + Send + 'static, into: Captured, echo
 
 fn joined(captured: &Captured) -> String {
     captured.lock().expect("lock").join("\n")
-}
-
-/// Runs the server with exactly `args` (no `--addr` added) and waits for it to exit, for the
-/// command-line tests. `RUST_LOG` is removed so the log level cannot add lines. The process is
-/// killed if it is still running after `timeout`, and the test gets an error.
-pub async fn run_to_exit(args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
-    let child = server_command()
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawn wsclose-server")?;
-    tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .with_context(|| format!("wsclose-server {args:?} still running after {timeout:?}"))?
-        .context("wait for wsclose-server")
 }
