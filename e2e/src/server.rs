@@ -1,18 +1,18 @@
 //! The server under test as a child process.
 //!
-//! [`server_binary`] runs `cargo build -p wsclose-server --bin wsclose-server` once per test
-//! process, so the tests never run a stale binary, and finds the executable from cargo's JSON
-//! messages (which honours `CARGO_TARGET_DIR` and `--release` without guessing paths).
+//! [`server_binary`] builds `wsclose-server` with escargot (`cargo build -p wsclose-server --bin
+//! wsclose-server`) once per test process, so the tests never run a stale binary, and finds the
+//! executable from cargo's JSON messages (which honour `CARGO_TARGET_DIR` and `--release`
+//! without guessing paths).
 //! [`ServerProcess::start`] spawns it on `127.0.0.1:0` and waits for its listening line.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncRead};
 use tokio::process::{Child, Command};
 
@@ -41,8 +41,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        build(&["--bin", "wsclose-server"], "wsclose-server")
-            .unwrap_or_else(|err| panic!("{err:#}"))
+        build(Target::Bin("wsclose-server")).unwrap_or_else(|err| panic!("{err:#}"))
     })
 }
 
@@ -56,48 +55,63 @@ pub fn example_binary(name: &str) -> PathBuf {
     if let Some((_, path)) = built.iter().find(|(built, _)| built == name) {
         return path.clone();
     }
-    let path = build(&["--example", name], name).unwrap_or_else(|err| panic!("{err:#}"));
+    let path = build(Target::Example(name)).unwrap_or_else(|err| panic!("{err:#}"));
     built.push((name.to_owned(), path.clone()));
     path
 }
 
-/// `cargo build -p wsclose-server {what}`, and the executable of the target named `target`.
-fn build(what: &[&str], target: &str) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = std::process::Command::new(cargo);
-    command
-        .current_dir(workspace_root())
-        .args(["build", "-p", "wsclose-server"])
-        .args(what)
-        .arg("--message-format=json-render-diagnostics");
+/// Builds `target` of `wsclose-server` with escargot (`cargo build -p wsclose-server` and
+/// `--bin` or `--example`, `--release` with `WSCLOSE_E2E_RELEASE`), and returns the path of the
+/// executable from cargo's JSON messages, which honour `CARGO_TARGET_DIR` and `--release`
+/// without guessing paths. A failed build's error carries the compiler's rendered messages.
+fn build(target: Target<'_>) -> anyhow::Result<PathBuf> {
+    let mut build = escargot::CargoBuild::new()
+        .manifest_path(workspace_root().join("Cargo.toml"))
+        .package("wsclose-server");
+    let name = match target {
+        Target::Bin(name) => {
+            build = build.bin(name);
+            name
+        }
+        Target::Example(name) => {
+            build = build.example(name);
+            name
+        }
+    };
     if std::env::var_os("WSCLOSE_E2E_RELEASE").is_some() {
-        command.arg("--release");
+        build = build.release();
     }
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run cargo build for {target}"))?;
-    if !output.status.success() {
-        bail!(
-            "cargo build -p wsclose-server {what:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    for line in BufRead::lines(output.stdout.as_slice()) {
-        let line = line?;
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact" && message["target"]["name"] == target {
-            if let Some(executable) = message["executable"].as_str() {
-                return Ok(PathBuf::from(executable));
+    let what = format!("cargo build -p wsclose-server {target:?}");
+    let mut rendered = String::new();
+    for message in build.exec().with_context(|| format!("run {what}"))? {
+        let message = message.with_context(|| format!("{what} failed:\n{rendered}"))?;
+        match message
+            .decode()
+            .with_context(|| format!("{what}: a message"))?
+        {
+            escargot::format::Message::CompilerArtifact(artifact)
+                if artifact.target.name == name =>
+            {
+                if let Some(executable) = artifact.executable {
+                    return Ok(executable.into_owned());
+                }
             }
+            escargot::format::Message::CompilerMessage(compiler) => {
+                rendered.push_str(compiler.message.rendered.as_deref().unwrap_or_default());
+            }
+            _ => {}
         }
     }
-    Err(anyhow!(
-        "cargo build succeeded but reported no {target} executable"
-    ))
+    bail!("{what} succeeded but reported no {name} executable")
+}
+
+/// What [`build`] builds: a binary or an example of `wsclose-server`.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// `--bin NAME`.
+    Bin(&'a str),
+    /// `--example NAME`.
+    Example(&'a str),
 }
 
 /// Shared, growing copy of what a child printed on one of its streams.
