@@ -203,6 +203,11 @@ impl Report {
         self.checks.iter().find(|check| check.id.as_str() == id)
     }
 
+    /// The verdict of the check `id` (`"origin"`, ...); `None` when the report has no such check.
+    pub fn verdict(&self, id: &str) -> Option<Verdict> {
+        self.check(id).map(|check| check.verdict)
+    }
+
     /// True when any check failed: browsers will have a problem (the binary exits with 1).
     pub fn failed(&self) -> bool {
         self.checks
