@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::predict::BrowserOutcome;
+use crate::CloseCode;
 
 /// ChromeDriver, as Debian's `chromium-driver` installs it.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -340,10 +341,12 @@ async fn measure_in(client: &Client, page: &str, url: &str) -> Result<Measured, 
     }
     let outcome = BrowserOutcome {
         close_after_ms: value["close_after_ms"].as_f64().unwrap_or(f64::NAN),
-        code: value["code"]
-            .as_u64()
-            .and_then(|code| u16::try_from(code).ok())
-            .unwrap_or(0),
+        code: CloseCode::from(
+            value["code"]
+                .as_u64()
+                .and_then(|code| u16::try_from(code).ok())
+                .unwrap_or(0),
+        ),
         was_clean: value["was_clean"].as_bool().unwrap_or(false),
     };
     Ok(Measured::Outcome(outcome))

@@ -35,6 +35,9 @@ pub mod tls;
 
 pub use checks::{CheckId, CheckResult, Verdict};
 pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
+/// tungstenite's close code, the type of every close code in this crate but the raw frames' (see
+/// [`raw::Frame::close_code`]).
+pub use tungstenite::protocol::frame::coding::CloseCode;
 
 /// How long the check waits for the server's Close frame, by default.
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -198,6 +201,11 @@ impl Report {
     /// The result of the check `id` (`"origin"`, ...).
     pub fn check(&self, id: &str) -> Option<&CheckResult> {
         self.checks.iter().find(|check| check.id.as_str() == id)
+    }
+
+    /// The verdict of the check `id` (`"origin"`, ...); `None` when the report has no such check.
+    pub fn verdict(&self, id: &str) -> Option<Verdict> {
+        self.check(id).map(|check| check.verdict)
     }
 
     /// True when any check failed: browsers will have a problem (the binary exits with 1).

@@ -14,7 +14,8 @@
 //! Safari on macOS and iOS runs the same WebSocket code over Apple's own network stack, whose
 //! timeouts are not measured here.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use tungstenite::protocol::frame::coding::CloseCode;
 
 /// Chromium's closing-handshake timeout: with no Close answer, `close` fires after this.
 pub const CHROMIUM_CLOSE_TIMEOUT_MS: f64 = 60_000.0;
@@ -25,10 +26,16 @@ pub const FIREFOX_CLOSE_TIMEOUT_MS: f64 = 20_000.0;
 pub const WEBKIT_CLOSE_TIMEOUT_MS: f64 = 5_000.0;
 /// After the close handshake, how long Chromium waits for the server to close TCP.
 pub const CHROMIUM_TCP_CLOSE_WAIT_MS: f64 = 2_000.0;
-/// The code a browser reports when the connection ended without a close handshake.
-pub const ABNORMAL_CLOSURE: u16 = 1006;
-/// The code a browser reports for a Close frame without a code.
-pub const NO_STATUS: u16 = 1005;
+/// The code a browser reports when the connection ended without a close handshake (1006).
+pub const ABNORMAL_CLOSURE: CloseCode = CloseCode::Abnormal;
+/// The code a browser reports for a Close frame without a code (1005).
+pub const NO_STATUS: CloseCode = CloseCode::Status;
+
+/// The code a browser's `close` event shows for the server's Close frame carrying `code`:
+/// [`NO_STATUS`] when it carries none.
+pub fn shown(code: Option<CloseCode>) -> CloseCode {
+    code.unwrap_or(NO_STATUS)
+}
 
 /// What the server did after the check's Close(1000).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,8 +45,8 @@ pub enum CloseBehaviour {
     Answered {
         /// From our Close to the server's.
         close_ms: f64,
-        /// The server's code.
-        code: Option<u16>,
+        /// The server's code; `None` for a Close without one.
+        code: Option<CloseCode>,
         /// From the server's Close to the end of TCP.
         tcp_end_ms: Option<f64>,
     },
@@ -65,10 +72,16 @@ pub enum CloseBehaviour {
 pub struct BrowserOutcome {
     /// From `close()` to the `close` event (for a refused upgrade: the failed `open`).
     pub close_after_ms: f64,
-    /// `CloseEvent.code`.
-    pub code: u16,
+    /// `CloseEvent.code`, a number in JSON.
+    #[serde(serialize_with = "code_number")]
+    pub code: CloseCode,
     /// `CloseEvent.wasClean`.
     pub was_clean: bool,
+}
+
+/// A close code as its number, as `CloseEvent.code` is.
+fn code_number<S: Serializer>(code: &CloseCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u16(u16::from(code))
 }
 
 /// The prediction for the three engines.
@@ -107,7 +120,7 @@ pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
             code,
             tcp_end_ms,
         } => {
-            let code = code.unwrap_or(NO_STATUS);
+            let code = shown(code);
             // Chromium fires `close` once TCP is gone, or gives up waiting for it after 2 s.
             let tcp_wait = tcp_end_ms.map_or(CHROMIUM_TCP_CLOSE_WAIT_MS, |ms| {
                 ms.min(CHROMIUM_TCP_CLOSE_WAIT_MS)
@@ -172,7 +185,7 @@ mod tests {
     fn the_measured_table() {
         let fix = predict(&CloseBehaviour::Answered {
             close_ms: 0.3,
-            code: Some(1000),
+            code: Some(CloseCode::Normal),
             tcp_end_ms: Some(0.1),
         });
         assert_eq!(
@@ -181,7 +194,7 @@ mod tests {
                 fix.chromium.was_clean,
                 fix.firefox.was_clean
             ),
-            (1000, true, true)
+            (CloseCode::Normal, true, true)
         );
         assert!(fix.chromium.close_after_ms < 1.0);
 
@@ -191,12 +204,12 @@ mod tests {
         assert_eq!(no_read.webkit.close_after_ms, 5_000.0);
         assert_eq!(
             (no_read.chromium.code, no_read.chromium.was_clean),
-            (1006, false)
+            (CloseCode::Abnormal, false)
         );
 
         let lingering = predict(&CloseBehaviour::Answered {
             close_ms: 0.4,
-            code: Some(1000),
+            code: Some(CloseCode::Normal),
             tcp_end_ms: None,
         });
         assert_eq!(lingering.chromium.close_after_ms, 2000.4);
@@ -206,7 +219,7 @@ mod tests {
         assert!(lingering.webkit.was_clean);
         let one_second = predict(&CloseBehaviour::Answered {
             close_ms: 0.4,
-            code: Some(1000),
+            code: Some(CloseCode::Normal),
             tcp_end_ms: Some(1_000.0),
         });
         assert_eq!(one_second.webkit.close_after_ms, 1_000.4);
@@ -214,7 +227,7 @@ mod tests {
         let dropped = predict(&CloseBehaviour::Dropped { after_ms: 0.5 });
         assert_eq!(
             (dropped.chromium.code, dropped.firefox.was_clean),
-            (1006, false)
+            (CloseCode::Abnormal, false)
         );
     }
 }

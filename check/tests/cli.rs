@@ -1,40 +1,51 @@
 //! The command line on bad input: each case exits with status 2 and one line that names the
-//! cause, before any check runs.
+//! cause, before any check runs. Run with assert_cmd, matched with predicates.
 
-use std::process::{Command, Output};
+use std::time::Duration;
 
+use assert_cmd::Command;
+use predicates::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn check(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wsclose-check"))
-        .args(args)
-        .output()
-        .expect("run wsclose-check")
+/// Every run must end within this; assert_cmd kills it then and the test fails.
+const EXIT_BOUND: Duration = Duration::from_secs(30);
+
+/// `wsclose-check` with `args`, bounded by [`EXIT_BOUND`].
+fn check(args: &[&str]) -> Command {
+    let mut command = Command::cargo_bin("wsclose-check").expect("the wsclose-check binary");
+    command.args(args).timeout(EXIT_BOUND);
+    command
+}
+
+/// Exactly one line (with or without its newline) that contains `needle`.
+fn one_line_containing(needle: &str) -> impl Predicate<str> {
+    predicate::str::contains(needle)
+        .and(predicate::function(|text: &str| text.lines().count() == 1).fn_name("one line"))
 }
 
 /// Exit status 2, nothing on stdout, and exactly one line on stderr that contains `cause`.
-fn assert_refused(output: &Output, cause: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(output.stdout.is_empty(), "{output:?}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(cause), "{stderr:?} lacks {cause:?}");
+fn assert_refused(args: &[&str], cause: &str) {
+    check(args)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(one_line_containing(cause));
 }
 
 #[test]
 fn not_a_url() {
-    assert_refused(&check(&["not a url"]), "not a WebSocket URL: not a url");
+    assert_refused(&["not a url"], "not a WebSocket URL: not a url");
 }
 
 #[test]
 fn not_a_websocket_scheme() {
-    assert_refused(&check(&["http://127.0.0.1:1/"]), "expected ws://");
+    assert_refused(&["http://127.0.0.1:1/"], "expected ws://");
 }
 
 #[test]
 fn a_bad_flag() {
     assert_refused(
-        &check(&["ws://127.0.0.1:1/", "--close-wait", "soon"]),
+        &["ws://127.0.0.1:1/", "--close-wait", "soon"],
         "invalid value 'soon' for '--close-wait",
     );
 }
@@ -46,7 +57,20 @@ fn an_unreachable_port() {
         listener.local_addr().unwrap().port()
     }; // closed again: nothing listens there now
     let url = format!("ws://127.0.0.1:{port}/ws");
-    assert_refused(&check(&[&url]), "connection refused");
+    assert_refused(&[&url], "connection refused");
+}
+
+#[test]
+fn help_names_the_exit_statuses() {
+    check(&["--help"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Usage: wsclose-check").and(
+                predicate::str::contains("Exit status:").and(predicate::str::contains("--skip")),
+            ),
+        )
+        .stderr(predicate::str::is_empty());
 }
 
 #[tokio::test]
@@ -66,12 +90,13 @@ async fn a_server_that_is_not_websocket() {
             });
         }
     });
-    let output = tokio::task::spawn_blocking(move || check(&[&url]))
-        .await
-        .unwrap();
+    let asserted = tokio::task::spawn_blocking(move || {
+        assert_refused(
+            &[&url],
+            "is not a WebSocket endpoint: the upgrade got HTTP 200",
+        )
+    })
+    .await;
     server.abort();
-    assert_refused(
-        &output,
-        "is not a WebSocket endpoint: the upgrade got HTTP 200",
-    );
+    asserted.unwrap();
 }

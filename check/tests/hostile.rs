@@ -150,6 +150,25 @@ where
     (addr, task)
 }
 
+/// Runs the binary with `extra` against a fresh [`serve`] server of `handler` at
+/// `SCHEME://ADDR/`; the server is aborted when the run ends.
+async fn check_served<F, Fut>(scheme: &str, extra: &[&str], handler: F) -> Run
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (addr, server) = serve(handler).await;
+    let run = check(args(&format!("{scheme}://{addr}/"), extra)).await;
+    server.abort();
+    run
+}
+
+/// Holds the connection and never reads or writes: a server that hangs.
+async fn silent(stream: TcpStream) {
+    let _held = stream;
+    std::future::pending::<()>().await;
+}
+
 /// Reads an upgrade request and answers 101 with the right accept; `None` if it is not one.
 async fn accept_upgrade(stream: &mut TcpStream) -> Option<()> {
     let mut head = Vec::new();
@@ -173,6 +192,13 @@ async fn accept_upgrade(stream: &mut TcpStream) -> Option<()> {
     stream.write_all(response.as_bytes()).await.ok()
 }
 
+/// Reads (some of) the request, answers `head`, then `chunk` until the peer goes away.
+async fn answer_forever(mut stream: TcpStream, head: &'static [u8], chunk: &'static [u8]) {
+    let _ = stream.read(&mut [0u8; 4096]).await;
+    let _ = stream.write_all(head).await;
+    write_forever(&mut stream, chunk).await;
+}
+
 /// Writes `chunk` until the peer goes away.
 async fn write_forever(stream: &mut TcpStream, chunk: &[u8]) {
     while stream.write_all(chunk).await.is_ok() {}
@@ -180,75 +206,51 @@ async fn write_forever(stream: &mut TcpStream, chunk: &[u8]) {
 
 #[tokio::test]
 async fn silent_tcp_ends_at_the_default_timeout() {
-    let (addr, server) = serve(|stream| async move {
-        let _held = stream;
-        std::future::pending::<()>().await;
-    })
-    .await;
-    let run = check(args(&format!("ws://{addr}/"), &[])).await;
-    server.abort();
+    let run = check_served("ws", &[], silent).await;
     run.assert(2, "the upgrade got no answer within 10s (--timeout)");
 }
 
 #[tokio::test]
 async fn silent_tls_ends_at_the_timeout() {
-    let (addr, server) = serve(|stream| async move {
-        let _held = stream;
-        std::future::pending::<()>().await;
-    })
-    .await;
-    let run = check(args(&format!("wss://{addr}/"), &FAST)).await;
-    server.abort();
+    let run = check_served("wss", &FAST, silent).await;
     run.assert(2, "the TLS handshake got no answer within 2s (--timeout)");
 }
 
 #[tokio::test]
 async fn an_endless_head_is_cut_at_64_kib() {
-    let (addr, server) = serve(|mut stream| async move {
-        let _ = stream.read(&mut [0u8; 4096]).await;
-        let _ = stream
-            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: ")
-            .await;
-        write_forever(&mut stream, &[b'a'; 16 * 1024]).await;
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: ";
+    let run = check_served("ws", &FAST, |stream| {
+        answer_forever(stream, head, &[b'a'; 16 * 1024])
     })
     .await;
-    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
-    server.abort();
     run.assert(2, "no end of HTTP head in 64 KiB");
 }
 
 #[tokio::test]
 async fn a_refusal_with_an_endless_body_is_read_64_kib_deep() {
-    let (addr, server) = serve(|mut stream| async move {
-        let _ = stream.read(&mut [0u8; 4096]).await;
-        let _ = stream
-            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 1099511627776\r\n\r\n")
-            .await;
-        write_forever(&mut stream, &[b'x'; 64 * 1024]).await;
+    let head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 1099511627776\r\n\r\n";
+    let run = check_served("ws", &FAST, |stream| {
+        answer_forever(stream, head, &[b'x'; 64 * 1024])
     })
     .await;
-    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
-    server.abort();
     run.assert(1, "fail: handshake: 403 Forbidden");
 }
 
 #[tokio::test]
 async fn a_flood_of_tiny_frames_is_counted_not_kept() {
-    let (addr, server) = serve(|mut stream| async move {
+    let run = check_served("ws", &FAST, |mut stream| async move {
         if accept_upgrade(&mut stream).await.is_some() {
             // Empty binary frames, 32 Ki of them per write, and never a read.
             write_forever(&mut stream, &[OP_BINARY | 0x80, 0].repeat(32 * 1024)).await;
         }
     })
     .await;
-    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
-    server.abort();
     run.assert(1, "fail: close-answered: no Close within 1s");
 }
 
 #[tokio::test]
 async fn a_huge_frame_length_is_skipped_not_buffered() {
-    let (addr, server) = serve(|mut stream| async move {
+    let run = check_served("ws", &FAST, |mut stream| async move {
         if accept_upgrade(&mut stream).await.is_some() {
             // 60 MiB frames (under the 64 MiB a buffering reader would accept), back to back.
             let mut header = vec![OP_BINARY | 0x80, 127];
@@ -267,26 +269,21 @@ async fn a_huge_frame_length_is_skipped_not_buffered() {
         }
     })
     .await;
-    let run = check(args(&format!("ws://{addr}/"), &FAST)).await;
-    server.abort();
     run.assert(1, "fail: close-answered: no Close within 1s");
 }
 
 #[tokio::test]
 async fn a_server_that_never_reads_gets_no_50_mb_message_in_memory() {
-    let (addr, server) = serve(|mut stream| async move {
-        if accept_upgrade(&mut stream).await.is_some() {
-            let _held = stream;
-            std::future::pending::<()>().await;
-        }
-    })
-    .await;
-    let run = check(args(
-        &format!("ws://{addr}/"),
+    let run = check_served(
+        "ws",
         &[&FAST[..], &["--max-size", "50000000", "--json"]].concat(),
-    ))
+        |mut stream| async move {
+            if accept_upgrade(&mut stream).await.is_some() {
+                silent(stream).await;
+            }
+        },
+    )
     .await;
-    server.abort();
     run.assert(1, "fail: close-answered: no Close within 1s");
     let max_size = &json(&run)["checks"][7];
     assert_eq!(max_size["id"], "max-message-size");
@@ -542,21 +539,19 @@ async fn a_gorilla_read_loop_passes_with_warnings_and_fails_only_with_strict() {
 async fn skip_keeps_the_malformed_probes_away_from_a_fragile_server() {
     let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = errors.clone();
-    let (addr, server) = serve(move |stream| {
-        let seen = seen.clone();
-        async move {
-            if echo(stream).await.is_some() {
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-    })
-    .await;
-    let run = check(args(
-        &format!("ws://{addr}/"),
+    let run = check_served(
+        "ws",
         &[&FAST[..], &["--skip", "protocol-errors,origin", "--json"]].concat(),
-    ))
+        move |stream| {
+            let seen = seen.clone();
+            async move {
+                if echo(stream).await.is_some() {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        },
+    )
     .await;
-    server.abort();
     run.assert(0, "ok: every check that ran passed");
     assert_eq!(
         detail(&json(&run), "protocol-errors"),

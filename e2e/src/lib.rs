@@ -35,7 +35,7 @@ pub mod ws;
 
 pub use http::{http_get, HttpResponse, MetricsSnapshot};
 pub use raw::{Frame, RawClient, RawCloseOutcome, UpgradeResponse};
-pub use server::{run_to_exit, server_binary, ServerProcess};
+pub use server::{server_binary, ServerProcess};
 
 use std::time::Duration;
 

@@ -1,18 +1,18 @@
 //! The server under test as a child process.
 //!
-//! [`server_binary`] runs `cargo build -p wsclose-server --bin wsclose-server` once per test
-//! process, so the tests never run a stale binary, and finds the executable from cargo's JSON
-//! messages (which honours `CARGO_TARGET_DIR` and `--release` without guessing paths).
+//! [`server_binary`] builds `wsclose-server` with escargot (`cargo build -p wsclose-server --bin
+//! wsclose-server`) once per test process, so the tests never run a stale binary, and finds the
+//! executable from cargo's JSON messages (which honour `CARGO_TARGET_DIR` and `--release`
+//! without guessing paths).
 //! [`ServerProcess::start`] spawns it on `127.0.0.1:0` and waits for its listening line.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Output, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncRead};
 use tokio::process::{Child, Command};
 
@@ -41,18 +41,12 @@ pub fn workspace_root() -> PathBuf {
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        build(
-            "wsclose-server",
-            &["--bin", "wsclose-server"],
-            "wsclose-server",
-        )
-        .unwrap_or_else(|err| panic!("{err:#}"))
+        build(Target::Bin("wsclose-server")).unwrap_or_else(|err| panic!("{err:#}"))
     })
 }
 
-/// Builds the example `name` of the `wsclose` crate (`wsclose/examples/NAME.rs`, with every
-/// feature, once per test process) and returns the path of the executable, like
-/// [`server_binary`].
+/// Builds the example `name` of the `wsclose` crate (`wsclose/examples/NAME.rs`, every feature, once per test
+/// process) and returns the path of the executable, like [`server_binary`].
 pub fn example_binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT
@@ -61,49 +55,62 @@ pub fn example_binary(name: &str) -> PathBuf {
     if let Some((_, path)) = built.iter().find(|(built, _)| built == name) {
         return path.clone();
     }
-    let path = build("wsclose", &["--all-features", "--example", name], name)
-        .unwrap_or_else(|err| panic!("{err:#}"));
+    let path = build(Target::Example(name)).unwrap_or_else(|err| panic!("{err:#}"));
     built.push((name.to_owned(), path.clone()));
     path
 }
 
-/// `cargo build -p {package} {what}`, and the executable of the target named `target`.
-fn build(package: &str, what: &[&str], target: &str) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = std::process::Command::new(cargo);
-    command
-        .current_dir(workspace_root())
-        .args(["build", "-p", package])
-        .args(what)
-        .arg("--message-format=json-render-diagnostics");
+/// Builds `target` with escargot (`cargo build -p wsclose-server --bin NAME`, or `cargo build
+/// -p wsclose --all-features --example NAME`; `--release` with `WSCLOSE_E2E_RELEASE`), and
+/// returns the path of the
+/// executable from cargo's JSON messages, which honour `CARGO_TARGET_DIR` and `--release`
+/// without guessing paths. A failed build's error carries the compiler's rendered messages.
+fn build(target: Target<'_>) -> anyhow::Result<PathBuf> {
+    let mut build = escargot::CargoBuild::new().manifest_path(workspace_root().join("Cargo.toml"));
+    let (package, name) = match target {
+        Target::Bin(name) => {
+            build = build.package("wsclose-server").bin(name);
+            ("wsclose-server", name)
+        }
+        Target::Example(name) => {
+            build = build.package("wsclose").all_features().example(name);
+            ("wsclose", name)
+        }
+    };
     if std::env::var_os("WSCLOSE_E2E_RELEASE").is_some() {
-        command.arg("--release");
+        build = build.release();
     }
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run cargo build for {target}"))?;
-    if !output.status.success() {
-        bail!(
-            "cargo build -p {package} {what:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    for line in BufRead::lines(output.stdout.as_slice()) {
-        let line = line?;
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact" && message["target"]["name"] == target {
-            if let Some(executable) = message["executable"].as_str() {
-                return Ok(PathBuf::from(executable));
+    let what = format!("cargo build -p {package} {target:?}");
+    let mut rendered = String::new();
+    for message in build.exec().with_context(|| format!("run {what}"))? {
+        let message = message.with_context(|| format!("{what} failed:\n{rendered}"))?;
+        match message
+            .decode()
+            .with_context(|| format!("{what}: a message"))?
+        {
+            escargot::format::Message::CompilerArtifact(artifact)
+                if artifact.target.name == name =>
+            {
+                if let Some(executable) = artifact.executable {
+                    return Ok(executable.into_owned());
+                }
             }
+            escargot::format::Message::CompilerMessage(compiler) => {
+                rendered.push_str(compiler.message.rendered.as_deref().unwrap_or_default());
+            }
+            _ => {}
         }
     }
-    Err(anyhow!(
-        "cargo build succeeded but reported no {target} executable"
-    ))
+    bail!("{what} succeeded but reported no {name} executable")
+}
+
+/// What [`build`] builds: a binary of `wsclose-server`, or an example of `wsclose`.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// `--bin NAME`.
+    Bin(&'a str),
+    /// `--example NAME`.
+    Example(&'a str),
 }
 
 /// Shared, growing copy of what a child printed on one of its streams.
@@ -339,23 +346,4 @@ fn capture(stream: impl AsyncRead + Unpin + Send + 'static, into: Captured, echo
 
 fn joined(captured: &Captured) -> String {
     captured.lock().expect("lock").join("\n")
-}
-
-/// Runs the server with exactly `args` (no `--addr` added) and waits for it to exit, for the
-/// command-line tests. `RUST_LOG` is removed so the log level cannot add lines. The process is
-/// killed if it is still running after `timeout`, and the test gets an error.
-pub async fn run_to_exit(args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
-    let child = server_command()
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawn wsclose-server")?;
-    tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .with_context(|| format!("wsclose-server {args:?} still running after {timeout:?}"))?
-        .context("wait for wsclose-server")
 }

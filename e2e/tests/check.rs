@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use wsclose_check::{report, Options, Report, Verdict};
+use wsclose_check::{report, BrowserOutcome, CloseCode, Options, Report, Verdict};
 use wsclose_e2e::ServerProcess;
 
 /// The checks' wait for a Close: shorter than the default 3 s, to keep the unanswered cases short.
@@ -28,11 +28,13 @@ async fn check(server: &ServerProcess, path: &str, options: &Options) -> Report 
     report
 }
 
-fn verdict(report: &Report, id: &str) -> Verdict {
-    report
-        .check(id)
-        .unwrap_or_else(|| panic!("no {id} check in {report:#?}"))
-        .verdict
+/// What a browser shows, for exact comparisons with a prediction.
+fn outcome(close_after_ms: f64, code: CloseCode, was_clean: bool) -> BrowserOutcome {
+    BrowserOutcome {
+        close_after_ms,
+        code,
+        was_clean,
+    }
 }
 
 /// Every check's verdict, in order, for one-line assertions.
@@ -73,7 +75,11 @@ async fn the_fix_passes_everything_and_browsers_close_at_once() {
         assert!(!report.failed());
         let predicted = report.predicted;
         for browser in [predicted.chromium, predicted.firefox, predicted.webkit] {
-            assert_eq!((browser.code, browser.was_clean), (1000, true), "{path}");
+            assert_eq!(
+                (browser.code, browser.was_clean),
+                (CloseCode::Normal, true),
+                "{path}"
+            );
             assert!(browser.close_after_ms < 100.0, "{path}: {browser:?}");
         }
     }
@@ -84,43 +90,37 @@ async fn no_drain_is_unanswered_and_browsers_wait_their_timeouts() {
     let server = ServerProcess::start(&[]).await;
     let report = check(&server, "/ws/no-drain", &options()).await;
     assert!(report.failed());
-    assert_eq!(verdict(&report, "handshake"), Verdict::Pass);
-    assert_eq!(verdict(&report, "close-answered"), Verdict::Fail);
-    assert_eq!(verdict(&report, "close-code-echoed"), Verdict::Skip);
-    assert_eq!(verdict(&report, "tcp-closed"), Verdict::Skip);
+    assert_eq!(report.verdict("handshake"), Some(Verdict::Pass));
+    assert_eq!(report.verdict("close-answered"), Some(Verdict::Fail));
+    assert_eq!(report.verdict("close-code-echoed"), Some(Verdict::Skip));
+    assert_eq!(report.verdict("tcp-closed"), Some(Verdict::Skip));
     // Browsers never send a Ping or a malformed frame: conformance warnings, not failures.
-    assert_eq!(verdict(&report, "ping-answered"), Verdict::Warn);
-    assert_eq!(verdict(&report, "protocol-errors"), Verdict::Warn);
+    assert_eq!(report.verdict("ping-answered"), Some(Verdict::Warn));
+    assert_eq!(report.verdict("protocol-errors"), Some(Verdict::Warn));
     let fix = report.check("close-answered").unwrap().fix.clone().unwrap();
     assert!(fix.contains("read loop"), "{fix}");
-    let (chromium, firefox) = (report.predicted.chromium, report.predicted.firefox);
-    assert_eq!(
-        (chromium.close_after_ms, chromium.code, chromium.was_clean),
-        (60_000.0, 1006, false)
-    );
-    assert_eq!(
-        (firefox.close_after_ms, firefox.code, firefox.was_clean),
-        (20_000.0, 1006, false)
-    );
-    let webkit = report.predicted.webkit;
-    assert_eq!(
-        (webkit.close_after_ms, webkit.code, webkit.was_clean),
-        (5_000.0, 1006, false)
-    );
+    let predicted = report.predicted;
+    let abnormal_after = |ms| outcome(ms, CloseCode::Abnormal, false);
+    assert_eq!(predicted.chromium, abnormal_after(60_000.0));
+    assert_eq!(predicted.firefox, abnormal_after(20_000.0));
+    assert_eq!(predicted.webkit, abnormal_after(5_000.0));
 }
 
 #[tokio::test]
 async fn break_on_close_drops_the_reply_and_browsers_see_1006_at_once() {
     let server = ServerProcess::start(&[]).await;
     let report = check(&server, "/ws/break-on-close", &options()).await;
-    assert_eq!(verdict(&report, "close-answered"), Verdict::Fail);
+    assert_eq!(report.verdict("close-answered"), Some(Verdict::Fail));
     let fix = report.check("close-answered").unwrap().fix.clone().unwrap();
     assert!(fix.contains("do not break"), "{fix}");
     // It does read: pings are answered.
-    assert_eq!(verdict(&report, "ping-answered"), Verdict::Pass);
+    assert_eq!(report.verdict("ping-answered"), Some(Verdict::Pass));
     let predicted = report.predicted;
     for browser in [predicted.chromium, predicted.firefox, predicted.webkit] {
-        assert_eq!((browser.code, browser.was_clean), (1006, false));
+        assert_eq!(
+            (browser.code, browser.was_clean),
+            (CloseCode::Abnormal, false)
+        );
         assert!(browser.close_after_ms < 100.0, "{browser:?}");
     }
 }
@@ -129,22 +129,24 @@ async fn break_on_close_drops_the_reply_and_browsers_see_1006_at_once() {
 async fn lingering_tcp_is_clean_but_chromium_waits_2_s_and_webkit_5_s() {
     let server = ServerProcess::start(&[]).await;
     let report = check(&server, "/ws/lingering-tcp", &options()).await;
-    assert_eq!(verdict(&report, "close-answered"), Verdict::Pass);
-    assert_eq!(verdict(&report, "close-code-echoed"), Verdict::Pass);
-    assert_eq!(verdict(&report, "tcp-closed"), Verdict::Fail);
+    assert_eq!(report.verdict("close-answered"), Some(Verdict::Pass));
+    assert_eq!(report.verdict("close-code-echoed"), Some(Verdict::Pass));
+    assert_eq!(report.verdict("tcp-closed"), Some(Verdict::Fail));
     let (chromium, firefox) = (report.predicted.chromium, report.predicted.firefox);
-    assert_eq!((chromium.code, chromium.was_clean), (1000, true));
+    assert_eq!(
+        (chromium.code, chromium.was_clean),
+        (CloseCode::Normal, true)
+    );
     assert!(
         (2000.0..2100.0).contains(&chromium.close_after_ms),
         "{chromium:?}"
     );
-    assert_eq!((firefox.code, firefox.was_clean), (1000, true));
+    assert_eq!((firefox.code, firefox.was_clean), (CloseCode::Normal, true));
     assert!(firefox.close_after_ms < 100.0, "{firefox:?}");
     // WebKit waits for TCP until its close timeout; the trap holds TCP 5 s.
-    let webkit = report.predicted.webkit;
     assert_eq!(
-        (webkit.close_after_ms, webkit.code, webkit.was_clean),
-        (5_000.0, 1000, true)
+        report.predicted.webkit,
+        outcome(5_000.0, CloseCode::Normal, true)
     );
 }
 
@@ -160,8 +162,8 @@ async fn a_refused_origin_fails_the_handshake_and_names_the_flag() {
         .iter()
         .filter(|check| !["handshake", "origin", "server-survived"].contains(&check.id.as_str()))
         .all(|check| check.verdict == Verdict::Skip));
-    assert_eq!(verdict(&report, "origin"), Verdict::Pass);
-    assert_eq!(verdict(&report, "server-survived"), Verdict::Pass);
+    assert_eq!(report.verdict("origin"), Some(Verdict::Pass));
+    assert_eq!(report.verdict("server-survived"), Some(Verdict::Pass));
 
     // With the allowed origin, everything runs.
     let allowed = Options {
@@ -169,8 +171,8 @@ async fn a_refused_origin_fails_the_handshake_and_names_the_flag() {
         ..options()
     };
     let report = check(&server, "/ws/drain", &allowed).await;
-    assert_eq!(verdict(&report, "handshake"), Verdict::Pass);
-    assert_eq!(verdict(&report, "close-answered"), Verdict::Pass);
+    assert_eq!(report.verdict("handshake"), Some(Verdict::Pass));
+    assert_eq!(report.verdict("close-answered"), Some(Verdict::Pass));
 }
 
 #[tokio::test]
@@ -181,11 +183,11 @@ async fn keepalive_passes_only_when_a_ping_comes_in_time() {
         ..options()
     };
     let report = check(&pinging, "/ws/echo", &options).await;
-    assert_eq!(verdict(&report, "keepalive"), Verdict::Pass);
+    assert_eq!(report.verdict("keepalive"), Some(Verdict::Pass));
 
     let default = ServerProcess::start(&[]).await; // pings every 54 s
     let report = check(&default, "/ws/echo", &options).await;
-    assert_eq!(verdict(&report, "keepalive"), Verdict::Fail);
+    assert_eq!(report.verdict("keepalive"), Some(Verdict::Fail));
 }
 
 #[tokio::test]
@@ -196,7 +198,7 @@ async fn a_wrong_max_size_is_reported() {
         ..options()
     };
     let report = check(&server, "/ws/echo", &claimed).await;
-    assert_eq!(verdict(&report, "max-message-size"), Verdict::Pass);
+    assert_eq!(report.verdict("max-message-size"), Some(Verdict::Pass));
     // A server whose real limit is higher takes the 1001 bytes: no 1009. No browser sees that,
     // so it is a warning (it was a failure before the exit status meant "browsers").
     let generous = ServerProcess::start(&["--max-message-size", "100000"]).await;
@@ -314,14 +316,14 @@ async fn wss_works_with_insecure_and_refuses_a_self_signed_certificate_without()
         "tcp-closed",
         "ping-answered",
     ] {
-        assert_eq!(verdict(&report, id), Verdict::Pass, "{id}: {report:#?}");
+        assert_eq!(report.verdict(id), Some(Verdict::Pass), "{id}: {report:#?}");
     }
     assert_eq!(
         (
             report.predicted.chromium.code,
             report.predicted.chromium.was_clean
         ),
-        (1000, true)
+        (CloseCode::Normal, true)
     );
     task.abort();
 }

@@ -24,6 +24,16 @@ async fn server() -> ServerProcess {
     ServerProcess::start(&["--close-timeout", CLOSE_TIMEOUT]).await
 }
 
+/// [`expect_close_code`] on a server of its own.
+async fn expect_close_code_on_a_fresh_server(frames: &[Frame], code: u16) {
+    expect_close_code(&server().await, frames, code).await;
+}
+
+/// `frames` on a server of its own get Close 1002 (see [`expect_close_code`]).
+async fn protocol_error(frames: &[Frame]) {
+    expect_close_code_on_a_fresh_server(frames, PROTOCOL_ERROR).await;
+}
+
 /// Sends `frames` on a fresh `/ws/echo` connection, asserts the server's Close `code`, that the
 /// TCP connection ends within close-timeout plus margin, and that the server is still healthy.
 async fn expect_close_code(server: &ServerProcess, frames: &[Frame], code: u16) {
@@ -84,26 +94,22 @@ async fn expect_echo(server: &ServerProcess, frames: &[Frame], opcode: u16, payl
 
 #[tokio::test]
 async fn unmasked_client_frame() {
-    let server = server().await;
-    expect_close_code(&server, &[Frame::text("hi").unmasked()], PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::text("hi").unmasked()]).await;
 }
 
 #[tokio::test]
 async fn rsv1_set() {
-    let server = server().await;
-    expect_close_code(&server, &[Frame::text("hi").rsv(RSV1)], PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::text("hi").rsv(RSV1)]).await;
 }
 
 #[tokio::test]
 async fn rsv2_set() {
-    let server = server().await;
-    expect_close_code(&server, &[Frame::text("hi").rsv(RSV2)], PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::text("hi").rsv(RSV2)]).await;
 }
 
 #[tokio::test]
 async fn rsv3_set_on_a_control_frame() {
-    let server = server().await;
-    expect_close_code(&server, &[Frame::ping("hi").rsv(RSV3)], PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::ping("hi").rsv(RSV3)]).await;
 }
 
 #[tokio::test]
@@ -124,28 +130,22 @@ async fn reserved_control_opcodes() {
 
 #[tokio::test]
 async fn fragmented_control_frame() {
-    let server = server().await;
-    let frames = [Frame::ping("part").fin(false), Frame::continuation("rest")];
-    expect_close_code(&server, &frames, PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::ping("part").fin(false), Frame::continuation("rest")]).await;
 }
 
 #[tokio::test]
 async fn control_frame_over_125_bytes() {
-    let server = server().await;
-    expect_close_code(&server, &[Frame::ping(vec![b'p'; 126])], PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::ping(vec![b'p'; 126])]).await;
 }
 
 #[tokio::test]
 async fn continuation_without_a_start() {
-    let server = server().await;
-    expect_close_code(&server, &[Frame::continuation("orphan")], PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::continuation("orphan")]).await;
 }
 
 #[tokio::test]
 async fn new_data_frame_while_a_fragmented_message_is_open() {
-    let server = server().await;
-    let frames = [Frame::text("first ").fin(false), Frame::text("second")];
-    expect_close_code(&server, &frames, PROTOCOL_ERROR).await;
+    protocol_error(&[Frame::text("first ").fin(false), Frame::text("second")]).await;
 }
 
 #[tokio::test]
@@ -303,8 +303,7 @@ async fn invalid_utf8_close_reason() {
 
 #[tokio::test]
 async fn message_too_big_in_one_frame() {
-    let server = server().await;
-    expect_close_code(&server, &[Frame::binary(vec![7; 65_537])], TOO_BIG).await;
+    expect_close_code_on_a_fresh_server(&[Frame::binary(vec![7; 65_537])], TOO_BIG).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,103 @@
+//! The read side of a [`RawClient`]: bytes received but not yet decoded, read so that memory
+//! stays bounded whatever the server sends (data frames are skipped as they arrive, never kept).
+
+use anyhow::bail;
+use bytes::{Buf, BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+
+#[cfg(doc)]
+use super::RawClient;
+use super::{Frame, Header, RawCloseOutcome, OP_CLOSE};
+
+/// The read side's state: bytes received but not yet decoded, and how much of a skipped data
+/// frame's payload is still to come.
+pub(super) struct FrameReader {
+    /// Bytes received and not yet decoded.
+    pub(super) buf: BytesMut,
+    /// Payload bytes of a data frame [`FrameReader::read_control`] is discarding.
+    pub(super) skipping: u64,
+}
+
+/// How much a read may add to [`FrameReader::buf`] at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl FrameReader {
+    /// The next control frame (Close, Ping, Pong, or a reserved control opcode); every data
+    /// frame on the way is counted in `skipped` and discarded as it arrives, payload unread, so
+    /// memory stays bounded (a few KiB) whatever the server sends. `Ok(None)` on a clean EOF
+    /// between frames; an error on a reset, an EOF inside a frame, or a control frame over 125
+    /// bytes.
+    pub(super) async fn read_control<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+        skipped: &mut u64,
+    ) -> anyhow::Result<Option<Frame>> {
+        loop {
+            if self.skipping > 0 {
+                let drop = self.skipping.min(self.buf.len() as u64);
+                self.buf.advance(drop as usize);
+                self.skipping -= drop;
+            }
+            if self.skipping == 0 {
+                if let Some(header) = Header::decode(&self.buf) {
+                    if !header.is_control() {
+                        *skipped += 1;
+                        self.buf.advance(header.size);
+                        self.skipping = header.len;
+                        continue;
+                    }
+                    if header.len > 125 {
+                        bail!("a {}-byte control frame (at most 125 allowed)", header.len);
+                    }
+                    if let Some((frame, used)) = Frame::decode(&self.buf)? {
+                        self.buf.advance(used);
+                        return Ok(Some(frame));
+                    }
+                }
+            }
+            self.buf.reserve(READ_CHUNK);
+            let mut limited = (&mut self.buf).limit(READ_CHUNK);
+            if stream.read_buf(&mut limited).await? == 0 {
+                if self.buf.is_empty() && self.skipping == 0 {
+                    return Ok(None);
+                }
+                bail!("EOF inside a frame");
+            }
+        }
+    }
+
+    /// Like [`RawClient::next_close`], but keeps nothing it skips: returns how the wait ended
+    /// and how many data frames were skipped.
+    pub(super) async fn await_close<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+        deadline: Instant,
+    ) -> (RawCloseOutcome, u64) {
+        let mut skipped = 0;
+        loop {
+            let read = self.read_control(stream, &mut skipped);
+            let outcome = match tokio::time::timeout_at(deadline, read).await {
+                Err(_) => RawCloseOutcome::TimedOut,
+                Ok(Ok(Some(frame))) if frame.opcode == OP_CLOSE => RawCloseOutcome::Close(frame),
+                Ok(Ok(Some(_control))) => continue,
+                Ok(Ok(None)) => RawCloseOutcome::Eof,
+                Ok(Err(err)) if is_reset(&err) => RawCloseOutcome::Reset,
+                Ok(Err(err)) => RawCloseOutcome::Garbage(format!("{err:#}")),
+            };
+            return (outcome, skipped);
+        }
+    }
+}
+
+/// True when `err` is the connection being reset, aborted or broken, not a malformed frame.
+pub(super) fn is_reset(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>().is_some_and(|err| {
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        )
+    })
+}
