@@ -165,7 +165,7 @@ pub async fn lingering_tcp<S, E, O, H>(
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send + 'static,
     E: StdError + 'static,
-    O: Stream<Item = Message>,
+    O: Stream<Item = Message> + Unpin,
     H: FnMut(Message) -> Option<Message>,
 {
     let ending = serve_websocket(&mut socket, lifecycle, outgoing, on_message).await;

@@ -87,7 +87,7 @@ pub fn start(on_upgrade: OnUpgrade, slot: Option<ConnectionSlot>, app: &App, ses
                     Some(socket_config),
                 )
                 .await;
-                endpoints::serve(socket, session).await;
+                endpoints::serve(socket, &session).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }

@@ -14,7 +14,7 @@
 //! }
 //! ```
 
-use std::future::ready;
+use std::future::{ready, Future};
 
 use axum::extract::ws::{CloseFrame, Message as AxumMessage, WebSocket};
 use futures::{Sink, SinkExt, Stream, TryStreamExt};
@@ -24,17 +24,17 @@ use crate::{close, serve_websocket, Ending, Lifecycle};
 
 /// [`serve_websocket`] for axum's socket: runs it to its end under `lifecycle`, with
 /// `outgoing` and `on_message` as there.
-pub async fn serve<O, H>(
+pub fn serve<'a, O, H>(
     socket: WebSocket,
-    lifecycle: &Lifecycle,
+    lifecycle: &'a Lifecycle,
     outgoing: O,
     on_message: H,
-) -> Ending
+) -> impl Future<Output = Ending> + 'a
 where
-    O: Stream<Item = Message>,
-    H: FnMut(Message) -> Option<Message>,
+    O: Stream<Item = Message> + Unpin + 'a,
+    H: FnMut(Message) -> Option<Message> + 'a,
 {
-    serve_websocket(adapt(socket), lifecycle, outgoing, on_message).await
+    serve_websocket(adapt(socket), lifecycle, outgoing, on_message)
 }
 
 /// axum's socket as a `Stream` + `Sink` of tungstenite messages.

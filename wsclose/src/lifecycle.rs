@@ -36,7 +36,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
-    timing: Timing,
+    pub(crate) timing: Timing,
     shutdown_code: CloseCode,
     shutdown: CancellationToken,
     sockets: TaskTracker,

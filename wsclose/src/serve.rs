@@ -33,6 +33,7 @@
 //!   connection does not touch the timer wheel for every frame.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::pin::pin;
 
 use futures::{Sink, Stream, StreamExt};
@@ -40,7 +41,8 @@ use tokio::time::{sleep_until, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-use crate::{close, io, EndReason, Ending, Initiator, Lifecycle};
+use crate::io::{self, Write};
+use crate::{close, EndReason, Ending, Initiator, Lifecycle};
 
 /// Where one connection is: open, or in a close handshake that one side started.
 enum State {
@@ -115,15 +117,6 @@ impl ServerClose {
     }
 }
 
-/// Returns the [`Ending`] a failed bounded write yields.
-macro_rules! write_or_return {
-    ($write:expr) => {
-        if let Err(ending) = $write.await {
-            return ending;
-        }
-    };
-}
-
 /// Runs one upgraded WebSocket to its end, with every guarantee of the failure table, then
 /// drops it (which closes the TCP connection) and says how it ended.
 ///
@@ -132,7 +125,8 @@ macro_rules! write_or_return {
 ///   [`crate::warp::serve`] (features `axum` and `warp`).
 /// * `lifecycle`: the [`Timing`](crate::Timing), the shutdown signal and code. The call is
 ///   counted in it while it runs, so [`Lifecycle::shutdown`] waits for it.
-/// * `outgoing`: what the application sends. Each message is written (and flushed) before the
+/// * `outgoing`: what the application sends (`Unpin`: pin a stream that is not with
+///   `Box::pin`). Each message is written (and flushed) before the
 ///   next one is pulled, so a slow peer slows the stream down instead of filling a queue. When
 ///   the stream ends, the server sends Close 1000 and waits for the peer's answer. Pass
 ///   [`futures::stream::pending()`] to send nothing.
@@ -162,55 +156,73 @@ macro_rules! write_or_return {
 /// println!("closed by {:?} with {:?} ({})", ending.initiator, ending.code, ending.reason);
 /// # }
 /// ```
-pub async fn serve_websocket<S, E, O, H>(
+// Not an `async fn`: see the comment in the body.
+#[allow(clippy::manual_async_fn)]
+pub fn serve_websocket<'a, S, E, O, H>(
     mut socket: S,
-    lifecycle: &Lifecycle,
-    outgoing: O,
+    lifecycle: &'a Lifecycle,
+    mut outgoing: O,
     mut on_message: H,
-) -> Ending
+) -> impl Future<Output = Ending> + 'a
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
+    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + 'a,
     E: StdError + 'static,
-    O: Stream<Item = Message>,
-    H: FnMut(Message) -> Option<Message>,
+    O: Stream<Item = Message> + Unpin + 'a,
+    H: FnMut(Message) -> Option<Message> + 'a,
 {
-    let _running = lifecycle.running_token();
-    let timing = lifecycle.timing();
-    let mut outgoing = pin!(outgoing.fuse());
-    let start = Instant::now();
-    let mut state = State::Open {
-        next_ping: start + timing.ping_interval,
-        read_deadline: start + timing.pong_timeout,
-    };
-    let mut timer = pin!(sleep_until(state.deadline()));
+    // A function returning an `async move` block rather than an `async fn`: the block uses the
+    // arguments where they were captured, where an `async fn` would store each one twice in
+    // its future (memory per connection).
+    async move {
+        let _running = lifecycle.running_token();
+        let timing = &lifecycle.timing;
+        let start = Instant::now();
+        let mut state = State::Open {
+            next_ping: start + timing.ping_interval,
+            read_deadline: start + timing.pong_timeout,
+        };
+        let mut timer = pin!(sleep_until(state.deadline()));
 
-    loop {
-        let open = matches!(state, State::Open { .. });
-        // A close deadline is also checked against the clock on every turn: while a peer
-        // floods frames the worker never parks, and tokio advances its timer wheel only every
-        // few thousand reads, so the timer arm alone fired late.
-        if !open && Instant::now() >= state.deadline() {
-            return state.close_timed_out();
-        }
-        // Not `biased;`: with the read first, a peer that floods frames would keep every other
-        // arm (shutdown, outgoing messages, the close deadline) from ever being polled. tokio
-        // picks the first arm at random, so each ready arm gets its turn.
-        tokio::select! {
-            // 1. The read. Always pending, so Ping and Close are always answered.
-            incoming = socket.next() => match incoming {
+        loop {
+            let open = matches!(state, State::Open { .. });
+            // A close deadline is also checked against the clock on every turn: while a peer
+            // floods frames the worker never parks, and tokio advances its timer wheel only every
+            // few thousand reads, so the timer arm alone fired late.
+            if !open && Instant::now() >= state.deadline() {
+                return state.close_timed_out();
+            }
+            // The select only says what happened; the writes come after it, once its futures are
+            // dropped, so a write's future never sits beside them in this one's state (a smaller
+            // future: less memory per connection).
+            // Not `biased;`: with the read first, a peer that floods frames would keep every other
+            // arm (shutdown, outgoing messages, the close deadline) from ever being polled. tokio
+            // picks the first arm at random, so each ready arm gets its turn.
+            let event = tokio::select! {
+                // 1. The read. Always pending, so Ping and Close are always answered.
+                incoming = socket.next() => Event::Read(incoming),
+                // 2. Shutdown.
+                () = lifecycle.shutting_down(), if open => Event::Shutdown,
+                // 3. The application's next message, or the end of its stream.
+                next = outgoing.next(), if open => Event::Outgoing(next),
+                // 4. The one timer: keepalive and the read deadline while open; the close deadline after.
+                () = &mut timer => Event::Timer,
+            };
+            // What to write, if anything, and whether that write is the server's Close. One write
+            // point below, not one per case: each await in this loop adds to its future's size.
+            let (write, closing) = match event {
                 // The stream has ended: tungstenite flushed the Close reply, if any.
-                None => {
+                Event::Read(None) => {
                     return match state {
                         State::ServerClosed { close, .. } => close.unanswered(),
-                        State::PeerClosed { code, received_at, .. } => {
-                            Ending::dropped(Initiator::Client, EndReason::PeerClose)
-                                .with_code(code)
-                                .with_handshake(received_at.elapsed())
-                        }
+                        State::PeerClosed {
+                            code, received_at, ..
+                        } => Ending::dropped(Initiator::Client, EndReason::PeerClose)
+                            .with_code(code)
+                            .with_handshake(received_at.elapsed()),
                         State::Open { .. } => Ending::peer_gone(),
                     };
                 }
-                Some(Ok(message)) => match &mut state {
+                Event::Read(Some(Ok(message))) => match &mut state {
                     State::Open { read_deadline, .. } => {
                         let now = Instant::now();
                         // Any frame, a Pong included, proves the peer alive.
@@ -219,80 +231,110 @@ where
                             // Do NOT return here: the reply is queued and goes out on the next read.
                             let code = close::code(&message).unwrap_or(CloseCode::Status);
                             let deadline = now + timing.close_timeout;
-                            state = State::PeerClosed { code, received_at: now, deadline };
+                            state = State::PeerClosed {
+                                code,
+                                received_at: now,
+                                deadline,
+                            };
                             timer.as_mut().reset(deadline);
+                            (None, None)
                         } else if message.is_text() || message.is_binary() {
-                            if let Some(reply) = on_message(message) {
-                                write_or_return!(io::send(&mut socket, reply, timing.write_timeout));
-                            }
+                            (on_message(message).map(Write::Send), None)
                         } else if message.is_ping() {
                             // tungstenite queued the Pong (only the latest one when the write
                             // buffer is bounded). Flush it within write_timeout: a peer that
                             // pings but never reads is dropped here instead of held forever.
-                            write_or_return!(io::flush(&mut socket, timing.write_timeout));
+                            (Some(Write::Flush), None)
+                        } else {
+                            (None, None)
                         }
                     }
                     State::ServerClosed { .. } if message.is_close() => {
                         // Our Close was answered: the handshake is complete. Drop now.
-                        let State::ServerClosed { close, .. } = state else { unreachable!() };
+                        let State::ServerClosed { close, .. } = state else {
+                            unreachable!()
+                        };
                         return close.answered();
                     }
                     // Still draining until the answer, or until the stream ends.
-                    State::ServerClosed { .. } | State::PeerClosed { .. } => {}
+                    State::ServerClosed { .. } | State::PeerClosed { .. } => (None, None),
                 },
-                Some(Err(error)) => {
+                Event::Read(Some(Err(error))) => {
                     let answer = close::for_error(&error);
-                    let (code, reason) = match (answer, state) {
+                    drop(error);
+                    let (code, reason) = match (answer, &state) {
                         (Some(answer), State::Open { .. } | State::PeerClosed { .. }) => answer,
                         // Garbage while we wait for the peer's Close: stop waiting.
                         (_, State::ServerClosed { close, .. }) => return close.unanswered(),
                         (None, _) => return Ending::peer_gone(),
                     };
                     let message = close::message(code, reason.as_str().replace('_', " "));
-                    write_or_return!(io::send(&mut socket, message, timing.write_timeout));
-                    state = server_closed(code, reason, timing.close_timeout);
-                    timer.as_mut().reset(state.deadline());
+                    (Some(Write::Send(message)), Some((code, reason)))
                 }
-            },
-
-            // 2. Shutdown: say goodbye (1001, or 1012 "come back"), then keep draining for the answer.
-            () = lifecycle.shutting_down(), if open => {
-                let code = lifecycle.shutdown_code();
-                write_or_return!(io::send(&mut socket, close::shutdown(code), timing.write_timeout));
-                state = server_closed(code, EndReason::Shutdown, timing.close_timeout);
-                timer.as_mut().reset(state.deadline());
+                // Say goodbye (1001, or 1012 "come back"), then keep draining for the answer.
+                Event::Shutdown => {
+                    let code = lifecycle.shutdown_code();
+                    let message = close::shutdown(code);
+                    (
+                        Some(Write::Send(message)),
+                        Some((code, EndReason::Shutdown)),
+                    )
+                }
+                Event::Outgoing(Some(message)) => (Some(Write::Send(message)), None),
+                // The end of the application's stream closes with 1000.
+                Event::Outgoing(None) => {
+                    let message = close::message(CloseCode::Normal, "");
+                    (
+                        Some(Write::Send(message)),
+                        Some((CloseCode::Normal, EndReason::Done)),
+                    )
+                }
+                Event::Timer => {
+                    let now = Instant::now();
+                    let State::Open {
+                        next_ping,
+                        read_deadline,
+                    } = &mut state
+                    else {
+                        return state.close_timed_out();
+                    };
+                    // The peer has been silent for pong_timeout: it is dead or unreachable.
+                    if now >= *read_deadline {
+                        return Ending::dropped(Initiator::Server, EndReason::PongTimeout);
+                    }
+                    let ping = (now >= *next_ping).then(|| {
+                        *next_ping = now + timing.ping_interval;
+                        Write::Send(Message::Ping(Default::default()))
+                    });
+                    timer.as_mut().reset(state.deadline());
+                    (ping, None)
+                }
+            };
+            // The one write: every write and flush is bounded by write_timeout.
+            if let Some(write) = write {
+                if let Err(ending) = io::write(&mut socket, write, timing.write_timeout).await {
+                    return ending;
+                }
             }
-
-            // 3. The application's next message; the end of its stream closes with 1000.
-            next = outgoing.next(), if open => match next {
-                Some(message) => write_or_return!(io::send(&mut socket, message, timing.write_timeout)),
-                None => {
-                    let close = close::message(CloseCode::Normal, "");
-                    write_or_return!(io::send(&mut socket, close, timing.write_timeout));
-                    state = server_closed(CloseCode::Normal, EndReason::Done, timing.close_timeout);
-                    timer.as_mut().reset(state.deadline());
-                }
-            },
-
-            // 4. The one timer: keepalive and the read deadline while open; the close deadline after.
-            () = &mut timer => {
-                let now = Instant::now();
-                let State::Open { next_ping, read_deadline } = &mut state else {
-                    return state.close_timed_out();
-                };
-                // The peer has been silent for pong_timeout: it is dead or unreachable.
-                if now >= *read_deadline {
-                    return Ending::dropped(Initiator::Server, EndReason::PongTimeout);
-                }
-                if now >= *next_ping {
-                    *next_ping = now + timing.ping_interval;
-                    let ping = Message::Ping(Default::default());
-                    write_or_return!(io::send(&mut socket, ping, timing.write_timeout));
-                }
+            // A Close went out: drain until the answer, for at most close_timeout.
+            if let Some((code, reason)) = closing {
+                state = server_closed(code, reason, timing.close_timeout);
                 timer.as_mut().reset(state.deadline());
             }
         }
     }
+}
+
+/// What woke the loop.
+enum Event<E> {
+    /// The read returned: a message, an error, or the end of the stream.
+    Read(Option<Result<Message, E>>),
+    /// Shutdown has begun.
+    Shutdown,
+    /// The application's next message, or `None` at the end of its stream.
+    Outgoing(Option<Message>),
+    /// The timer fired.
+    Timer,
 }
 
 /// The state after the server sent Close with `code` for `reason`.
