@@ -82,7 +82,7 @@ build-wasm:
 	mkdir -p $(WWW)
 	cp -R client-wasm/static/. $(WWW)/
 	PATH="$(abspath $(BINARYEN_DIR))/node_modules/.bin:$$PATH" \
-	  wasm-pack --log-level warn build client-wasm --mode no-install --target web --release \
+	  wasm-pack --log-level warn build client-wasm --mode no-install --target web --profile wasm-release \
 	  --no-pack --out-dir ../$(WWW)/pkg --out-name wsclose_client
 
 serve: setup-wasm build-wasm ## Run the demo on http://127.0.0.1:3030 (ADDR=... to change)
