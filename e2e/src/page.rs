@@ -172,6 +172,12 @@ impl DemoPage {
         self.row_in(endpoint, "pending", WAIT).await
     }
 
+    /// Clicks `#button` and waits until the first row of `endpoint` is done; returns it.
+    pub async fn probe(&self, button: &str, endpoint: &str) -> Element {
+        self.click(button).await;
+        self.done_row(endpoint).await
+    }
+
     /// Waits until `count` rows are done, and returns them.
     pub async fn done_rows(&self, count: usize) -> Vec<Element> {
         let css = format!("{ROWS}[data-state='done']");
@@ -217,9 +223,7 @@ impl DemoPage {
         for done in 1..=count {
             self.click("run-drain").await;
             let row = self.nth_done_row(done).await;
-            assert_eq!(attr(&row, "data-code").await, "1000");
-            assert_eq!(attr(&row, "data-was-clean").await, "true");
-            times.push(number(&row, "data-elapsed-ms").await);
+            times.push(closed_with(&row, 1000, true).await);
         }
         times
     }
@@ -315,6 +319,14 @@ pub async fn attr(element: &Element, name: &str) -> String {
         .await
         .expect("read attribute")
         .unwrap_or_else(|| panic!("the element has no {name}"))
+}
+
+/// Asserts that the finished `row` closed with `code` and `wasClean` equal to `clean`, and
+/// returns its close time (`data-elapsed-ms`).
+pub async fn closed_with(row: &Element, code: u16, clean: bool) -> f64 {
+    assert_eq!(attr(row, "data-code").await, code.to_string());
+    assert_eq!(attr(row, "data-was-clean").await, clean.to_string());
+    number(row, "data-elapsed-ms").await
 }
 
 /// The attribute `name` of `element` as a number.

@@ -14,7 +14,7 @@ use serde_json::json;
 use wsclose_check::browser::{Browser, Driver};
 use wsclose_e2e::cluster::Cluster;
 use wsclose_e2e::page::{
-    attr, built_page, cell_text, has_attr, number, served_page, DemoPage, WAIT,
+    attr, built_page, cell_text, closed_with, has_attr, number, served_page, DemoPage, WAIT,
 };
 use wsclose_e2e::server::workspace_root;
 
@@ -29,12 +29,9 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     let (server, _driver, page) = chromium_page().await;
 
     // The fix: /ws/drain answers the Close frame at once.
-    page.click("run-drain").await;
-    let drain = page.done_row("/ws/drain").await;
-    let elapsed_ms = number(&drain, "data-elapsed-ms").await;
+    let drain = page.probe("run-drain", "/ws/drain").await;
+    let elapsed_ms = closed_with(&drain, 1000, true).await;
     println!("demo page, drain: close in {elapsed_ms:.3} ms");
-    assert_eq!(attr(&drain, "data-code").await, "1000");
-    assert_eq!(attr(&drain, "data-was-clean").await, "true");
     assert!(elapsed_ms < 1_000.0, "drain close took {elapsed_ms} ms");
     let text = drain.text().await.expect("row text");
     assert!(
@@ -44,21 +41,15 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     assert!(text.contains(" ms"), "visible elapsed: {text:?}");
 
     // The first trap: the server drops the socket on the Close, the reply never goes out.
-    page.click("run-break-on-close").await;
-    let broken = page.done_row("/ws/break-on-close").await;
-    let broken_ms = number(&broken, "data-elapsed-ms").await;
+    let broken = page.probe("run-break-on-close", "/ws/break-on-close").await;
+    let broken_ms = closed_with(&broken, 1006, false).await;
     println!("demo page, break-on-close: close in {broken_ms:.3} ms");
-    assert_eq!(attr(&broken, "data-code").await, "1006");
-    assert_eq!(attr(&broken, "data-was-clean").await, "false");
     assert!(broken_ms < 1_000.0, "break-on-close took {broken_ms} ms");
 
     // The second trap: the Close is answered but TCP stays open; Chromium waits 2 s for it.
-    page.click("run-lingering-tcp").await;
-    let lingering = page.done_row("/ws/lingering-tcp").await;
-    let lingering_ms = number(&lingering, "data-elapsed-ms").await;
+    let lingering = page.probe("run-lingering-tcp", "/ws/lingering-tcp").await;
+    let lingering_ms = closed_with(&lingering, 1000, true).await;
     println!("demo page, lingering-tcp: close in {lingering_ms:.1} ms");
-    assert_eq!(attr(&lingering, "data-code").await, "1000");
-    assert_eq!(attr(&lingering, "data-was-clean").await, "true");
     assert!(
         (1_500.0..4_000.0).contains(&lingering_ms),
         "Chromium waits about 2 s for the TCP close: {lingering_ms} ms"
@@ -66,10 +57,8 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
 
     // Any URL typed into #url: /ws/echo drains too.
     page.type_into("url", &server.ws_url("/ws/echo")).await;
-    page.click("run-custom").await;
-    let echo = page.done_row("/ws/echo").await;
-    assert_eq!(attr(&echo, "data-code").await, "1000");
-    assert_eq!(attr(&echo, "data-was-clean").await, "true");
+    let echo = page.probe("run-custom", "/ws/echo").await;
+    closed_with(&echo, 1000, true).await;
 
     // The bug: /ws/no-drain never reads, so the row must still be waiting 3 s later.
     page.click("run-no-drain").await;
@@ -500,8 +489,7 @@ async fn the_tool_works_in(browser: Browser, name: &str, timeout_ms: &str, engin
     page.click("run-drain").await;
     let rows = page.done_rows(RUNS).await;
     for row in &rows {
-        assert_eq!(attr(row, "data-code").await, "1000");
-        assert_eq!(attr(row, "data-was-clean").await, "true");
+        closed_with(row, 1000, true).await;
     }
     page.summary_of(&server.ws_url("/ws/drain"), RUNS).await;
     let export = page.export_json().await;
