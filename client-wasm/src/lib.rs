@@ -29,6 +29,7 @@
 mod chart;
 mod demo;
 pub mod explain;
+mod number;
 pub mod probe;
 pub mod results;
 pub mod socket;

@@ -6,6 +6,7 @@ use wasm_bindgen::JsValue;
 use web_sys::{Blob, BlobPropertyBag, Location};
 
 use super::page::Page;
+use crate::number::is_float;
 use crate::results::{runs_of, Export};
 
 /// A probe shared as a link: `?url=ws://…&runs=5`. It fills in the URL and the runs and says
@@ -42,9 +43,23 @@ impl SharedProbe {
         }
         let runs = params
             .get("runs")
-            .and_then(|runs| runs.trim().parse::<f64>().ok())
-            .map_or(1, runs_of);
+            .map(|runs| runs.trim().to_owned())
+            .filter(|runs| is_float(runs))
+            .map_or(1, |runs| runs_of(float_value(&runs)));
         Ok(Some(SharedProbe { url, runs }))
+    }
+}
+
+/// `text`, which [`is_float`] accepts, as the number `str::parse::<f64>` makes of it: the
+/// words by hand, the digits by the browser's `Number.parseFloat`, which reads the whole of
+/// such a text and rounds it correctly, as Rust does.
+fn float_value(text: &str) -> f64 {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    match unsigned.as_bytes().first() {
+        Some(b'i' | b'I') if text.starts_with('-') => f64::NEG_INFINITY,
+        Some(b'i' | b'I') => f64::INFINITY,
+        Some(b'n' | b'N') => f64::NAN,
+        _ => js_sys::Number::parse_float(text),
     }
 }
 

@@ -17,6 +17,7 @@ use super::run::{Phase, Run};
 use super::TICK_MS;
 use crate::chart::{self, Bar, Chart};
 use crate::explain::format_ms;
+use crate::number::fixed;
 use crate::probe::Handshake;
 use crate::results::{runs_of, BrowserInfo, ExportedRun};
 use crate::socket::now_ms;
@@ -189,7 +190,7 @@ impl Page {
             }
         };
         run.row
-            .set_attribute("data-open-ms", &format!("{:.3}", handshake.open_ms))?;
+            .set_attribute("data-open-ms", &fixed(handshake.open_ms, 3))?;
         run.row
             .set_attribute("data-protocol", &handshake.protocol)?;
         run.row

@@ -9,6 +9,7 @@ use super::run::{Phase, Run};
 use super::SENT_CODE;
 use crate::chart::{self, Bar, BarKind};
 use crate::explain::{self, format_ms};
+use crate::number::fixed;
 use crate::results::{self, BrowserInfo, Engine};
 
 impl Page {
@@ -25,8 +26,8 @@ impl Page {
             let stats = &url.stats;
             row.set_attribute("data-url", &url.url)?;
             row.set_attribute("data-count", &stats.count.to_string())?;
-            row.set_attribute("data-median-ms", &format!("{:.3}", stats.median_ms))?;
-            row.set_attribute("data-p95-ms", &format!("{:.3}", stats.p95_ms))?;
+            row.set_attribute("data-median-ms", &fixed(stats.median_ms, 3))?;
+            row.set_attribute("data-p95-ms", &fixed(stats.p95_ms, 3))?;
             let codes: Vec<String> = url.codes.iter().map(u16::to_string).collect();
             for (class, text) in [
                 ("url", url.url.clone()),
@@ -63,15 +64,12 @@ pub(super) fn render_row(run: &Run, now: f64) -> Result<(), JsValue> {
     match &run.phase {
         Phase::Connecting => {}
         Phase::Closing { since_ms } => {
-            run.elapsed.set_text_content(Some(&format!(
-                "waiting… {:.1} s",
-                (now - since_ms) / 1_000.0
-            )));
+            run.elapsed.set_text_content(Some(&waiting(now - since_ms)));
             run.note.set_text_content(Some(explain::WAITING_NOTE));
         }
         Phase::Done(report) => {
             let verdict = if report.was_clean { "clean" } else { "unclean" };
-            row.set_attribute("data-elapsed-ms", &format!("{:.3}", report.elapsed_ms))?;
+            row.set_attribute("data-elapsed-ms", &fixed(report.elapsed_ms, 3))?;
             row.set_attribute("data-code", &report.code.to_string())?;
             row.set_attribute("data-reason", &report.reason)?;
             row.set_attribute("data-was-clean", &report.was_clean.to_string())?;
@@ -98,7 +96,7 @@ pub(super) fn render_row(run: &Run, now: f64) -> Result<(), JsValue> {
                 .set_text_content(Some(&explain::explain_error(error)));
         }
         Phase::Cancelled { waited_ms } => {
-            row.set_attribute("data-waited-ms", &format!("{waited_ms:.3}"))?;
+            row.set_attribute("data-waited-ms", &fixed(*waited_ms, 3))?;
             row.set_class_name("cancelled");
             run.elapsed.set_text_content(Some("cancelled"));
             run.note.set_text_content(Some(&format!(
@@ -115,11 +113,7 @@ pub(super) fn bar_of(run: &Run, now: f64) -> Bar {
     let label = format!("#{} {}", run.number, shorten(&run.label, 18));
     let (ms, value, kind) = match &run.phase {
         Phase::Connecting => (0.0, "connecting…".to_owned(), BarKind::Pending),
-        Phase::Closing { since_ms } => (
-            now - since_ms,
-            format!("waiting… {:.1} s", (now - since_ms) / 1_000.0),
-            BarKind::Pending,
-        ),
+        Phase::Closing { since_ms } => (now - since_ms, waiting(now - since_ms), BarKind::Pending),
         Phase::Done(report) => (
             report.elapsed_ms,
             chart::done_value(report.elapsed_ms, report.code, report.was_clean),
@@ -142,6 +136,12 @@ pub(super) fn bar_of(run: &Run, now: f64) -> Bar {
         value,
         kind,
     }
+}
+
+/// What a pending row and its bar say while the browser waits `ms` for `close`:
+/// `waiting… 2.5 s`.
+fn waiting(ms: f64) -> String {
+    format!("waiting… {} s", fixed(ms / 1_000.0, 1))
 }
 
 /// Shows the browser the page runs in, and the closing-handshake timeout it will apply.
