@@ -106,6 +106,69 @@ fn whole_digits(mantissa: u64, exponent: u32) -> Vec<u8> {
     digits
 }
 
+/// `x` as `x.to_string()` writes it: the shortest digits that read back as `x`, never with an
+/// exponent (`NaN`, `inf`, `-inf`, `-0`).
+///
+/// In the browser the digits come from JavaScript's `Number.prototype.toString`, which picks
+/// the shortest digits closest to `x`, as Rust does; its exponent form (`1e+21`, `1.5e-7`) and
+/// `-0` (`0`) are rewritten here. One difference is left: when `x` lies exactly halfway
+/// between two shortest candidates (a 17th significant digit, such as `1658206780088562.25`),
+/// JavaScript takes the even one and Rust's Grisu may take the other; both read back as `x`
+/// (`tests/browser.rs`, `shortest_is_to_string`). Natively (the unit tests) it is
+/// `x.to_string()`.
+pub fn shortest(x: f64) -> String {
+    #[cfg(target_arch = "wasm32")]
+    {
+        if x == 0.0 && x.is_sign_negative() {
+            return "-0".to_owned();
+        }
+        if x.is_infinite() {
+            return if x < 0.0 { "-inf" } else { "inf" }.to_owned();
+        }
+        let js: String = js_sys::Number::from(x)
+            .to_string_with_radix(10)
+            .map(String::from)
+            .unwrap_or_default();
+        without_exponent(&js)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        x.to_string()
+    }
+}
+
+/// `text` as JavaScript writes a number (`-1.5e-7`, `1e+21`, `12.5`, `NaN`) with its exponent
+/// written out: `-0.00000015`, `1000000000000000000000`, `12.5`, `NaN`.
+pub fn without_exponent(text: &str) -> String {
+    let Some((mantissa, exponent)) = text.split_once('e') else {
+        return text.to_owned();
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        return text.to_owned();
+    };
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(unsigned) => ("-", unsigned),
+        None => ("", mantissa),
+    };
+    // The point stands after the first digit of the mantissa.
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let point = 1 + exponent;
+    let mut out = String::from(sign);
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+        out.push_str(&digits);
+    } else if point as usize >= digits.len() {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', point as usize - digits.len()));
+    } else {
+        out.push_str(&digits[..point as usize]);
+        out.push('.');
+        out.push_str(&digits[point as usize..]);
+    }
+    out
+}
+
 /// Whether `text` is a number to `str::parse::<f64>`: an optional sign, then `inf`,
 /// `infinity` or `nan` in any case, or digits with at most one point (at least one digit) and
 /// an optional exponent (`e` or `E`, an optional sign, at least one digit).
@@ -216,6 +279,23 @@ mod tests {
             same_as_format(f64::from(k) + 0.5);
             same_as_format(f64::from(k) / 8.0 + 1.0 / 16.0);
             same_as_format(f64::from(k) / 1024.0 + 1.0 / 2048.0);
+        }
+    }
+
+    #[test]
+    fn exponents_are_written_out_as_rust_does() {
+        for (js, x) in [
+            ("1e+21", 1e21),
+            ("1.2345e+22", 1.2345e22),
+            ("-1.5e-7", -1.5e-7),
+            ("1e-7", 1e-7),
+            ("5e-324", 5e-324),
+            ("1.7976931348623157e+308", f64::MAX),
+            ("12.5", 12.5),
+            ("-3", -3.0),
+            ("NaN", f64::NAN),
+        ] {
+            assert_eq!(without_exponent(js), x.to_string(), "{js}");
         }
     }
 

@@ -49,8 +49,9 @@ pub struct CloseOptions {
 }
 
 impl CloseOptions {
-    /// The keys a JavaScript options object may have. serde-wasm-bindgen looks up only these
-    /// on an object and never sees the others, so `measureClose` checks for strangers itself.
+    /// The keys a JavaScript options object may have, in the order they are read.
+    /// [`crate::options::close_options`] looks up only these on an object and never sees the
+    /// others, so `measureClose` checks for strangers itself.
     pub const KEYS: [&'static str; 5] = [
         "code",
         "reason",

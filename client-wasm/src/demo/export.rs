@@ -1,7 +1,6 @@
 //! The export of every result (`#export-json`, `#export-markdown`, `#export-download`), and
 //! the shared link: `#share-link` out, [`SharedProbe`] in.
 
-use serde::Serialize;
 use wasm_bindgen::JsValue;
 use web_sys::{Blob, BlobPropertyBag, Location};
 
@@ -85,8 +84,8 @@ impl Page {
         );
         let (text, mime, file) = match format {
             ExportFormat::Json => {
-                // Through the browser's own JSON, so serde_json is not compiled into the wasm.
-                let value = export.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?;
+                // Through the browser's own JSON, so no JSON writer is compiled into the wasm.
+                let value = crate::js::export(&export);
                 let text = js_sys::JSON::stringify_with_replacer_and_space(
                     &value,
                     &JsValue::NULL,

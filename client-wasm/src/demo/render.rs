@@ -9,7 +9,7 @@ use super::run::{Phase, Run};
 use super::SENT_CODE;
 use crate::chart::{self, Bar, BarKind};
 use crate::explain::{self, format_ms};
-use crate::number::fixed;
+use crate::number::{fixed, shortest};
 use crate::results::{self, BrowserInfo, Engine};
 
 impl Page {
@@ -149,10 +149,7 @@ pub(super) fn show_browser(element: &Element, browser: &BrowserInfo) -> Result<(
     element.set_attribute("data-name", &browser.name)?;
     element.set_attribute("data-version", &browser.version)?;
     let timeout = browser.engine.close_timeout_ms();
-    element.set_attribute(
-        "data-timeout-ms",
-        &timeout.map_or(String::new(), |ms| ms.to_string()),
-    )?;
+    element.set_attribute("data-timeout-ms", &timeout.map_or(String::new(), shortest))?;
     let text = match timeout {
         Some(ms) if browser.engine == Engine::WebKit => format!(
             "{}: WebKit gives up on an unanswered Close after {} (measured in WebKitGTK; \
