@@ -1,10 +1,11 @@
 //! Numbers to text and back, without core's float formatting and parsing code.
 //!
-//! `format!("{x:.3}")` links core's exact float formatting (Grisu with a Dragon4 fallback and
-//! its tables) and `str::parse::<f64>` its float parsing (with a 10 KB table of powers of
-//! five); the wasm is smaller without them (`client-wasm/README.md`). What the page needs is
-//! narrow: a fixed number of decimals, and whether a string is a number at all. Pure Rust,
-//! tested natively against `format!` and `str::parse`.
+//! `format!("{x:.3}")` and `x.to_string()` link core's float formatting (Grisu with a Dragon4
+//! fallback, and their tables), and `str::parse::<f64>` its float parsing (with a table of
+//! powers of five); the wasm is smaller without them (`client-wasm/README.md`). What the page
+//! needs is narrow: a fixed number of decimals ([`fixed`], pure Rust, tested natively against
+//! `format!`), the shortest digits of a number ([`shortest`], JavaScript's), and whether a
+//! string is a number at all ([`is_float`], tested natively against `str::parse`).
 
 /// `x` with `decimals` digits after the point: the same text as `format!("{x:.decimals$}")`
 /// (the exact value rounded half to even, `-` for every negative number and `-0.0`, `NaN`,
