@@ -12,7 +12,7 @@ use crate::results::{runs_of, Export};
 /// so in `#shared-notice`; nothing is sent until `#run-custom` is clicked.
 pub(super) struct SharedProbe {
     pub(super) url: String,
-    /// Clamped to 1..=[`MAX_RUNS`]; 1 when absent or not a number.
+    /// Clamped to 1..=[`MAX_RUNS`](crate::results::MAX_RUNS); 1 when absent or not a number.
     pub(super) runs: u32,
 }
 

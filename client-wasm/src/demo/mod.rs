@@ -16,11 +16,12 @@
 //! polite live region that reads out each finished probe.
 //!
 //! # Modules
-//! - this one: [`Demo`], which finds the elements and wires the listeners, each through
-//!   [`Page::listen`];
+//! - this one: [`Demo`], which finds the elements and wires the listeners (every one that
+//!   needs the page through [`Page::listen`]);
 //! - `page`: [`Page`], the state the listeners, the probes and the timer share, and the
 //!   changes to it (add a run, move it to a phase, cancel, clear);
-//! - `run`: a probe's [`Phase`] and [`Run`], and the series of probes one click starts;
+//! - `run`: a probe's [`Phase`](run::Phase) and [`Run`](run::Run), and the series of probes
+//!   one click starts;
 //! - `render`: the rows, the chart's bars, `#summary` and `#browser` drawn from that state;
 //! - `export`: the JSON and Markdown export, and the shared link (`?url=…&runs=…`);
 //! - `live`: the live panel and its reconnecting subscription.

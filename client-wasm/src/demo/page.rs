@@ -95,8 +95,8 @@ impl Page {
             .count()
     }
 
-    /// `#runs` as a number of probes, within 1..=[`MAX_RUNS`]; the field is corrected when
-    /// it says something else.
+    /// `#runs` as a number of probes, within 1..=[`MAX_RUNS`](crate::results::MAX_RUNS); the
+    /// field is corrected when it says something else.
     pub(super) fn runs_requested(&self) -> u32 {
         let asked = self.runs_input.value_as_number();
         let runs = runs_of(asked);
