@@ -78,12 +78,23 @@ setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, WebKitGTK's driv
 build: setup-wasm build-wasm ## Build the server and the demo page (wasm) into target/www
 	cargo build -p wsclose-server
 
+# The most bytes the built wasm may have: every page view loads it. build-wasm fails past it;
+# client-wasm/README.md says how it is built, what it measures and what twiggy showed.
+WASM_MAX_BYTES := 150000
+WASM_OUT       := $(WWW)/pkg/wsclose_client_bg.wasm
+
 build-wasm:
 	mkdir -p $(WWW)
 	cp -R client-wasm/static/. $(WWW)/
 	PATH="$(abspath $(BINARYEN_DIR))/node_modules/.bin:$$PATH" \
-	  wasm-pack --log-level warn build client-wasm --mode no-install --target web --release \
+	  wasm-pack --log-level warn build client-wasm --mode no-install --target web --profile wasm-release \
 	  --no-pack --out-dir ../$(WWW)/pkg --out-name wsclose_client
+	@size=$$(wc -c < $(WASM_OUT)); \
+	if [ "$$size" -gt $(WASM_MAX_BYTES) ]; then \
+	  echo "$(WASM_OUT) is $$size bytes, over WASM_MAX_BYTES=$(WASM_MAX_BYTES) (client-wasm/README.md: what takes the room)" >&2; \
+	  exit 1; \
+	fi; \
+	echo "$(WASM_OUT): $$size bytes (at most $(WASM_MAX_BYTES))"
 
 serve: setup-wasm build-wasm ## Run the demo on http://127.0.0.1:3030 (ADDR=... to change)
 	cargo run --release -p wsclose-server -- --addr $(ADDR) --static-dir $(WWW)

@@ -6,6 +6,7 @@ use wasm_bindgen::JsValue;
 use web_sys::{Document, Element};
 
 use crate::explain::format_ms;
+use crate::number::shortest;
 
 const SVG_NS: &str = "http://www.w3.org/2000/svg";
 
@@ -139,9 +140,9 @@ impl Look {
         };
         Look {
             kind: bar.kind,
-            width: (end - LEFT).to_string(),
+            width: shortest(end - LEFT),
             value: bar.value.clone(),
-            value_x: x.to_string(),
+            value_x: shortest(x),
             value_anchor: anchor,
             value_class: class,
         }
@@ -212,7 +213,10 @@ impl Chart {
             document,
             "svg",
             &[
-                ("viewBox", &format!("0 0 {WIDTH} {height}")),
+                (
+                    "viewBox",
+                    &format!("0 0 {} {}", shortest(WIDTH), shortest(height)),
+                ),
                 ("class", "timeline"),
                 ("role", "img"),
                 (
@@ -222,11 +226,11 @@ impl Chart {
             ],
         )?;
         if let Some(ms) = self.browser_timeout_ms {
-            svg.set_attribute("data-browser-timeout-ms", &ms.to_string())?;
+            svg.set_attribute("data-browser-timeout-ms", &shortest(ms))?;
         }
 
         for decade in FIRST_DECADE..=LAST_DECADE {
-            let x = x_of(10_f64.powi(decade)).to_string();
+            let x = shortest(x_of(10_f64.powi(decade)));
             add(
                 &svg,
                 element(
@@ -235,8 +239,8 @@ impl Chart {
                     &[
                         ("x1", &x),
                         ("x2", &x),
-                        ("y1", &(TOP - 4.0).to_string()),
-                        ("y2", &plot_bottom.to_string()),
+                        ("y1", &shortest(TOP - 4.0)),
+                        ("y2", &shortest(plot_bottom)),
                         ("class", "grid"),
                     ],
                 )?,
@@ -248,7 +252,7 @@ impl Chart {
                     &tick_label(decade),
                     &[
                         ("x", &x),
-                        ("y", &(plot_bottom + 18.0).to_string()),
+                        ("y", &shortest(plot_bottom + 18.0)),
                         ("class", "tick"),
                         ("text-anchor", "middle"),
                     ],
@@ -274,12 +278,12 @@ impl Chart {
                     document,
                     "line",
                     &[
-                        ("x1", &x.to_string()),
-                        ("x2", &x.to_string()),
-                        ("y1", &(y + 3.0).to_string()),
-                        ("y2", &plot_bottom.to_string()),
+                        ("x1", &shortest(x)),
+                        ("x2", &shortest(x)),
+                        ("y1", &shortest(y + 3.0)),
+                        ("y2", &shortest(plot_bottom)),
                         ("class", line_class),
-                        ("data-timeout-ms", &ms.to_string()),
+                        ("data-timeout-ms", &shortest(ms)),
                     ],
                 )?,
             )?;
@@ -289,8 +293,8 @@ impl Chart {
                     document,
                     &label,
                     &[
-                        ("x", &(x - 4.0).to_string()),
-                        ("y", &y.to_string()),
+                        ("x", &shortest(x - 4.0)),
+                        ("y", &shortest(y)),
                         ("class", label_class),
                         ("text-anchor", "end"),
                     ],
@@ -305,8 +309,8 @@ impl Chart {
                     document,
                     "No probes yet. Press a button above.",
                     &[
-                        ("x", &x_of(10.0).to_string()),
-                        ("y", &(TOP + ROW / 2.0 + 4.0).to_string()),
+                        ("x", &shortest(x_of(10.0))),
+                        ("y", &shortest(TOP + ROW / 2.0 + 4.0)),
                         ("class", "empty"),
                     ],
                 )?,
@@ -323,8 +327,8 @@ impl Chart {
                     document,
                     &bar.label,
                     &[
-                        ("x", &(LEFT - 10.0).to_string()),
-                        ("y", &(y + BAR - 4.0).to_string()),
+                        ("x", &shortest(LEFT - 10.0)),
+                        ("y", &shortest(y + BAR - 4.0)),
                         ("class", "bar-label"),
                         ("text-anchor", "end"),
                     ],
@@ -336,10 +340,10 @@ impl Chart {
                     document,
                     "rect",
                     &[
-                        ("x", &LEFT.to_string()),
-                        ("y", &y.to_string()),
+                        ("x", &shortest(LEFT)),
+                        ("y", &shortest(y)),
                         ("width", &look.width),
-                        ("height", &BAR.to_string()),
+                        ("height", &shortest(BAR)),
                         ("rx", "3"),
                         ("class", look.kind.class()),
                     ],
@@ -352,7 +356,7 @@ impl Chart {
                     &look.value,
                     &[
                         ("x", &look.value_x),
-                        ("y", &(y + BAR - 4.0).to_string()),
+                        ("y", &shortest(y + BAR - 4.0)),
                         ("class", look.value_class),
                         ("text-anchor", look.value_anchor),
                     ],

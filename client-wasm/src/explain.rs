@@ -1,6 +1,7 @@
 //! Plain-language reading of a result, and duration formatting, shared by the demo page and
 //! the tests. Pure Rust: it runs natively under `cargo test` as well.
 
+use crate::number::fixed;
 use crate::probe::{CloseReport, ProbeError, ABNORMAL_CLOSURE};
 
 /// Below this, a close counts as immediate: the server answered as soon as the frame arrived.
@@ -14,15 +15,15 @@ pub const HANDSHAKE_TIMEOUT_MIN_MS: f64 = 10_000.0;
 pub fn format_ms(ms: f64) -> String {
     let ms = ms.max(0.0);
     if ms < 10.0 {
-        format!("{ms:.2} ms")
+        format!("{} ms", fixed(ms, 2))
     } else if ms < 100.0 {
-        format!("{ms:.1} ms")
+        format!("{} ms", fixed(ms, 1))
     } else if ms < 1_000.0 {
-        format!("{ms:.0} ms")
+        format!("{} ms", fixed(ms, 0))
     } else if ms < 10_000.0 {
-        format!("{:.2} s", ms / 1_000.0)
+        format!("{} s", fixed(ms / 1_000.0, 2))
     } else {
-        format!("{:.1} s", ms / 1_000.0)
+        format!("{} s", fixed(ms / 1_000.0, 1))
     }
 }
 
@@ -87,9 +88,10 @@ pub fn explain_error(error: &ProbeError) -> String {
         ),
         other => {
             let mut text = other.to_string();
-            if let Some(first) = text.get(..1) {
-                let upper = first.to_uppercase();
-                text.replace_range(..1, &upper);
+            // The first character, when it is one byte (ASCII); the same as `to_uppercase`
+            // there, without linking Unicode's case tables.
+            if let Some(first) = text.get_mut(..1) {
+                first.make_ascii_uppercase();
             }
             text.push('.');
             text

@@ -18,6 +18,9 @@
 //! - [`explain`]: formatting of durations and the one-sentence reading of a result.
 //! - [`results`]: the demo page's results as data: median and p95 per URL, the browser and
 //!   its timeout, and the JSON and Markdown export.
+//! - [`number`]: numbers to text and back without core's float formatting and parsing (the
+//!   wasm's size); [`options`]: `measureClose`'s options object read key by key; [`js`]:
+//!   the report and the export as plain JavaScript objects, built key by key.
 //! - `demo` and `chart` (private): the demo page ([`Demo`]) and its log-scale SVG chart.
 //!
 //! # JavaScript
@@ -29,6 +32,9 @@
 mod chart;
 mod demo;
 pub mod explain;
+pub mod js;
+pub mod number;
+pub mod options;
 pub mod probe;
 pub mod results;
 pub mod socket;
@@ -57,7 +63,7 @@ pub async fn measure_close_js(url: String, options: JsValue) -> Result<JsValue, 
         CloseOptions::default()
     } else {
         let bad = |why: String| JsValue::from(js_sys::Error::new(&format!("bad options: {why}")));
-        // serde-wasm-bindgen looks up only the known keys, so a misspelled one is found here.
+        // Only the known keys are looked up, so a misspelled one is found here.
         if let Some(object) = options.dyn_ref::<js_sys::Object>() {
             let keys = js_sys::Object::keys(object);
             if let Some(unknown) = keys
@@ -71,10 +77,15 @@ pub async fn measure_close_js(url: String, options: JsValue) -> Result<JsValue, 
                 )));
             }
         }
-        serde_wasm_bindgen::from_value(options).map_err(|e| bad(e.to_string()))?
+        match options::close_options(&options) {
+            Ok(options) => options,
+            // The message as serde-wasm-bindgen's error made it a string: `Error: …`.
+            Err(options::Bad::Message(why)) => return Err(bad(format!("Error: {why}"))),
+            Err(options::Bad::Thrown(error)) => return Err(error),
+        }
     };
     match measure_close(&url, options).await {
-        Ok(report) => Ok(serde_wasm_bindgen::to_value(&report)?),
+        Ok(report) => Ok(js::report(&report)),
         Err(error) => Err(probe_error_to_js(&error)),
     }
 }

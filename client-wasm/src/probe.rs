@@ -18,6 +18,7 @@ use gloo_timers::future::TimeoutFuture;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::number::fixed;
 use crate::socket::{now_ms, Payload, Socket, SocketEvent};
 
 /// The close code of a normal closure.
@@ -48,8 +49,9 @@ pub struct CloseOptions {
 }
 
 impl CloseOptions {
-    /// The keys a JavaScript options object may have. serde-wasm-bindgen looks up only these
-    /// on an object and never sees the others, so `measureClose` checks for strangers itself.
+    /// The keys a JavaScript options object may have, in the order they are read.
+    /// [`crate::options::close_options`] looks up only these on an object and never sees the
+    /// others, so `measureClose` checks for strangers itself.
     pub const KEYS: [&'static str; 5] = [
         "code",
         "reason",
@@ -205,8 +207,9 @@ impl fmt::Display for ProbeError {
             ProbeError::Rejected(why) => write!(f, "the browser threw: {why}"),
             ProbeError::CloseTimeout { elapsed_ms, .. } => write!(
                 f,
-                "no close event {elapsed_ms:.0} ms after close(): the server has not answered \
-                 the Close frame"
+                "no close event {} ms after close(): the server has not answered the Close \
+                 frame",
+                fixed(*elapsed_ms, 0)
             ),
             ProbeError::Unexpected(what) => write!(f, "unexpected: {what}"),
         }

@@ -42,7 +42,7 @@ impl Stats {
     /// The statistics of `samples`, or `None` when there are none.
     pub fn of(samples: &[f64]) -> Option<Stats> {
         let mut sorted = samples.to_vec();
-        sorted.sort_unstable_by(f64::total_cmp);
+        sort_by(&mut sorted, |a, b| a.total_cmp(b).is_lt());
         let count = sorted.len();
         let (&min_ms, &max_ms) = (sorted.first()?, sorted.last()?);
         let median_ms = if count % 2 == 1 {
@@ -57,6 +57,22 @@ impl Stats {
             min_ms,
             max_ms,
         })
+    }
+}
+
+/// Sorts `items` by `less`, by insertion: the same order as `sort_unstable_by` for a total
+/// order (equal items are indistinguishable), in far less code than core's sorts, which the
+/// wasm would otherwise carry twice. A summary holds the runs of one page, so the quadratic
+/// worst case stays small.
+fn sort_by<T: Copy>(items: &mut [T], less: impl Fn(&T, &T) -> bool) {
+    for i in 1..items.len() {
+        let item = items[i];
+        let mut j = i;
+        while j > 0 && less(&item, &items[j - 1]) {
+            items[j] = items[j - 1];
+            j -= 1;
+        }
+        items[j] = item;
     }
 }
 
@@ -217,7 +233,7 @@ pub fn summarise(runs: &[ExportedRun]) -> Vec<UrlSummary> {
                 stats: Stats::of(&times)?,
                 codes: {
                     let mut codes: Vec<u16> = done.iter().filter_map(|run| run.code).collect();
-                    codes.sort_unstable();
+                    sort_by(&mut codes, |a, b| a < b);
                     codes.dedup();
                     codes
                 },
@@ -370,6 +386,34 @@ mod tests {
         assert_eq!(Stats::of(&twenty).unwrap().p95_ms, 19.0);
         assert_eq!(Stats::of(&[7.0]).unwrap().p95_ms, 7.0);
         assert_eq!(Stats::of(&[]), None);
+    }
+
+    #[test]
+    fn sort_by_sorts_as_the_standard_sort() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 0..60 {
+            let mut times: Vec<f64> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    // Few distinct values, so that equal ones meet; some negative, a NaN.
+                    match state % 23 {
+                        0 => f64::NAN,
+                        k => (k as f64 - 5.0) / 4.0,
+                    }
+                })
+                .collect();
+            let mut codes: Vec<u16> = times.iter().map(|t| t.to_bits() as u16 % 7).collect();
+            let (mut want_times, mut want_codes) = (times.clone(), codes.clone());
+            want_times.sort_unstable_by(f64::total_cmp);
+            want_codes.sort_unstable();
+            sort_by(&mut times, |a, b| a.total_cmp(b).is_lt());
+            sort_by(&mut codes, |a, b| a < b);
+            let bits = |v: &[f64]| v.iter().map(|t| t.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&times), bits(&want_times));
+            assert_eq!(codes, want_codes);
+        }
     }
 
     #[test]

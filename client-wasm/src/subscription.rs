@@ -27,6 +27,7 @@ use futures::future::{AbortHandle, Abortable};
 use futures::StreamExt;
 
 use crate::socket::{Payload, Socket, SocketEvent};
+use wasm_bindgen::JsValue;
 
 /// Close codes after which the subscription reconnects.
 pub const RECONNECT_CODES: [u16; 4] = [1001, 1006, 1011, 1012];
@@ -182,17 +183,26 @@ async fn run(
 }
 
 /// `seq` and `instance` of a tick `{"seq":N,"sent_at_ms":…,"instance":NAME}`, parsed by the
-/// browser's `JSON.parse` (no JSON parser compiled into the wasm).
-fn parse_tick(text: &str) -> Option<(u64, String)> {
-    #[derive(serde::Deserialize)]
-    struct Tick {
-        seq: u64,
-        #[serde(default)]
-        instance: String,
-    }
+/// browser's `JSON.parse` (no JSON parser compiled into the wasm), read as serde-wasm-bindgen
+/// read it into `{ seq: u64, #[serde(default)] instance: String }`: `seq` a safe integer, not
+/// negative; `instance` a string, `""` when absent. Anything else is not a tick.
+pub fn parse_tick(text: &str) -> Option<(u64, String)> {
     let value = js_sys::JSON::parse(text).ok()?;
-    let tick: Tick = serde_wasm_bindgen::from_value(value).ok()?;
-    Some((tick.seq, tick.instance))
+    if !value.is_object() {
+        return None;
+    }
+    let seq = js_sys::Reflect::get(&value, &JsValue::from_str("seq")).ok()?;
+    if !js_sys::Number::is_safe_integer(&seq) {
+        return None;
+    }
+    let seq = u64::try_from(seq.as_f64()? as i64).ok()?;
+    let instance = JsValue::from_str("instance");
+    let instance = if js_sys::Reflect::has(&value, &instance).ok()? {
+        js_sys::Reflect::get(&value, &instance).ok()?.as_string()?
+    } else {
+        String::new()
+    };
+    Some((seq, instance))
 }
 
 fn record_tick(status: &mut Status, seq: u64, instance: &str) {

@@ -293,6 +293,199 @@ async fn measure_close_from_javascript() {
     );
 }
 
+/// Options objects as JavaScript writes them, right and wrong: every key, and every kind of
+/// value serde-wasm-bindgen tells apart (missing, `undefined`, `null`, booleans, integers in
+/// and out of range, negative and fractional numbers, `NaN`, huge and tiny ones, strings with
+/// quotes and non-ASCII, arrays, byte arrays, objects, functions).
+const OPTION_CASES: &str = r#"return [
+  {}, { code: 1000 }, { code: 4999, reason: 'bye' }, { code: 0 }, { code: 65535 },
+  { code: 65536 }, { code: 70000 }, { code: -1 }, { code: -0 }, { code: 1.5 }, { code: 1e21 },
+  { code: 1.5e-7 }, { code: 2 ** 53 }, { code: NaN }, { code: Infinity }, { code: -Infinity },
+  { code: '1000' }, { code: 'say "hi"\n' }, { code: 'é ✓ \u200b' }, { code: true },
+  { code: null }, { code: undefined }, { code: [] }, { code: {} }, { code: new Uint8Array(2) },
+  { code: new ArrayBuffer(1) }, { code: () => 1 }, { code: 10n },
+  { reason: 5 }, { reason: null }, { reason: undefined }, { reason: '' }, { reason: ['x'] },
+  { waitForMessages: 3 }, { waitForMessages: 4294967295 }, { waitForMessages: 4294967296 },
+  { waitForMessages: -3 }, { setupTimeoutMs: 250 }, { setupTimeoutMs: 0.5 },
+  { closeTimeoutMs: null }, { closeTimeoutMs: undefined }, { closeTimeoutMs: 5000 },
+  { closeTimeoutMs: 'soon' }, { closeTimeoutMs: false },
+  { code: 'x', reason: 5 }, { reason: 5, code: 'x' }, { code: 1000, closeTimeoutMs: -1 },
+  Object.create({ code: 3000 }), [1, 2], new Date(0),
+  5, 0.25, 'code', true, 10n, () => 1,
+];"#;
+
+/// `measureClose` reads its options as serde-wasm-bindgen did: the same options, or the same
+/// message, for every case (serde-wasm-bindgen is the reference, called on the same value).
+#[wasm_bindgen_test]
+fn options_are_read_as_serde_wasm_bindgen_read_them() {
+    use wsclose_client::options::{close_options, Bad};
+    let cases: js_sys::Array = js_sys::Function::new_no_args(OPTION_CASES)
+        .call0(&JsValue::UNDEFINED)
+        .expect("the cases")
+        .into();
+    assert!(cases.length() > 50);
+    for case in cases.iter() {
+        let reference = serde_wasm_bindgen::from_value::<CloseOptions>(case.clone());
+        match (close_options(&case), reference) {
+            (Ok(ours), Ok(reference)) => assert_eq!(ours, reference, "{case:?}"),
+            (Err(Bad::Message(ours)), Err(reference)) => {
+                assert_eq!(format!("Error: {ours}"), reference.to_string(), "{case:?}")
+            }
+            (Err(Bad::Thrown(error)), _) => panic!("{case:?} threw {error:?}"),
+            (ours, reference) => panic!(
+                "{case:?}: ours {:?}, serde-wasm-bindgen {reference:?}",
+                ours.map_err(|_| "an error")
+            ),
+        }
+    }
+}
+
+/// A tick is read as serde-wasm-bindgen read it into `{ seq: u64, instance: String }`.
+#[wasm_bindgen_test]
+fn ticks_are_read_as_serde_wasm_bindgen_read_them() {
+    #[derive(serde::Deserialize)]
+    struct Tick {
+        seq: u64,
+        #[serde(default)]
+        instance: String,
+    }
+    for text in [
+        r#"{"seq":1,"sent_at_ms":5,"instance":"a"}"#,
+        r#"{"seq":0}"#,
+        r#"{"seq":-0}"#,
+        r#"{"seq":9007199254740991,"instance":""}"#,
+        r#"{"seq":9007199254740992}"#,
+        r#"{"seq":-1}"#,
+        r#"{"seq":1.5}"#,
+        r#"{"seq":"1"}"#,
+        r#"{"seq":null}"#,
+        r#"{"instance":"a"}"#,
+        r#"{"seq":2,"instance":null}"#,
+        r#"{"seq":2,"instance":7}"#,
+        r#"[1]"#,
+        r#"5"#,
+        r#"null"#,
+        r#"not json"#,
+    ] {
+        let reference = js_sys::JSON::parse(text)
+            .ok()
+            .and_then(|value| serde_wasm_bindgen::from_value::<Tick>(value).ok())
+            .map(|tick| (tick.seq, tick.instance));
+        assert_eq!(
+            wsclose_client::subscription::parse_tick(text),
+            reference,
+            "{text}"
+        );
+    }
+}
+
+/// The report and the export are the objects serde-wasm-bindgen made: the same JSON text,
+/// missing values (`null`), the flattened statistics and the key order included.
+#[wasm_bindgen_test]
+fn results_are_the_objects_serde_wasm_bindgen_made() {
+    use serde::Serialize;
+    use wsclose_client::results::{BrowserInfo, Export, ExportedRun};
+    let json = |value: &JsValue| String::from(js_sys::JSON::stringify(value).expect("JSON"));
+    let report = CloseReport {
+        elapsed_ms: 0.9,
+        code: 1000,
+        reason: "bye \"now\" ✓".to_owned(),
+        was_clean: true,
+        messages_received: 3,
+    };
+    let reference = serde_wasm_bindgen::to_value(&report).expect("serialize");
+    assert_eq!(json(&wsclose_client::js::report(&report)), json(&reference));
+
+    let run = |number: usize, url: &str, elapsed_ms: Option<f64>, code: Option<u16>| ExportedRun {
+        number,
+        url: url.to_owned(),
+        state: if elapsed_ms.is_some() {
+            "done"
+        } else {
+            "error"
+        },
+        elapsed_ms,
+        code,
+        reason: code.map(|_| String::new()),
+        was_clean: code.map(|code| code == 1000),
+        open_ms: Some(1.25),
+        protocol: Some(String::new()),
+        extensions: elapsed_ms.map(|_| "permessage-deflate".to_owned()),
+        error: elapsed_ms.is_none().then(|| "connectFailed: no".to_owned()),
+    };
+    let export = Export::new(
+        "http://127.0.0.1:3030/?url=x".to_owned(),
+        "2026-12-02T21:00:00.000Z".to_owned(),
+        BrowserInfo::from_user_agent(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+        ),
+        vec![
+            run(1, "ws://a/ws/drain", Some(1.5), Some(1000)),
+            run(2, "ws://a/ws/drain", Some(0.75), Some(1000)),
+            run(3, "ws://a/ws/no-drain", Some(60_001.2), Some(1006)),
+            run(4, "ws://a/ws/echo", None, None),
+        ],
+    );
+    let reference = export
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("serialize");
+    let ours = json(&wsclose_client::js::export(&export));
+    assert!(
+        ours.contains("\"medianMs\":") && ours.contains("null"),
+        "{ours}"
+    );
+    assert_eq!(ours, json(&reference));
+}
+
+/// The chart's numbers are what `to_string` writes, from JavaScript's digits: the same text,
+/// or, where `x` is exactly halfway between two shortest candidates, the other candidate of
+/// the same length, which reads back as the same `x`.
+#[wasm_bindgen_test]
+fn shortest_is_to_string() {
+    use wsclose_client::number::shortest;
+    let same = |x: f64| {
+        let (ours, rust) = (shortest(x), x.to_string());
+        if ours == rust {
+            return true;
+        }
+        let back: f64 = ours.parse().expect("a number");
+        assert!(
+            back.to_bits() == x.to_bits() && ours.len() == rust.len(),
+            "{:#x}: {ours} against {rust}",
+            x.to_bits()
+        );
+        false
+    };
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut ties = 0;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        for x in [
+            f64::from_bits(state),
+            (state >> 11) as f64 / (1_u64 << 53) as f64 * 1_000.0,
+            (state % 100_000) as f64 / 10.0,
+        ] {
+            ties += usize::from(!same(x));
+        }
+    }
+    for x in [
+        0.0,
+        -0.0,
+        1e21,
+        1e-7,
+        123e-9,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+    ] {
+        assert!(same(x), "{x:e}");
+    }
+    console_log!("shortest: {ties} of 60000 were halfway ties, written as the other candidate");
+    assert!(ties < 60, "{ties} differences are more than ties");
+}
+
 fn set(object: &Object, key: &str, value: JsValue) {
     Reflect::set(object, &key.into(), &value).expect("set a property");
 }

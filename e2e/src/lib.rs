@@ -18,6 +18,8 @@
 //!   process group on drop.
 //! - [`http`]: `GET` through hyper's HTTP/1.1 client, and `/metrics` parsed with
 //!   prometheus-parse.
+//! - [`page`]: [`page::DemoPage`], the demo page as a page object driven over WebDriver
+//!   (fantoccini), which the page tests (`tests/demo_page.rs`) share.
 //! - [`peers`]: the other servers (gorilla/websocket, Node `ws`, Python `websockets`) that the
 //!   bench measures and `tests/check_peers.rs` checks, installed by `make setup-peers`.
 //!
@@ -28,12 +30,14 @@
 
 pub mod cluster;
 pub mod http;
+pub mod page;
 pub mod peers;
 pub mod server;
 pub use wsclose_check::raw;
 pub mod ws;
 
 pub use http::{http_get, HttpResponse, MetricsSnapshot};
+pub use page::DemoPage;
 pub use raw::{Frame, RawClient, RawCloseOutcome, UpgradeResponse};
 pub use server::{server_binary, ServerProcess};
 

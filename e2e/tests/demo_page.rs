@@ -1,39 +1,37 @@
-//! The demo page in headless Chromium (and its tool features also in Firefox), against the
-//! real server binary.
+//! The demo page in headless Chromium (and its tool features also in Firefox and WebKit),
+//! against the real server binary.
 //!
 //! The test serves the built page (`target/www`, made by `make build`) from `wsclose-server`,
-//! drives it over WebDriver with `/usr/bin/chromedriver`, and checks the element contract of
-//! the page (`client-wasm/README.md`) the way a person sees it: a drain probe ends in about a millisecond with code
-//! 1000 and `wasClean: true`; a no-drain probe is still waiting, its timer running, 3 s later.
-//! It saves a screenshot to `target/screenshots/demo.png`.
+//! drives it over WebDriver through the page object [`wsclose_e2e::page::DemoPage`], and
+//! checks the element contract of the page (`client-wasm/README.md`) the way a person sees it:
+//! a drain probe ends in about a millisecond with code 1000 and `wasClean: true`; a no-drain
+//! probe is still waiting, its timer running, 3 s later. It saves a screenshot to
+//! `target/screenshots/demo.png`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fantoccini::{elements::Element, Client, Locator};
 use serde_json::json;
 use wsclose_check::browser::{Browser, Driver};
 use wsclose_e2e::cluster::Cluster;
+use wsclose_e2e::page::{
+    attr, built_page, cell_text, closed_with, has_attr, number, served_page, DemoPage, WAIT,
+};
 use wsclose_e2e::server::workspace_root;
-use wsclose_e2e::ServerProcess;
 
-/// Bound on every wait for the page to reach a state.
-const WAIT: Duration = Duration::from_secs(15);
 /// How long the no-drain probe must stay pending.
 const PENDING_FOR: Duration = Duration::from_secs(3);
 
+/// The no-drain endpoint: a probe of it stays pending for the browser's closing timeout.
+const NO_DRAIN: &str = "/ws/no-drain";
+
 #[tokio::test]
 async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
-    let (server, _driver, client) = served_page().await;
+    let (server, _driver, page) = chromium_page().await;
 
     // The fix: /ws/drain answers the Close frame at once.
-    click(&client, "run-drain").await;
-    let drain = done_row(&client, "/ws/drain").await;
-    let elapsed = attr(&drain, "data-elapsed-ms").await;
-    let elapsed_ms: f64 = elapsed.parse().expect("data-elapsed-ms is a number");
+    let drain = page.probe("run-drain", "/ws/drain").await;
+    let elapsed_ms = closed_with(&drain, 1000, true).await;
     println!("demo page, drain: close in {elapsed_ms:.3} ms");
-    assert_eq!(attr(&drain, "data-code").await, "1000");
-    assert_eq!(attr(&drain, "data-was-clean").await, "true");
     assert!(elapsed_ms < 1_000.0, "drain close took {elapsed_ms} ms");
     let text = drain.text().await.expect("row text");
     assert!(
@@ -43,54 +41,28 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     assert!(text.contains(" ms"), "visible elapsed: {text:?}");
 
     // The first trap: the server drops the socket on the Close, the reply never goes out.
-    click(&client, "run-break-on-close").await;
-    let broken = done_row(&client, "/ws/break-on-close").await;
-    let broken_ms: f64 = attr(&broken, "data-elapsed-ms")
-        .await
-        .parse()
-        .expect("a number");
+    let broken = page.probe("run-break-on-close", "/ws/break-on-close").await;
+    let broken_ms = closed_with(&broken, 1006, false).await;
     println!("demo page, break-on-close: close in {broken_ms:.3} ms");
-    assert_eq!(attr(&broken, "data-code").await, "1006");
-    assert_eq!(attr(&broken, "data-was-clean").await, "false");
     assert!(broken_ms < 1_000.0, "break-on-close took {broken_ms} ms");
 
     // The second trap: the Close is answered but TCP stays open; Chromium waits 2 s for it.
-    click(&client, "run-lingering-tcp").await;
-    let lingering = client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(
-            "#results tr[data-endpoint='/ws/lingering-tcp'][data-state='done']",
-        ))
-        .await
-        .expect("a finished /ws/lingering-tcp row");
-    let lingering_ms: f64 = attr(&lingering, "data-elapsed-ms")
-        .await
-        .parse()
-        .expect("a number");
+    let lingering = page.probe("run-lingering-tcp", "/ws/lingering-tcp").await;
+    let lingering_ms = closed_with(&lingering, 1000, true).await;
     println!("demo page, lingering-tcp: close in {lingering_ms:.1} ms");
-    assert_eq!(attr(&lingering, "data-code").await, "1000");
-    assert_eq!(attr(&lingering, "data-was-clean").await, "true");
     assert!(
         (1_500.0..4_000.0).contains(&lingering_ms),
         "Chromium waits about 2 s for the TCP close: {lingering_ms} ms"
     );
 
     // Any URL typed into #url: /ws/echo drains too.
-    let input = client.find(Locator::Id("url")).await.expect("#url");
-    input.clear().await.expect("clear #url");
-    input
-        .send_keys(&server.ws_url("/ws/echo"))
-        .await
-        .expect("type into #url");
-    click(&client, "run-custom").await;
-    let echo = done_row(&client, "/ws/echo").await;
-    assert_eq!(attr(&echo, "data-code").await, "1000");
-    assert_eq!(attr(&echo, "data-was-clean").await, "true");
+    page.type_into("url", &server.ws_url("/ws/echo")).await;
+    let echo = page.probe("run-custom", "/ws/echo").await;
+    closed_with(&echo, 1000, true).await;
 
     // The bug: /ws/no-drain never reads, so the row must still be waiting 3 s later.
-    click(&client, "run-no-drain").await;
-    let no_drain = pending_no_drain_row(&client).await;
+    page.click("run-no-drain").await;
+    let no_drain = page.pending_row(NO_DRAIN).await;
     let clicked = Instant::now();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let early_timer = cell_text(&no_drain, "td.elapsed").await;
@@ -102,12 +74,8 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     );
     assert_eq!(attr(&no_drain, "data-state").await, "pending");
     for final_attribute in ["data-code", "data-was-clean", "data-elapsed-ms"] {
-        assert_eq!(
-            no_drain
-                .attr(final_attribute)
-                .await
-                .expect("read attribute"),
-            None,
+        assert!(
+            !has_attr(&no_drain, final_attribute).await,
             "a pending row must not carry {final_attribute}"
         );
     }
@@ -117,77 +85,19 @@ async fn demo_page_shows_prompt_drain_and_pending_no_drain() {
     );
     assert_ne!(early_timer, late_timer, "the live timer does not run");
 
-    let png = client.screenshot().await.expect("screenshot");
+    let png = page.client().screenshot().await.expect("screenshot");
     let dir = workspace_root().join("target/screenshots");
     std::fs::create_dir_all(&dir).expect("create target/screenshots");
     std::fs::write(dir.join("demo.png"), png).expect("write demo.png");
     println!("screenshot: {}", dir.join("demo.png").display());
 
-    client.close().await.expect("end the WebDriver session");
+    page.close().await;
 }
 
 /// The built page served by a fresh server, open in a fresh headless Chromium. Keep the
-/// driver alive as long as the client.
-async fn served_page() -> (ServerProcess, Driver, Client) {
-    served_page_in(Browser::Chromium).await
-}
-
-/// [`served_page`] in `browser`.
-async fn served_page_in(browser: Browser) -> (ServerProcess, Driver, Client) {
-    let www = workspace_root().join("target/www");
-    require_built_page(&www);
-    let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
-    let driver = Driver::start(browser).expect("start the WebDriver server");
-    let client = driver.connect().await.expect("a browser session");
-    open_page(&client, &server.http_url("/")).await;
-    (server, driver, client)
-}
-
-/// Clicks the element with id `id`.
-async fn click(client: &Client, id: &str) {
-    client
-        .find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|error| panic!("#{id}: {error}"))
-        .click()
-        .await
-        .unwrap_or_else(|error| panic!("click #{id}: {error}"));
-}
-
-/// Opens the demo page at `url` and waits for the wasm to load.
-async fn open_page(client: &Client, url: &str) {
-    client.goto(url).await.expect("open the demo page");
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("html[data-ready='true']"))
-        .await
-        .expect("the wasm demo loads and marks <html data-ready>");
-}
-
-/// Clicks `#run-drain` `count` times, one after the other, and returns each close time (ms),
-/// asserting every probe ended with the code sent and `wasClean`.
-async fn drain_probes(client: &Client, count: usize) -> Vec<f64> {
-    let mut times = Vec::new();
-    for done in 1..=count {
-        click(client, "run-drain").await;
-        let css = format!("#results tbody tr[data-state='done']:nth-child({done})");
-        let row = client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(&css))
-            .await
-            .expect("the probe finishes");
-        assert_eq!(attr(&row, "data-code").await, "1000");
-        assert_eq!(attr(&row, "data-was-clean").await, "true");
-        times.push(
-            attr(&row, "data-elapsed-ms")
-                .await
-                .parse()
-                .expect("a number"),
-        );
-    }
-    times
+/// driver alive as long as the page.
+async fn chromium_page() -> (wsclose_e2e::ServerProcess, Driver, DemoPage) {
+    served_page(Browser::Chromium).await
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -196,46 +106,24 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
-/// Waits until `#live` carries `attribute` and `done` accepts its value; returns the value.
-async fn live_attr(client: &Client, attribute: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let live = client.find(Locator::Id("live")).await.expect("#live");
-        let value = live
-            .attr(attribute)
-            .await
-            .expect("read #live")
-            .unwrap_or_default();
-        if done(&value) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "#live {attribute}={value:?} did not change as expected within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Behind real nginx (`make serve-cluster`): the browser's close is as clean as direct, and
 /// the page's live subscription rides through a rolling restart of both instances: every
 /// socket it loses ends with 1012, it reconnects, and its `seq` has no gap and no duplicate.
 #[tokio::test]
 async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_restart() {
     const PROBES: usize = 5;
-    let www = workspace_root().join("target/www");
-    require_built_page(&www);
+    let www = built_page();
     let www = www.to_str().expect("utf-8 path");
     let mut cluster =
         Cluster::start("60s", &["--shutdown-code", "1012", "--static-dir", www]).await;
     let driver = Driver::start(Browser::Chromium).expect("start chromedriver");
-    let client = driver.connect().await.expect("a Chromium session");
+    let page = DemoPage::connect(&driver).await;
 
-    let direct = format!("http://{}/", cluster.instance(1).addr);
-    open_page(&client, &direct).await;
-    let direct_ms = drain_probes(&client, PROBES).await;
-    open_page(&client, &format!("http://{}/", cluster.addr())).await;
-    let proxied_ms = drain_probes(&client, PROBES).await;
+    page.open(&format!("http://{}/", cluster.instance(1).addr))
+        .await;
+    let direct_ms = page.drain_probes(PROBES).await;
+    page.open(&format!("http://{}/", cluster.addr())).await;
+    let proxied_ms = page.drain_probes(PROBES).await;
     println!(
         "Chromium close, {PROBES} probes each: direct median {:.2} ms {direct_ms:?}, \
          through nginx median {:.2} ms {proxied_ms:?}",
@@ -246,8 +134,8 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
         assert!(*ms < 1_000.0, "a close took {ms} ms");
     }
 
-    click(&client, "subscribe").await;
-    live_attr(&client, "data-ticks", |ticks| {
+    page.click("subscribe").await;
+    page.live_attr("data-ticks", |ticks| {
         ticks.parse().is_ok_and(|n: u64| n >= 4)
     })
     .await;
@@ -260,17 +148,18 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
         // Reconnected (first delay ≤ 250 ms) and ticking again (every 250 ms).
         tokio::time::sleep(Duration::from_millis(1_500)).await;
     }
-    let ticks_after: u64 = live_attr(&client, "data-ticks", |_| true)
+    let ticks_after: u64 = page
+        .live_attr("data-ticks", |_| true)
         .await
         .parse()
         .expect("n");
-    live_attr(&client, "data-ticks", |ticks| {
+    page.live_attr("data-ticks", |ticks| {
         ticks.parse().is_ok_and(|n: u64| n >= ticks_after + 2)
     })
     .await;
-    let closes = live_attr(&client, "data-closes", |_| true).await;
-    let reconnects = live_attr(&client, "data-reconnects", |_| true).await;
-    let instances = live_attr(&client, "data-instances", |_| true).await;
+    let closes = page.live_attr("data-closes", |_| true).await;
+    let reconnects = page.live_attr("data-reconnects", |_| true).await;
+    let instances = page.live_attr("data-instances", |_| true).await;
     println!(
         "live panel through a rolling restart: closes {closes:?}, reconnects {reconnects}, \
          instances {instances:?}"
@@ -281,53 +170,9 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
         "a socket ended other than with 1012: {closes}"
     );
     assert_eq!(reconnects, closes.split(',').count().to_string());
-    assert_eq!(live_attr(&client, "data-out-of-order", |_| true).await, "0");
-    assert_eq!(live_attr(&client, "data-state", |_| true).await, "open");
-    client.close().await.expect("end the WebDriver session");
-}
-
-/// Fails with the fix when the page or the wasm has not been built.
-fn require_built_page(www: &Path) {
-    for file in [
-        "index.html",
-        "pkg/wsclose_client.js",
-        "pkg/wsclose_client_bg.wasm",
-    ] {
-        assert!(
-            www.join(file).is_file(),
-            "{} is missing: run `make build` first (it copies client-wasm/static and runs \
-             wasm-pack into target/www)",
-            www.join(file).display()
-        );
-    }
-}
-
-/// Waits until the first row for `endpoint` is done, and returns it.
-async fn done_row(client: &Client, endpoint: &str) -> Element {
-    let css = format!("#results tr[data-endpoint='{endpoint}'][data-state='done']");
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(&css))
-        .await
-        .unwrap_or_else(|error| panic!("no finished {endpoint} row within {WAIT:?}: {error}"))
-}
-
-async fn attr(element: &Element, name: &str) -> String {
-    element
-        .attr(name)
-        .await
-        .expect("read attribute")
-        .unwrap_or_else(|| panic!("the row has no {name}"))
-}
-
-async fn cell_text(row: &Element, css: &str) -> String {
-    row.find(Locator::Css(css))
-        .await
-        .expect("cell")
-        .text()
-        .await
-        .expect("cell text")
+    assert_eq!(page.live_attr("data-out-of-order", |_| true).await, "0");
+    assert_eq!(page.live_attr("data-state", |_| true).await, "open");
+    page.close().await;
 }
 
 /// The page as a tool: N runs with a median and p95 per URL, the handshake columns, the
@@ -335,56 +180,36 @@ async fn cell_text(row: &Element, css: &str) -> String {
 #[tokio::test]
 async fn runs_summary_export_and_clear() {
     const RUNS: usize = 5;
-    let (server, _driver, client) = served_page().await;
+    let (server, _driver, page) = chromium_page().await;
 
     // The browser the page runs in, and its timeout marked on the chart.
-    let browser = client.find(Locator::Id("browser")).await.expect("#browser");
-    assert_eq!(attr(&browser, "data-name").await, "HeadlessChrome");
-    assert_eq!(attr(&browser, "data-timeout-ms").await, "60000");
-    let marker = client
-        .find(Locator::Css("#chart line.marker.current"))
-        .await
-        .expect("the current browser's timeout marker");
-    assert_eq!(attr(&marker, "data-timeout-ms").await, "60000");
-    let label = client
-        .find(Locator::Css("#chart text.marker-label.current"))
-        .await
-        .expect("its label");
+    page.assert_browser("HeadlessChrome", "60000").await;
+    let label = page.find("#chart text.marker-label.current").await;
     assert!(
         label.text().await.expect("label").contains("this browser"),
         "marker label"
     );
 
     // Five runs from one click, one after the other.
-    set_runs(&client, RUNS).await;
-    click(&client, "run-drain").await;
-    let rows = done_rows(&client, RUNS).await;
+    page.set_runs(RUNS).await;
+    page.click("run-drain").await;
+    let rows = page.done_rows(RUNS).await;
     let mut times = Vec::new();
     for row in &rows {
         assert_eq!(attr(row, "data-code").await, "1000");
-        times.push(
-            attr(row, "data-elapsed-ms")
-                .await
-                .parse::<f64>()
-                .expect("ms"),
-        );
-        let open_ms: f64 = attr(row, "data-open-ms").await.parse().expect("ms");
+        times.push(number(row, "data-elapsed-ms").await);
+        let open_ms = number(row, "data-open-ms").await;
         assert!(open_ms > 0.0, "time to open: {open_ms}");
         assert_eq!(attr(row, "data-protocol").await, "", "no subprotocol asked");
-        assert!(row.attr("data-extensions").await.expect("read").is_some());
+        assert!(has_attr(row, "data-extensions").await);
         let negotiated = cell_text(row, "td.negotiated").await;
         assert!(negotiated.contains("protocol: none"), "{negotiated:?}");
         assert!(cell_text(row, "td.open").await.ends_with("ms"));
     }
     times.sort_by(f64::total_cmp);
-    let summary = client
-        .find(Locator::Css("#summary tbody tr"))
-        .await
-        .expect("a summary row");
-    assert_eq!(attr(&summary, "data-url").await, server.ws_url("/ws/drain"));
-    assert_eq!(attr(&summary, "data-count").await, RUNS.to_string());
-    let median: f64 = attr(&summary, "data-median-ms").await.parse().expect("ms");
-    let p95: f64 = attr(&summary, "data-p95-ms").await.parse().expect("ms");
+    let summary = page.summary_of(&server.ws_url("/ws/drain"), RUNS).await;
+    let median = number(&summary, "data-median-ms").await;
+    let p95 = number(&summary, "data-p95-ms").await;
     println!("demo page, {RUNS} drain runs {times:?}: median {median} ms, p95 {p95} ms");
     assert!(
         (median - times[2]).abs() < 1e-9,
@@ -396,7 +221,7 @@ async fn runs_summary_export_and_clear() {
     );
 
     // The live region reads out the last probe.
-    let spoken = announced(&client).await;
+    let spoken = page.announced().await;
     assert!(
         spoken.starts_with(&format!("Probe {RUNS}, /ws/drain: close in "))
             && spoken.ends_with("(code 1000, clean)."),
@@ -404,23 +229,20 @@ async fn runs_summary_export_and_clear() {
     );
 
     // JSON export: every run, the summary, the browser; and a download of the same text.
-    click(&client, "export-json").await;
-    let json_text = export_text(&client).await;
-    let export: serde_json::Value = serde_json::from_str(&json_text).expect("valid JSON");
+    let export = page.export_json().await;
+    let json_text = page.export_text().await;
     assert_eq!(export["runs"].as_array().map(Vec::len), Some(RUNS));
     assert_eq!(export["runs"][0]["state"], "done");
     assert_eq!(export["runs"][0]["code"], 1000);
     assert_eq!(export["summary"][0]["count"], RUNS);
     assert_eq!(export["browser"]["name"], "HeadlessChrome");
     assert_eq!(export["browser"]["engine"], "chromium");
-    let download = client
-        .find(Locator::Id("export-download"))
-        .await
-        .expect("#export-download");
+    let download = page.by_id("export-download").await;
     assert_eq!(attr(&download, "download").await, "wsclose-results.json");
     let href = attr(&download, "href").await;
     assert!(href.starts_with("blob:"), "{href}");
-    let fetched = client
+    let fetched = page
+        .client()
         .execute_async(
             "const [href, done] = arguments; fetch(href).then(r => r.text()).then(done);",
             vec![json!(href)],
@@ -434,54 +256,41 @@ async fn runs_summary_export_and_clear() {
     );
 
     // Markdown export: the summary line and one table row per run.
-    click(&client, "export-markdown").await;
-    let markdown = export_text(&client).await;
+    page.click("export-markdown").await;
+    let markdown = page.export_text().await;
     let line = format!("| `{}` | {RUNS} |", server.ws_url("/ws/drain"));
     assert!(markdown.contains(&line), "{markdown}");
     let run_rows = markdown.lines().filter(|l| l.contains("| done |")).count();
     assert_eq!(run_rows, RUNS, "{markdown}");
 
     // Clear empties everything and restarts the numbering.
-    click(&client, "clear").await;
-    let left = row_count(&client).await;
+    page.click("clear").await;
+    let left = page.row_count().await;
     assert_eq!(left, 0, "{left} rows left after Clear");
-    let summary_table = client.find(Locator::Id("summary")).await.expect("#summary");
-    assert!(summary_table.attr("hidden").await.expect("read").is_some());
-    let hint = client
-        .find(Locator::Id("results-empty"))
-        .await
-        .expect("hint");
-    assert_eq!(hint.attr("hidden").await.expect("read"), None);
-    set_runs(&client, 1).await;
-    click(&client, "run-drain").await;
-    let first = done_rows(&client, 1).await;
+    assert!(has_attr(&page.by_id("summary").await, "hidden").await);
+    assert!(!has_attr(&page.by_id("results-empty").await, "hidden").await);
+    page.set_runs(1).await;
+    page.click("run-drain").await;
+    let first = page.done_rows(1).await;
     assert_eq!(attr(&first[0], "data-run").await, "1");
 
-    client.close().await.expect("end the WebDriver session");
+    page.close().await;
 }
 
 /// Cancel ends a pending 60 s probe at once, and the chart updates its growing bar in place
 /// (the same element, wider) rather than redrawing it.
 #[tokio::test]
 async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
-    let (_server, _driver, client) = served_page().await;
-    click(&client, "run-no-drain").await;
-    let row = pending_no_drain_row(&client).await;
-    let bar = client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#chart rect.bar.pending"))
-        .await
-        .expect("a pending bar");
+    let (_server, _driver, page) = chromium_page().await;
+    page.click("run-no-drain").await;
+    let row = page.pending_row(NO_DRAIN).await;
+    let bar = page
+        .wait_for("#chart rect.bar.pending", WAIT, "a pending bar")
+        .await;
     // Wait until the socket is closing (the timer runs), then watch the bar for a second.
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#chart text.value"))
-        .await
-        .expect("a value");
+    page.wait_for("#chart text.value", WAIT, "a value").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let width_before: f64 = attr(&bar, "width").await.parse().expect("a width");
+    let width_before = number(&bar, "width").await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     // A redrawn chart would have replaced the element: reading it would fail as stale.
     let width_after: f64 = bar
@@ -494,95 +303,72 @@ async fn cancel_a_pending_probe_and_the_chart_grows_in_place() {
     println!("demo page, pending bar: width {width_before:.1} → {width_after:.1} in 1 s");
     assert!(width_after > width_before, "{width_before} → {width_after}");
 
-    let cancel = row
-        .find(Locator::Css("button.cancel"))
-        .await
-        .expect("a Cancel button on the pending row");
     let clicked = Instant::now();
-    cancel.click().await.expect("click Cancel");
-    let cancelled = client
-        .wait()
-        .at_most(Duration::from_secs(1))
-        .for_element(Locator::Css(
-            "#results tr[data-endpoint='/ws/no-drain'][data-state='cancelled']",
-        ))
-        .await
-        .expect("cancelled within 1 s");
+    page.cancel(&row).await;
+    let cancelled = page
+        .row_in(NO_DRAIN, "cancelled", Duration::from_secs(1))
+        .await;
     println!("demo page, cancel: {:?}", clicked.elapsed());
-    let waited: f64 = attr(&cancelled, "data-waited-ms")
-        .await
-        .parse()
-        .expect("ms");
+    let waited = number(&cancelled, "data-waited-ms").await;
     assert!(waited >= 1_000.0, "it had waited {waited} ms");
-    let pending = client
-        .execute("return window.demo.pending;", vec![])
-        .await
-        .expect("read demo.pending");
-    assert_eq!(pending, json!(0));
-    let spoken = announced(&client).await;
+    assert_eq!(page.pending().await, json!(0));
+    let spoken = page.announced().await;
     assert!(
         spoken.contains("/ws/no-drain: cancelled after"),
         "{spoken:?}"
     );
     assert!(cancelled
-        .find_all(Locator::Css("button.cancel"))
+        .find_all(fantoccini::Locator::Css("button.cancel"))
         .await
         .expect("buttons")
         .is_empty());
-    client.close().await.expect("end the WebDriver session");
+    page.close().await;
 }
 
 /// `?url=…&runs=2` fills the form and says so, sends nothing until Probe URL is clicked, and the
 /// share link says the same.
 #[tokio::test]
 async fn a_shared_link_says_what_it_will_probe_and_waits_for_a_click() {
-    let (server, _driver, client) = served_page().await;
+    let (server, _driver, page) = chromium_page().await;
     let target = server.ws_url("/ws/drain?push_ms=0");
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("url", &target)
         .append_pair("runs", "2")
         .finish();
-    open_page(&client, &server.http_url(&format!("/?{query}"))).await;
-    let notice = client
-        .find(Locator::Id("shared-notice"))
+    page.open(&server.http_url(&format!("/?{query}"))).await;
+    let said = page
+        .by_id("shared-notice")
         .await
-        .expect("#shared-notice");
-    let said = notice.text().await.expect("its text");
+        .text()
+        .await
+        .expect("its text");
     assert!(
         said.contains("2 probes") && said.contains(&target),
         "the notice names the URL and the runs: {said:?}"
     );
     // A link from anyone sends nothing by itself.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(row_count(&client).await, 0, "a probe ran without a click");
-    click(&client, "run-custom").await;
-    let rows = done_rows(&client, 2).await;
+    assert_eq!(page.row_count().await, 0, "a probe ran without a click");
+    page.click("run-custom").await;
+    let rows = page.done_rows(2).await;
     assert_eq!(attr(&rows[1], "data-url").await, target);
-    let input = client.find(Locator::Id("url")).await.expect("#url");
+    let input = page.by_id("url").await;
     assert_eq!(
         input.prop("value").await.expect("value").as_deref(),
         Some(target.as_str())
     );
-    let share = client
-        .find(Locator::Id("share-link"))
-        .await
-        .expect("#share-link");
+    let share = page.by_id("share-link").await;
     let href = share.prop("href").await.expect("href").expect("an href");
     assert!(href.ends_with(&format!("/?{query}")), "{href} for {query}");
-    client.close().await.expect("end the WebDriver session");
+    page.close().await;
 }
 
 /// A held Enter repeats `keydown`: the URL field starts one probe per press, not per repeat.
 #[tokio::test]
 async fn holding_enter_starts_one_probe() {
-    let (server, _driver, client) = served_page().await;
-    let input = client.find(Locator::Id("url")).await.expect("#url");
-    input.clear().await.expect("clear #url");
-    input
-        .send_keys(&server.ws_url("/ws/echo"))
-        .await
-        .expect("type into #url");
-    client
+    let (server, _driver, page) = chromium_page().await;
+    page.type_into("url", &server.ws_url("/ws/echo")).await;
+    page.client()
         .execute(
             r#"
             const input = document.getElementById('url');
@@ -595,26 +381,27 @@ async fn holding_enter_starts_one_probe() {
         )
         .await
         .expect("hold Enter");
-    done_rows(&client, 1).await;
+    page.done_rows(1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(row_count(&client).await, 1, "one press, one probe");
-    client.close().await.expect("end the WebDriver session");
+    assert_eq!(page.row_count().await, 1, "one press, one probe");
+    page.close().await;
 }
 
 /// Text on the page meets WCAG AA (4.5:1): the pending timer on its amber row, and the value
 /// written inside each kind of bar, against the bar's own fill.
 #[tokio::test]
 async fn text_contrast_meets_wcag_aa() {
-    let (_server, _driver, client) = served_page().await;
-    click(&client, "run-no-drain").await;
+    let (_server, _driver, page) = chromium_page().await;
+    page.click("run-no-drain").await;
     // Past about 2.2 s the pending bar is long enough to carry its value inside.
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#chart text.value.inside"))
-        .await
-        .expect("a value inside the pending bar");
-    let ratios = client
+    page.wait_for(
+        "#chart text.value.inside",
+        WAIT,
+        "a value inside the pending bar",
+    )
+    .await;
+    let ratios = page
+        .client()
         .execute(
             r#"
             const lum = color => {
@@ -674,39 +461,7 @@ async fn text_contrast_meets_wcag_aa() {
         let ratio = ratios[key].as_f64().unwrap_or(0.0);
         assert!(ratio >= 4.5, "{key}: {ratio:.2}:1 is below WCAG AA 4.5:1");
     }
-    client.close().await.expect("end the WebDriver session");
-}
-
-/// Waits for the pending `/ws/no-drain` row, and returns it.
-async fn pending_no_drain_row(client: &Client) -> Element {
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(
-            "#results tr[data-endpoint='/ws/no-drain'][data-state='pending']",
-        ))
-        .await
-        .expect("a pending /ws/no-drain row")
-}
-
-/// What the live region `#announce` says now.
-async fn announced(client: &Client) -> String {
-    client
-        .find(Locator::Id("announce"))
-        .await
-        .expect("#announce")
-        .html(true)
-        .await
-        .expect("#announce text")
-}
-
-/// How many rows `#results` has.
-async fn row_count(client: &Client) -> usize {
-    client
-        .find_all(Locator::Css("#results tbody tr"))
-        .await
-        .expect("rows")
-        .len()
+    page.close().await;
 }
 
 /// The same tool in Firefox: its own timeout (20 s) on the chart, runs with a summary, the
@@ -727,94 +482,26 @@ async fn the_tool_works_in_webkit() {
 /// timeout is `timeout_ms` and whose engine the export calls `engine`.
 async fn the_tool_works_in(browser: Browser, name: &str, timeout_ms: &str, engine: &str) {
     const RUNS: usize = 3;
-    let (server, _driver, client) = served_page_in(browser).await;
-    let shown = client.find(Locator::Id("browser")).await.expect("#browser");
-    assert_eq!(attr(&shown, "data-name").await, name);
-    assert_eq!(attr(&shown, "data-timeout-ms").await, timeout_ms);
-    let marker = client
-        .find(Locator::Css("#chart line.marker.current"))
-        .await
-        .expect("the current browser's timeout marker");
-    assert_eq!(attr(&marker, "data-timeout-ms").await, timeout_ms);
+    let (server, _driver, page) = served_page(browser).await;
+    page.assert_browser(name, timeout_ms).await;
 
-    set_runs(&client, RUNS).await;
-    click(&client, "run-drain").await;
-    let rows = done_rows(&client, RUNS).await;
+    page.set_runs(RUNS).await;
+    page.click("run-drain").await;
+    let rows = page.done_rows(RUNS).await;
     for row in &rows {
-        assert_eq!(attr(row, "data-code").await, "1000");
-        assert_eq!(attr(row, "data-was-clean").await, "true");
+        closed_with(row, 1000, true).await;
     }
-    let summary = client
-        .find(Locator::Css("#summary tbody tr"))
-        .await
-        .expect("a summary row");
-    assert_eq!(attr(&summary, "data-url").await, server.ws_url("/ws/drain"));
-    assert_eq!(attr(&summary, "data-count").await, RUNS.to_string());
-    click(&client, "export-json").await;
-    let export: serde_json::Value =
-        serde_json::from_str(&export_text(&client).await).expect("valid JSON");
+    page.summary_of(&server.ws_url("/ws/drain"), RUNS).await;
+    let export = page.export_json().await;
     assert_eq!(export["browser"]["engine"], engine);
     assert_eq!(export["summary"][0]["count"], RUNS);
 
-    set_runs(&client, 1).await;
-    click(&client, "run-no-drain").await;
-    let row = pending_no_drain_row(&client).await;
-    row.find(Locator::Css("button.cancel"))
-        .await
-        .expect("a Cancel button")
-        .click()
-        .await
-        .expect("click Cancel");
-    client
-        .wait()
-        .at_most(Duration::from_secs(1))
-        .for_element(Locator::Css(
-            "#results tr[data-endpoint='/ws/no-drain'][data-state='cancelled']",
-        ))
-        .await
-        .expect("cancelled within 1 s");
-    assert!(announced(&client).await.contains("cancelled after"));
-    client.close().await.expect("end the WebDriver session");
-}
-
-/// Sets `#runs`.
-async fn set_runs(client: &Client, runs: usize) {
-    let input = client.find(Locator::Id("runs")).await.expect("#runs");
-    input.clear().await.expect("clear #runs");
-    input
-        .send_keys(&runs.to_string())
-        .await
-        .expect("type into #runs");
-}
-
-/// Waits until `count` rows are done, and returns them.
-async fn done_rows(client: &Client, count: usize) -> Vec<Element> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let rows = client
-            .find_all(Locator::Css("#results tbody tr[data-state='done']"))
-            .await
-            .expect("rows");
-        if rows.len() >= count {
-            return rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} rows done within {WAIT:?}",
-            rows.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The text in `#export-output`.
-async fn export_text(client: &Client) -> String {
-    client
-        .find(Locator::Id("export-output"))
-        .await
-        .expect("#export-output")
-        .prop("value")
-        .await
-        .expect("read the export")
-        .expect("a value")
+    page.set_runs(1).await;
+    page.click("run-no-drain").await;
+    let row = page.pending_row(NO_DRAIN).await;
+    page.cancel(&row).await;
+    page.row_in(NO_DRAIN, "cancelled", Duration::from_secs(1))
+        .await;
+    assert!(page.announced().await.contains("cancelled after"));
+    page.close().await;
 }
