@@ -77,9 +77,9 @@ pub struct CloseResult {
 
 impl CloseResult {
     /// The code of the server's Close reply; panics, with the whole result, if there was none.
-    pub fn code(&self) -> u16 {
+    pub fn code(&self) -> CloseCode {
         match &self.reply {
-            Some(Some(frame)) => frame.code.into(),
+            Some(Some(frame)) => frame.code,
             _ => panic!("no Close frame with a code from the server: {self:?}"),
         }
     }
@@ -96,13 +96,13 @@ impl CloseResult {
 /// Sends Close(`code`, `reason`) and keeps reading until the stream ends or `timeout` passes.
 pub async fn close_and_wait(
     ws: &mut Ws,
-    code: u16,
+    code: impl Into<CloseCode>,
     reason: &str,
     timeout: Duration,
 ) -> CloseResult {
     let start = Instant::now();
     let frame = CloseFrame {
-        code: CloseCode::from(code),
+        code: code.into(),
         reason: reason.into(),
     };
     let mut result = CloseResult {
@@ -141,6 +141,27 @@ pub async fn close_and_wait(
     result
 }
 
+/// Asserts that the server answered the client's Close: its reply echoed `code` and
+/// `reason` within `bound`, and the stream then ended without an error. `what` names the case
+/// in a failure.
+pub fn assert_answered(
+    closed: &CloseResult,
+    code: impl Into<CloseCode>,
+    reason: &str,
+    bound: Duration,
+    what: &dyn std::fmt::Debug,
+) {
+    assert_eq!(closed.code(), code.into(), "{what:?}: {closed:?}");
+    assert_eq!(closed.reason(), reason, "{what:?}: {closed:?}");
+    assert!(closed.ended, "{what:?}: the stream did not end: {closed:?}");
+    assert_eq!(closed.error, None, "{what:?}: {closed:?}");
+    assert!(
+        closed.elapsed < bound,
+        "{what:?}: answered after {:?}",
+        closed.elapsed
+    );
+}
+
 /// The next data message (text or binary), skipping pings and pongs; panics on a Close, an
 /// error, the end of the stream, or after `timeout`.
 pub async fn next_data(ws: &mut Ws, timeout: Duration) -> Message {
@@ -172,7 +193,12 @@ pub async fn assert_healthy(server: &ServerProcess) {
         next_data(&mut ws, IO_TIMEOUT).await,
         Message::text("still serving")
     );
-    let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
-    assert_eq!(closed.code(), 1000, "{closed:?}");
-    assert!(closed.ended, "echo socket did not end: {closed:?}");
+    let closed = close_and_wait(&mut ws, CloseCode::Normal, "", IO_TIMEOUT).await;
+    assert_answered(
+        &closed,
+        CloseCode::Normal,
+        "",
+        IO_TIMEOUT,
+        &"a fresh /ws/echo",
+    );
 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use wsclose_e2e::cluster::Cluster;
-use wsclose_e2e::ws::{close_and_wait, connect, next_data, parse_tick};
+use wsclose_e2e::ws::{assert_answered, close_and_wait, connect, next_data, parse_tick};
 use wsclose_e2e::IO_TIMEOUT;
 
 /// A correct server answers Close in about 1 ms, through nginx too; under a second proves it.
@@ -31,11 +31,7 @@ async fn close_through_nginx_is_echoed_and_tcp_ends() {
         let mut ws = connect(&cluster.ws_url(path)).await;
         let closed = close_and_wait(&mut ws, 4000, "bye via nginx", IO_TIMEOUT).await;
         println!("nginx {path}: close answered in {:?}", closed.elapsed);
-        assert_eq!(closed.code(), 4000, "{path}: {closed:?}");
-        assert_eq!(closed.reason(), "bye via nginx", "{path}");
-        assert!(closed.ended, "{path}: TCP did not end: {closed:?}");
-        assert_eq!(closed.error, None, "{path}");
-        assert!(closed.elapsed < CLOSE_BOUND, "{path}: {closed:?}");
+        assert_answered(&closed, 4000, "bye via nginx", CLOSE_BOUND, &path);
     }
 }
 

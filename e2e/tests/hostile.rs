@@ -5,6 +5,7 @@
 //! Run with `cargo test -p wsclose-e2e --test hostile -- --nocapture` to see the figures.
 
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
@@ -209,7 +210,7 @@ async fn close_codes_chosen_by_peers_cannot_grow_the_metrics() {
     for code in 4000..4100 {
         let mut ws = connect(&server.ws_url("/ws/echo")).await;
         let closed = close_and_wait(&mut ws, code, "", IO_TIMEOUT).await;
-        assert_eq!(closed.code(), code);
+        assert_eq!(closed.code(), CloseCode::from(code));
     }
     let page = MetricsSnapshot::wait_until(server.addr(), IO_TIMEOUT, |page| {
         page.sum("wsclose_closes_total", &[("code", "4xxx")]) == 100.0

@@ -5,11 +5,14 @@
 //! Run with `cargo test -p wsclose-e2e --test lifecycle -- --nocapture` to see the figures.
 
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use futures::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome};
-use wsclose_e2e::ws::{assert_contiguous, close_and_wait, connect, next_data, parse_tick};
+use wsclose_e2e::ws::{
+    assert_answered, assert_contiguous, close_and_wait, connect, next_data, parse_tick,
+};
 use wsclose_e2e::{http_get, MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
 /// A correct server answers Close in about 1 ms; anything under a second proves it answered.
@@ -23,11 +26,7 @@ async fn drain_echoes_normal_close() {
 
     let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
     println!("/ws/drain close 1000 answered in {:?}", closed.elapsed);
-    assert_eq!(closed.code(), 1000, "{closed:?}");
-    assert_eq!(closed.reason(), "");
-    assert!(closed.ended, "stream did not end: {closed:?}");
-    assert_eq!(closed.error, None);
-    assert!(closed.elapsed < CLOSE_BOUND, "{closed:?}");
+    assert_answered(&closed, CloseCode::Normal, "", CLOSE_BOUND, &"/ws/drain");
 }
 
 #[tokio::test]
@@ -42,11 +41,7 @@ async fn custom_code_and_reason_are_echoed() {
             let mut ws = connect(&server.ws_url(path)).await;
             let closed = close_and_wait(&mut ws, code, reason, IO_TIMEOUT).await;
             println!("{path} close {code} answered in {:?}", closed.elapsed);
-            assert_eq!(closed.code(), code, "{path}: {closed:?}");
-            assert_eq!(closed.reason(), reason, "{path}: {closed:?}");
-            assert!(closed.ended, "{path}: {closed:?}");
-            assert_eq!(closed.error, None, "{path}");
-            assert!(closed.elapsed < CLOSE_BOUND, "{path}: {closed:?}");
+            assert_answered(&closed, code, reason, CLOSE_BOUND, &path);
         }
     }
 }
@@ -111,7 +106,7 @@ async fn ticks_are_contiguous_and_none_is_lost_up_to_the_close() {
         ticks.push(parse_tick(&next_data(&mut ws, IO_TIMEOUT).await));
     }
     let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
-    assert_eq!(closed.code(), 1000, "{closed:?}");
+    assert_eq!(closed.code(), CloseCode::Normal, "{closed:?}");
     assert!(closed.ended, "{closed:?}");
     ticks.extend(closed.messages.iter().map(parse_tick));
     assert_contiguous(&ticks, 0);
@@ -169,7 +164,7 @@ async fn echo_returns_text_and_binary_unchanged_up_to_64_kib() {
         );
     }
     let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
-    assert_eq!(closed.code(), 1000, "{closed:?}");
+    assert_eq!(closed.code(), CloseCode::Normal, "{closed:?}");
     assert!(
         closed.messages.is_empty(),
         "echo pushed something: {closed:?}"

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use futures::StreamExt;
 use tokio::sync::{Barrier, Semaphore};
@@ -60,7 +61,11 @@ async fn thousand_connections_close_while_pushing() {
             let closed = close_and_wait(&mut ws, code, &reason, IO_TIMEOUT).await;
             ticks.extend(closed.messages.iter().map(parse_tick));
             assert_contiguous(&ticks, 0);
-            assert_eq!(closed.code(), code, "client {i}: {closed:?}");
+            assert_eq!(
+                closed.code(),
+                CloseCode::from(code),
+                "client {i}: {closed:?}"
+            );
             assert_eq!(closed.reason(), reason, "client {i}");
             assert!(
                 closed.ended && closed.error.is_none(),

@@ -2,6 +2,7 @@
 //! connection ends is counted under its initiator, close code and reason.
 
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use futures::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -79,7 +80,7 @@ async fn counters_follow_a_connection_from_open_to_clean_close() {
     assert!(open.sum("wsclose_messages_sent_total", &[("endpoint", "drain")]) >= 3.0);
 
     let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
-    assert_eq!(closed.code(), 1000);
+    assert_eq!(closed.code(), CloseCode::Normal);
     let after = settled(&server).await;
     assert_eq!(
         closes(
@@ -118,7 +119,7 @@ async fn counters_follow_a_connection_from_open_to_clean_close() {
         Message::text("hello")
     );
     let closed = close_and_wait(&mut echo, 4001, "done", IO_TIMEOUT).await;
-    assert_eq!(closed.code(), 4001);
+    assert_eq!(closed.code(), CloseCode::Library(4001));
     let last = settled(&server).await;
     assert_eq!(last.sum("wsclose_connections_total", &[]), 2.0);
     assert_eq!(

@@ -18,7 +18,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome, OP_PING};
-use wsclose_e2e::ws::{close_and_wait, connect, next_data};
+use wsclose_e2e::ws::{assert_answered, close_and_wait, connect, next_data};
 use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
 
 /// Pings every 500 ms, drops a silent peer after 1.5 s, waits 3 s for a Close to be answered.
@@ -78,11 +78,7 @@ async fn close_is_echoed_with_its_code_and_reason(target: Target) {
     );
     let closed = close_and_wait(&mut ws, 4000, "bye now", IO_TIMEOUT).await;
     println!("{target:?}: Close 4000 answered in {:?}", closed.elapsed);
-    assert_eq!(closed.code(), 4000, "{target:?}: {closed:?}");
-    assert_eq!(closed.reason(), "bye now", "{target:?}: {closed:?}");
-    assert!(closed.ended, "{target:?}: stream did not end: {closed:?}");
-    assert_eq!(closed.error, None, "{target:?}");
-    assert!(closed.elapsed < CLOSE_BOUND, "{target:?}: {closed:?}");
+    assert_answered(&closed, 4000, "bye now", CLOSE_BOUND, &target);
 }
 
 async fn tcp_ends_right_after_the_close_handshake(target: Target) {
