@@ -183,31 +183,15 @@ mod tests {
 
     use super::*;
     use futures::{stream, SinkExt};
-    use tokio::io::DuplexStream;
-    use tokio_tungstenite::tungstenite::protocol::Role;
-    use tokio_tungstenite::WebSocketStream;
-    use wsclose::Timing;
+    use wsclose::test_util;
 
     fn lifecycle() -> Lifecycle {
-        Lifecycle::new().with_timing(Timing {
-            ping_interval: Duration::from_secs(9),
-            pong_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(2),
-            close_timeout: Duration::from_secs(3),
-        })
-    }
-
-    async fn pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
-        let (server, client) = tokio::io::duplex(64 * 1024);
-        (
-            WebSocketStream::from_raw_socket(server, Role::Server, None).await,
-            WebSocketStream::from_raw_socket(client, Role::Client, None).await,
-        )
+        Lifecycle::new().with_timing(test_util::TIMING)
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_drain_never_answers_the_close_and_ends_only_at_its_lifetime() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = test_util::pair(None).await;
         let task = tokio::spawn(async move {
             push_without_reading(server, &lifecycle(), stream::pending()).await
         });
@@ -215,7 +199,7 @@ mod tests {
             .send(close::message(CloseCode::Normal, ""))
             .await
             .unwrap();
-        let lifetime = Duration::from_secs(10) * NO_DRAIN_LIFETIME_PONG_TIMEOUTS;
+        let lifetime = test_util::TIMING.pong_timeout * NO_DRAIN_LIFETIME_PONG_TIMEOUTS;
         tokio::time::sleep(lifetime - Duration::from_secs(1)).await;
         assert!(!task.is_finished(), "the bug: the Close is never read");
         assert_eq!(task.await.unwrap().reason, Reason::Lifetime);
@@ -223,7 +207,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_drain_without_ticks_notices_a_vanished_peer_within_pong_timeout() {
-        let (server, client) = pair().await;
+        let (server, client) = test_util::pair(None).await;
         drop(client); // the peer is gone: every write fails
         let started = Instant::now();
         let closed = push_without_reading(server, &lifecycle(), stream::pending()).await;
@@ -237,7 +221,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn break_on_close_drops_the_queued_reply() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = test_util::pair(None).await;
         let task = tokio::spawn(async move { break_on_close(server, &lifecycle(), Some).await });
         client
             .send(close::message(CloseCode::Normal, ""))

@@ -269,20 +269,12 @@ mod tests {
 
     use super::*;
     use futures::SinkExt;
-    use tokio::io::DuplexStream;
-    use tokio_tungstenite::tungstenite::protocol::Role;
-    use tokio_tungstenite::WebSocketStream;
-    use wsclose::Timing;
+    use wsclose::test_util::{self, Socket};
 
     fn session(endpoint: Endpoint, push: Option<Duration>) -> Session {
         Session {
             endpoint,
-            lifecycle: Lifecycle::new().with_timing(Timing {
-                ping_interval: Duration::from_secs(9),
-                pong_timeout: Duration::from_secs(10),
-                write_timeout: Duration::from_secs(2),
-                close_timeout: Duration::from_secs(3),
-            }),
+            lifecycle: Lifecycle::new().with_timing(test_util::TIMING),
             push_interval: push,
             first_seq: 0,
             instance: "test".into(),
@@ -291,14 +283,13 @@ mod tests {
     }
 
     /// `session` served on one end of a pipe; the other end, as a client.
-    async fn served(session: Session) -> WebSocketStream<DuplexStream> {
-        let (server, client) = tokio::io::duplex(64 * 1024);
-        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+    async fn served(session: Session) -> Socket {
+        let (server, client) = test_util::pair(None).await;
         tokio::spawn(async move { serve(server, &session).await });
-        WebSocketStream::from_raw_socket(client, Role::Client, None).await
+        client
     }
 
-    async fn next(client: &mut WebSocketStream<DuplexStream>) -> Message {
+    async fn next(client: &mut Socket) -> Message {
         client.next().await.expect("open").expect("a message")
     }
 

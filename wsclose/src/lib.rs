@@ -55,6 +55,8 @@
 //! * `axum`, `warp`: the adapters.
 //! * `env`: [`Timing::from_env`], reading `WSCLOSE_PING_INTERVAL` and the rest.
 //! * `clap`: `#[derive(clap::Args)]` on [`Timing`] (`--ping-interval 54s` and the rest).
+//! * `test-util`: `test_util`, a connected pair of sockets over an in-memory pipe, and short
+//!   timing for tests under paused time.
 
 #![deny(missing_docs)]
 
@@ -70,6 +72,8 @@ mod ending;
 pub mod io;
 mod lifecycle;
 mod serve;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod timing;
 #[cfg(feature = "warp")]
 pub mod warp;

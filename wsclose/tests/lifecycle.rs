@@ -6,38 +6,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{stream, SinkExt, StreamExt};
-use tokio::io::{AsyncWriteExt, DuplexStream};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use wsclose::{
-    close, serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle, Message, Timing,
+    close, serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle, Message,
 };
 
-type Socket = WebSocketStream<DuplexStream>;
+use wsclose::test_util::{self, Socket};
 
-/// Pings at 9 s, drops a silent peer at 10 s, bounds writes by 2 s and a close handshake by 3 s.
+/// The lifecycle with `test_util::TIMING`: a ping at 9 s, a silent peer dropped at 10 s, writes
+/// bounded by 2 s, a close handshake by 3 s.
 fn lifecycle() -> Lifecycle {
-    Lifecycle::new().with_timing(Timing {
-        ping_interval: Duration::from_secs(9),
-        pong_timeout: Duration::from_secs(10),
-        write_timeout: Duration::from_secs(2),
-        close_timeout: Duration::from_secs(3),
-    })
-}
-
-/// The two ends of one connection, `pipe` bytes of buffer each way; the server's socket has
-/// `config`.
-async fn pair_with(pipe: usize, config: Option<WebSocketConfig>) -> (Socket, Socket) {
-    let (server, client) = tokio::io::duplex(pipe);
-    (
-        WebSocketStream::from_raw_socket(server, Role::Server, config).await,
-        WebSocketStream::from_raw_socket(client, Role::Client, None).await,
-    )
+    Lifecycle::new().with_timing(test_util::TIMING)
 }
 
 async fn pair() -> (Socket, Socket) {
-    pair_with(64 * 1024, None).await
+    test_util::pair(None).await
 }
 
 /// Reads and answers nothing.
@@ -235,7 +221,7 @@ async fn the_end_of_the_outgoing_stream_closes_with_1000_and_waits_for_the_answe
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_takes_no_writes_is_dropped_after_write_timeout_with_one_message_pulled() {
     // 256 bytes of pipe and a client that never reads: the first 1 KiB message cannot be flushed.
-    let (server, _client) = pair_with(256, None).await;
+    let (server, _client) = test_util::pair_with(256, None).await;
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = pulled.clone();
     let outgoing = stream::repeat_with(move || {
