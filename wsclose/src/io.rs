@@ -51,7 +51,7 @@ where
     }
 }
 
-/// Writes and flushes one message, bounded by `write_timeout` (see [`write`]).
+/// Writes and flushes one message, bounded by `write_timeout` (see [`write()`]).
 pub fn send<'a, W, E>(
     writer: &'a mut W,
     message: Message,
