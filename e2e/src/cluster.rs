@@ -59,6 +59,13 @@ impl Cluster {
     }
 
     async fn try_start(proxy_read_timeout: &str, args: &[&str]) -> anyhow::Result<Cluster> {
+        let nginx = nginx_binary();
+        anyhow::ensure!(
+            nginx.is_file(),
+            "these tests need nginx at {}: run `make setup-browsers` (Debian's nginx), or set \
+             NGINX_BIN",
+            nginx.display()
+        );
         let dir = tempfile::tempdir().context("temporary cluster directory")?;
         let mut child = Command::new(workspace_root().join("deploy/serve-cluster.sh"))
             .arg(server_binary())
@@ -66,7 +73,7 @@ impl Cluster {
             .env("ADDR", "127.0.0.1:0")
             .env("PROXY_READ_TIMEOUT", proxy_read_timeout)
             .env("CLUSTER_DIR", dir.path())
-            .env("NGINX_BIN", nginx_binary())
+            .env("NGINX_BIN", &nginx)
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
