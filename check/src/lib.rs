@@ -1,7 +1,8 @@
 //! # wsclose-check
 //!
 //! Diagnoses any WebSocket server's close behaviour from a native client, and predicts what
-//! Chromium and Firefox will show after `ws.close()`.
+//! Chromium, Firefox and WebKit will show after `ws.close()`. Install the command with
+//! `cargo install --path check` from a checkout; its README has the checks and the exit status.
 //!
 //! ```text
 //! wsclose-check ws://127.0.0.1:3030/ws/no-drain
@@ -10,8 +11,8 @@
 //! Each check opens its own connection, speaks raw frames ([`raw`]), and returns a
 //! [`CheckResult`]: a stable id, a [`Verdict`], the figure it measured and, unless it passed,
 //! one sentence of explanation with the fix. [`predict`] turns what the close handshake did
-//! into the browsers' outcome, following the table measured in headless Chromium 156 and
-//! Firefox ESR 153 (see the README).
+//! into the browsers' outcome, following the table measured in headless Chromium 156, Firefox
+//! ESR 153 and WebKitGTK 2.50 (see the README).
 //!
 //! # Layout
 //! * [`raw`]: the raw-frame client (upgrade with any header, frames that break any rule).

@@ -121,8 +121,8 @@ impl ServerClose {
 /// drops it (which closes the TCP connection) and says how it ended.
 ///
 /// * `socket`: any `Stream` + `Sink` of tungstenite [`Message`]s, such as tokio-tungstenite's
-///   `WebSocketStream`. For axum's and warp's sockets, use [`crate::axum::serve`] and
-///   [`crate::warp::serve`] (features `axum` and `warp`).
+///   `WebSocketStream`. For axum's and warp's sockets, use `wsclose::axum::serve` and
+///   `wsclose::warp::serve` (features `axum` and `warp`).
 /// * `lifecycle`: the [`Timing`](crate::Timing), the shutdown signal and code. The call is
 ///   counted in it while it runs, so [`Lifecycle::shutdown`] waits for it.
 /// * `outgoing`: what the application sends (`Unpin`: pin a stream that is not with
