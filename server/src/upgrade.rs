@@ -78,7 +78,22 @@ pub fn start(on_upgrade: OnUpgrade, slot: Option<ConnectionSlot>, app: &App, ses
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
     let linger = config.timing.close_timeout;
-    app.lifecycle.spawn(async move {
+    app.lifecycle
+        .spawn(connection(on_upgrade, slot, socket_config, linger, session));
+}
+
+/// The task of one upgraded connection: every connection holds one of these futures for its
+/// whole life, so its size is memory per connection (`connection_task_stays_small` guards it).
+// Not an `async fn`: an `async fn` stores each argument twice in its future.
+#[allow(clippy::manual_async_fn)]
+fn connection(
+    on_upgrade: OnUpgrade,
+    slot: Option<ConnectionSlot>,
+    socket_config: WebSocketConfig,
+    linger: std::time::Duration,
+    session: Session,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
@@ -91,12 +106,12 @@ pub fn start(on_upgrade: OnUpgrade, slot: Option<ConnectionSlot>, app: &App, ses
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
-    });
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::switching_protocols;
+    use super::{connection, switching_protocols};
     use warp::http::header::{HeaderMap, HeaderValue};
 
     fn upgrade_headers(extra: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -145,4 +160,24 @@ mod tests {
         assert_eq!(chosen("mqtt,chat.v2").as_deref(), Some("chat.v2"));
         assert_eq!(chosen("mqtt"), None);
     }
+
+    /// The size of the future `F` returns, without calling it.
+    fn returned_size<F, A, B, C, D, E, R>(_: F) -> usize
+    where
+        F: Fn(A, B, C, D, E) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// The connection's task is memory every connection pays for its whole life; this bound
+    /// catches a change that makes its future grow (docs/performance.md, "Where the memory goes").
+    #[test]
+    fn connection_task_stays_small() {
+        let size = returned_size(connection);
+        println!("connection task future: {size} bytes");
+        assert!(size <= CONNECTION_TASK_MAX_BYTES, "{size} bytes");
+    }
+
+    /// About a sixth above the size today, which is the same in debug and release builds.
+    const CONNECTION_TASK_MAX_BYTES: usize = 1_800;
 }
