@@ -121,19 +121,19 @@ async fn drain_counts_ticks_and_closes_promptly_mid_stream() {
 
 #[wasm_bindgen_test]
 async fn echo_returns_text_unchanged() {
-    let sent = Payload::Text("hello, wsclose ✓ {\"seq\":0}".to_owned());
-    let got = echo(&url("/ws/echo"), &sent, GIVE_UP_MS)
-        .await
-        .unwrap_or_else(|error| panic!("echo text: {error}"));
-    assert_eq!(got, sent);
+    assert_echoed(Payload::Text("hello, wsclose ✓ {\"seq\":0}".to_owned())).await;
 }
 
 #[wasm_bindgen_test]
 async fn echo_returns_binary_unchanged() {
-    let sent = Payload::Binary((0..=255).chain((0..=255).rev()).collect());
+    assert_echoed(Payload::Binary((0..=255).chain((0..=255).rev()).collect())).await;
+}
+
+/// Sends `sent` to `/ws/echo` and asserts that the same message came back.
+async fn assert_echoed(sent: Payload) {
     let got = echo(&url("/ws/echo"), &sent, GIVE_UP_MS)
         .await
-        .unwrap_or_else(|error| panic!("echo binary: {error}"));
+        .unwrap_or_else(|error| panic!("echo {sent:?}: {error}"));
     assert_eq!(got, sent);
 }
 

@@ -19,22 +19,13 @@ use wsclose_client::{measure_close, CloseOptions, ABNORMAL_CLOSURE};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-/// Where each browser's closing-handshake timeout should land, in milliseconds.
-fn expected_window(browser: &str) -> Range<f64> {
+/// Where each browser's `close` lands, in milliseconds: first when the Close is never answered
+/// (its closing-handshake timeout), then when the Close is answered and TCP stays open 5 s.
+fn windows(browser: &str) -> (Range<f64>, Range<f64>) {
     match browser {
-        "chromium" => 55_000.0..70_000.0,
-        "firefox" => 15_000.0..30_000.0,
-        "webkit" => 4_500.0..8_000.0,
-        other => panic!("no expected window for {other}"),
-    }
-}
-
-/// Where each browser's `close` lands when the Close is answered and TCP stays open 5 s.
-fn lingering_window(browser: &str) -> Range<f64> {
-    match browser {
-        "chromium" => 1_500.0..4_000.0,
-        "firefox" => 0.0..1_000.0,
-        "webkit" => 4_500.0..8_000.0,
+        "chromium" => (55_000.0..70_000.0, 1_500.0..4_000.0),
+        "firefox" => (15_000.0..30_000.0, 0.0..1_000.0),
+        "webkit" => (4_500.0..8_000.0, 4_500.0..8_000.0),
         other => panic!("no expected window for {other}"),
     }
 }
@@ -71,13 +62,13 @@ async fn assert_close_lands(
 
 #[wasm_bindgen_test]
 async fn lingering_tcp_close_waits_as_long_as_the_browser_waits_for_tcp() {
-    let window = lingering_window(browser());
+    let (_, window) = windows(browser());
     assert_close_lands("/ws/lingering-tcp", window, 1000, true, 30_000).await;
 }
 
 #[wasm_bindgen_test]
 async fn no_drain_close_waits_for_the_browser_timeout() {
-    let window = expected_window(browser());
+    let (window, _) = windows(browser());
     // Give up well after the window, and before the 150 s test budget runs out.
     assert_close_lands("/ws/no-drain", window, ABNORMAL_CLOSURE, false, 100_000).await;
 }

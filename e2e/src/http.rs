@@ -224,6 +224,13 @@ impl MetricsSnapshot {
             .sum()
     }
 
+    /// Asserts that [`sum`](Self::sum)`(name, labels)` is `expected`; a failure shows the page.
+    #[track_caller]
+    pub fn assert_sum(&self, name: &str, labels: &[(&str, &str)], expected: f64) {
+        let sum = self.sum(name, labels);
+        assert_eq!(sum, expected, "{name} {labels:?}:\n{}", self.text);
+    }
+
     /// Whether the page has any sample called `name`, or a `# TYPE` line for it.
     pub fn has(&self, name: &str) -> bool {
         self.samples.iter().any(|sample| sample.name == name)
@@ -256,28 +263,25 @@ mod tests {
             wsclose_close_handshake_seconds_count{endpoint=\"drain\"} 3\n\
             untyped_gauge 1.5\n";
         let metrics = MetricsSnapshot::parse(text).unwrap();
-        assert_eq!(metrics.sum("wsclose_closes_total", &[]), 4.0);
-        assert_eq!(
-            metrics.sum("wsclose_closes_total", &[("reason", "peer_close")]),
-            3.0
-        );
-        assert_eq!(
-            metrics.sum("wsclose_closes_total", &[("code", "1001")]),
-            0.0
-        );
-        assert_eq!(
-            metrics.sum("wsclose_close_handshake_seconds_count", &[]),
-            3.0
-        );
-        assert_eq!(
-            metrics.sum("wsclose_close_handshake_seconds_bucket", &[("le", "0.005")]),
-            2.0
-        );
-        assert_eq!(
-            metrics.sum("wsclose_close_handshake_seconds_bucket", &[("le", "+Inf")]),
-            3.0
-        );
-        assert_eq!(metrics.sum("untyped_gauge", &[]), 1.5);
+        for (name, labels, expected) in [
+            ("wsclose_closes_total", &[][..], 4.0),
+            ("wsclose_closes_total", &[("reason", "peer_close")], 3.0),
+            ("wsclose_closes_total", &[("code", "1001")], 0.0),
+            ("wsclose_close_handshake_seconds_count", &[], 3.0),
+            (
+                "wsclose_close_handshake_seconds_bucket",
+                &[("le", "0.005")],
+                2.0,
+            ),
+            (
+                "wsclose_close_handshake_seconds_bucket",
+                &[("le", "+Inf")],
+                3.0,
+            ),
+            ("untyped_gauge", &[], 1.5),
+        ] {
+            metrics.assert_sum(name, labels, expected);
+        }
         assert!(metrics.has("wsclose_closes_total"));
     }
 }

@@ -1,8 +1,12 @@
-//! Helpers around `tokio-tungstenite`, the well-behaved client (the same tungstenite warp uses).
+//! Helpers around `tokio-tungstenite`, the well-behaved client (the same tungstenite warp uses),
+//! and around the raw client ([`RawClient`]) for what a well-behaved client will not do: stay
+//! silent, or read every frame itself.
 //!
 //! The one rule they follow is tungstenite's: after sending Close, keep reading until the stream
 //! ends, because that is how the handshake completes.
 
+use std::fmt::Debug;
+use std::ops::Range;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -14,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::http::http_get;
+use crate::raw::{Frame, RawClient, RawCloseOutcome, OP_PING};
 use crate::server::ServerProcess;
 use crate::IO_TIMEOUT;
 
@@ -201,4 +206,136 @@ pub async fn assert_healthy(server: &ServerProcess) {
         IO_TIMEOUT,
         &"a fresh /ws/echo",
     );
+}
+
+/// The next frame from `raw` within [`IO_TIMEOUT`], whatever its opcode; panics, naming `what`,
+/// if none came in time, the read failed or the connection ended.
+pub async fn next_frame(raw: &mut RawClient, what: &str) -> Frame {
+    match tokio::time::timeout(IO_TIMEOUT, raw.read_frame()).await {
+        Err(_) => panic!("{what}: no frame within {IO_TIMEOUT:?}"),
+        Ok(Err(err)) => panic!("{what}: read failed: {err:#}"),
+        Ok(Ok(None)) => panic!("{what}: EOF"),
+        Ok(Ok(Some(frame))) => frame,
+    }
+}
+
+/// What came back after a raw client sent Close.
+#[derive(Debug)]
+pub struct RawClosed {
+    /// The server's Close frame, or how the wait for one ended without it.
+    pub outcome: RawCloseOutcome,
+    /// Just before the Close was sent.
+    pub sent: Instant,
+    /// From [`sent`](Self::sent) to the outcome.
+    pub after: Duration,
+}
+
+/// Sends Close(`code`, `reason`) on `raw` and waits up to [`IO_TIMEOUT`] for the server's answer:
+/// its Close frame, or the end of the connection. Panics if the Close cannot be sent.
+pub async fn raw_close(raw: &mut RawClient, code: u16, reason: &[u8]) -> RawClosed {
+    let sent = Instant::now();
+    raw.send(&Frame::close(code, reason))
+        .await
+        .expect("send Close");
+    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
+    RawClosed {
+        outcome,
+        sent,
+        after: sent.elapsed(),
+    }
+}
+
+/// Sends Close(`code`, `reason`) on `raw` and asserts that the server's Close reply echoes
+/// `code`; returns the reply. `what` names the case in a failure.
+pub async fn assert_raw_close_echoed(
+    raw: &mut RawClient,
+    code: u16,
+    reason: &[u8],
+    what: &dyn Debug,
+) -> Frame {
+    let RawClosed { outcome, .. } = raw_close(raw, code, reason).await;
+    let RawCloseOutcome::Close(reply) = outcome else {
+        panic!("{what:?}: no Close reply: {outcome:?}");
+    };
+    assert_eq!(reply.close_code(), Some(code), "{what:?}: {reply:?}");
+    reply
+}
+
+/// Sends Close 1000 on `raw` and asserts that the close handshake ends the connection at once:
+/// the server echoes the Close, then ends TCP within `bound` of its reply (waiting up to
+/// `wait` for the end). `what` names the case in a failure.
+pub async fn assert_tcp_ends_after_close(
+    raw: &mut RawClient,
+    wait: Duration,
+    bound: Duration,
+    what: &dyn Debug,
+) {
+    assert_raw_close_echoed(raw, 1000, b"", what).await;
+    let eof = raw.wait_tcp_end(wait).await;
+    println!("{what:?}: TCP ended {eof:?} after the Close reply");
+    let eof =
+        eof.unwrap_or_else(|| panic!("{what:?}: TCP still open {wait:?} after the handshake"));
+    assert!(eof < bound, "{what:?}: TCP ended after {eof:?}");
+}
+
+/// What a silent peer saw until the server dropped it: it read every frame, so that the pings
+/// can be counted, and answered nothing.
+#[derive(Debug)]
+pub struct SilentPeer {
+    /// How the connection ended (or [`RawCloseOutcome::TimedOut`] if it outlived the wait).
+    pub outcome: RawCloseOutcome,
+    /// From the start of the silence to that end.
+    pub elapsed: Duration,
+    /// Every frame the server sent meanwhile.
+    pub frames: Vec<Frame>,
+    /// How many of them were pings.
+    pub pings: usize,
+}
+
+/// Reads `raw` and answers nothing until the server drops it or `wait` passes.
+pub async fn silent_peer_dropped(raw: &mut RawClient, wait: Duration) -> SilentPeer {
+    let start = Instant::now();
+    let (outcome, frames) = raw.next_close(wait).await;
+    let elapsed = start.elapsed();
+    let pings = frames
+        .iter()
+        .filter(|frame| frame.opcode == OP_PING)
+        .count();
+    SilentPeer {
+        outcome,
+        elapsed,
+        frames,
+        pings,
+    }
+}
+
+impl SilentPeer {
+    /// Asserts that the server pinged the peer, then dropped it without a Close frame, no
+    /// earlier than `window.start` (the pong deadline, less some slack) and before
+    /// `window.end`. `what` names the case in a failure.
+    pub fn assert_dropped(&self, window: Range<Duration>, what: &dyn Debug) {
+        let SilentPeer {
+            outcome,
+            elapsed,
+            pings,
+            ..
+        } = self;
+        println!("{what:?}: silent peer {outcome:?} after {elapsed:?}, {pings} pings seen");
+        assert!(
+            matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::Reset),
+            "{what:?}: a dead peer is dropped without a Close frame, got {outcome:?} after \
+             {elapsed:?}"
+        );
+        assert!(*pings >= 1, "{what:?}: the server never pinged");
+        assert!(
+            *elapsed >= window.start,
+            "{what:?}: dropped after {elapsed:?}, before the pong deadline (not before {:?})",
+            window.start
+        );
+        assert!(
+            *elapsed < window.end,
+            "{what:?}: dropped only after {elapsed:?} (bound {:?})",
+            window.end
+        );
+    }
 }

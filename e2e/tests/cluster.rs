@@ -49,34 +49,39 @@ async fn nginx_does_not_hide_the_bug() {
     assert!(!closed.messages.is_empty(), "ticks kept coming");
 }
 
-/// Reads (so the client library answers pings) but sends nothing, until the connection ends or
-/// `limit` passes. Returns how long it lived and whether a Close frame came.
-async fn silent_client(url: &str, limit: Duration) -> (Duration, bool, Option<String>) {
-    let mut ws = connect(url).await;
+/// How long an idle socket lives: 10 s at the most.
+const IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// Starts a cluster with nginx's `proxy_read_timeout` and the server's `flags`, and opens an
+/// idle `/ws/drain` socket through it that reads (so the client library answers pings) but
+/// sends nothing, until the connection ends or [`IDLE_FOR`] passes. Returns the cluster, how
+/// long the socket lived, whether a Close frame came, and the read error if one ended it.
+async fn silent_client(
+    proxy_read_timeout: &str,
+    flags: &[&str],
+) -> (Cluster, Duration, bool, Option<String>) {
+    let cluster = Cluster::start(proxy_read_timeout, flags).await;
+    let mut ws = connect(&cluster.ws_url("/ws/drain?push_ms=0")).await;
     let start = Instant::now();
-    loop {
-        match tokio::time::timeout_at(start + limit, ws.next()).await {
-            Err(_) => return (start.elapsed(), false, None),
-            Ok(Some(Ok(Message::Close(_)))) => return (start.elapsed(), true, None),
+    let (closed, error) = loop {
+        match tokio::time::timeout_at(start + IDLE_FOR, ws.next()).await {
+            Err(_) | Ok(None) => break (false, None),
+            Ok(Some(Ok(Message::Close(_)))) => break (true, None),
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(error))) => return (start.elapsed(), false, Some(error.to_string())),
-            Ok(None) => return (start.elapsed(), false, None),
+            Ok(Some(Err(error))) => break (false, Some(error.to_string())),
         }
-    }
+    };
+    (cluster, start.elapsed(), closed, error)
 }
 
 #[tokio::test]
 async fn pings_under_the_proxy_read_timeout_keep_an_idle_socket_open() {
     // proxy_read_timeout 2s; the server pings every 500 ms.
-    let cluster = Cluster::start("2s", &["--ping-interval", "500ms", "--pong-timeout", "5s"]).await;
-    let (lived, closed, error) = silent_client(
-        &cluster.ws_url("/ws/drain?push_ms=0"),
-        Duration::from_secs(10),
-    )
-    .await;
+    let flags = ["--ping-interval", "500ms", "--pong-timeout", "5s"];
+    let (cluster, lived, closed, error) = silent_client("2s", &flags).await;
     println!("ping 500ms, proxy_read_timeout 2s: idle socket lived {lived:?}");
     assert!(
-        lived >= Duration::from_secs(10),
+        lived >= IDLE_FOR,
         "cut after {lived:?} (close frame: {closed}, error: {error:?})\n{}",
         cluster.logs()
     );
@@ -85,12 +90,8 @@ async fn pings_under_the_proxy_read_timeout_keep_an_idle_socket_open() {
 #[tokio::test]
 async fn pings_slower_than_the_proxy_read_timeout_let_nginx_cut_the_socket() {
     // proxy_read_timeout 2s; the server pings only every 5 s: nginx cuts first, without Close.
-    let cluster = Cluster::start("2s", &["--ping-interval", "5s", "--pong-timeout", "8s"]).await;
-    let (lived, closed, error) = silent_client(
-        &cluster.ws_url("/ws/drain?push_ms=0"),
-        Duration::from_secs(10),
-    )
-    .await;
+    let flags = ["--ping-interval", "5s", "--pong-timeout", "8s"];
+    let (_cluster, lived, closed, error) = silent_client("2s", &flags).await;
     println!("ping 5s, proxy_read_timeout 2s: cut after {lived:?}, error {error:?}");
     assert!(!closed, "nginx cuts without a Close frame");
     assert!(

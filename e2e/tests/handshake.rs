@@ -36,6 +36,19 @@ fn header<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.as_str())
 }
 
+/// Sends `request` as is, asserts that it is refused with `status` and one line that contains
+/// `needle`, and returns the response.
+async fn assert_refused(
+    server: &ServerProcess,
+    request: &str,
+    status: u16,
+    needle: &str,
+) -> HttpResponse {
+    let response = send_raw(server, request).await;
+    assert_one_line(&response, status, needle);
+    response
+}
+
 /// Sends `request` as is and reads the response.
 async fn send_raw(server: &ServerProcess, request: &str) -> HttpResponse {
     let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
@@ -53,24 +66,26 @@ fn upgrade(version_line: &str, path: &str, extra: &str) -> String {
 #[tokio::test]
 async fn http_1_0_upgrade_is_refused_not_switched() {
     let server = ServerProcess::start(&[]).await;
-    let response = send_raw(
+    assert_refused(
         &server,
         &upgrade("HTTP/1.0", "/ws/drain", "Sec-WebSocket-Version: 13\r\n"),
+        400,
+        "HTTP/1.1",
     )
     .await;
-    assert_one_line(&response, 400, "HTTP/1.1");
     assert_healthy(&server).await;
 }
 
 #[tokio::test]
 async fn wrong_websocket_version_gets_426_naming_13() {
     let server = ServerProcess::start(&[]).await;
-    let response = send_raw(
+    let response = assert_refused(
         &server,
         &upgrade("HTTP/1.1", "/ws/echo", "Sec-WebSocket-Version: 8\r\n"),
+        426,
+        "13",
     )
     .await;
-    assert_one_line(&response, 426, "13");
     assert_eq!(header(&response, "sec-websocket-version"), Some("13"));
     assert_healthy(&server).await;
 }
@@ -79,44 +94,57 @@ async fn wrong_websocket_version_gets_426_naming_13() {
 async fn refusals_are_one_readable_line() {
     let server = ServerProcess::start(&[]).await;
     // A plain GET on a WebSocket path: no upgrade headers.
-    let response = send_raw(&server, "GET /ws/drain HTTP/1.1\r\nHost: test\r\n\r\n").await;
-    assert_one_line(&response, 400, "not a WebSocket upgrade");
+    assert_refused(
+        &server,
+        "GET /ws/drain HTTP/1.1\r\nHost: test\r\n\r\n",
+        400,
+        "not a WebSocket upgrade",
+    )
+    .await;
     // A query that does not parse.
-    let response = send_raw(
+    assert_refused(
         &server,
         &upgrade(
             "HTTP/1.1",
             "/ws/drain?push_ms=soon",
             "Sec-WebSocket-Version: 13\r\n",
         ),
+        400,
+        "invalid query",
     )
     .await;
-    assert_one_line(&response, 400, "invalid query");
     // A push interval below --min-push-interval (10 ms by default).
-    let response = send_raw(
+    assert_refused(
         &server,
         &upgrade(
             "HTTP/1.1",
             "/ws/drain?push_ms=1",
             "Sec-WebSocket-Version: 13\r\n",
         ),
+        400,
+        "at least 10",
     )
     .await;
-    assert_one_line(&response, 400, "at least 10");
-    let response = send_raw(&server, "GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n").await;
-    assert_one_line(&response, 404, "not found");
+    assert_refused(
+        &server,
+        "GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n",
+        404,
+        "not found",
+    )
+    .await;
     assert_healthy(&server).await;
 }
 
 #[tokio::test]
 async fn post_healthz_is_405_with_allow() {
     let server = ServerProcess::start(&[]).await;
-    let response = send_raw(
+    let response = assert_refused(
         &server,
         "POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n",
+        405,
+        "GET",
     )
     .await;
-    assert_one_line(&response, 405, "GET");
     assert_eq!(header(&response, "allow"), Some("GET"));
 }
 

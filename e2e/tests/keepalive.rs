@@ -7,8 +7,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome, OP_PING};
-use wsclose_e2e::ws::{assert_healthy, close_and_wait, connect, next_data};
+use wsclose_e2e::raw::{Frame, RawClient, OP_PING};
+use wsclose_e2e::ws::{
+    assert_healthy, assert_raw_close_echoed, close_and_wait, connect, next_data,
+    silent_peer_dropped,
+};
 use wsclose_e2e::{MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
 const KEEPALIVE: [&str; 4] = ["--ping-interval", "200ms", "--pong-timeout", "500ms"];
@@ -24,38 +27,20 @@ const STAY: Duration = Duration::from_secs(2);
 async fn peer_that_never_answers_is_dropped() {
     let server = ServerProcess::start(&KEEPALIVE).await;
     let mut raw = RawClient::connect(server.addr(), "/ws/drain?push_ms=0").await;
-    let start = Instant::now();
-    let (outcome, frames) = raw.next_close(DROP_BOUND + Duration::from_secs(1)).await;
-    let elapsed = start.elapsed();
-    let pings = frames
-        .iter()
-        .filter(|frame| frame.opcode == OP_PING)
-        .count();
-    println!("silent peer: {outcome:?} after {elapsed:?}, {pings} pings seen");
+    let silent = silent_peer_dropped(&mut raw, DROP_BOUND + Duration::from_secs(1)).await;
+    // 300 ms: the 500 ms pong timeout, less scheduling slack.
+    silent.assert_dropped(Duration::from_millis(300)..DROP_BOUND, &"keepalive");
     assert!(
-        matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::Reset),
-        "a dead peer is dropped without a Close frame, got {outcome:?}"
-    );
-    assert!(elapsed < DROP_BOUND, "dropped only after {elapsed:?}");
-    assert!(
-        elapsed >= Duration::from_millis(300),
-        "dropped after {elapsed:?}, before the 500 ms pong timeout"
-    );
-    assert!(pings >= 1, "the server never pinged");
-    assert!(
-        frames
+        silent
+            .frames
             .iter()
             .all(|frame| frame.opcode == OP_PING && frame.payload.is_empty()),
-        "{frames:?}"
+        "{:?}",
+        silent.frames
     );
 
     let metrics = MetricsSnapshot::scrape(server.addr()).await;
-    assert_eq!(
-        metrics.sum("wsclose_closes_total", &[("reason", "pong_timeout")]),
-        1.0,
-        "{}",
-        metrics.text
-    );
+    metrics.assert_sum("wsclose_closes_total", &[("reason", "pong_timeout")], 1.0);
     assert_eq!(metrics.sum("wsclose_connections_active", &[]), 0.0);
     assert_healthy(&server).await;
 }
@@ -100,14 +85,7 @@ async fn reading_peer_stays_connected() {
     );
     let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
     assert_eq!(closed.code(), CloseCode::Normal, "{closed:?}");
-
-    let metrics = MetricsSnapshot::scrape(server.addr()).await;
-    assert_eq!(
-        metrics.sum("wsclose_closes_total", &[("reason", "pong_timeout")]),
-        0.0,
-        "{}",
-        metrics.text
-    );
+    assert_no_pong_timeout(&server).await;
 }
 
 /// Any frame from the peer proves it is alive: a peer that never answers pings but keeps
@@ -123,17 +101,12 @@ async fn any_frame_from_the_peer_resets_the_deadline() {
             .expect("server dropped a peer that keeps talking");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    raw.send(&Frame::close(1000, b"")).await.expect("send");
-    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-    assert!(
-        matches!(&outcome, RawCloseOutcome::Close(f) if f.close_code() == Some(1000)),
-        "{outcome:?}"
-    );
+    assert_raw_close_echoed(&mut raw, 1000, b"", &"a peer that keeps talking").await;
+    assert_no_pong_timeout(&server).await;
+}
+
+/// Asserts that the server has dropped no peer for a missed pong.
+async fn assert_no_pong_timeout(server: &ServerProcess) {
     let metrics = MetricsSnapshot::scrape(server.addr()).await;
-    assert_eq!(
-        metrics.sum("wsclose_closes_total", &[("reason", "pong_timeout")]),
-        0.0,
-        "{}",
-        metrics.text
-    );
+    metrics.assert_sum("wsclose_closes_total", &[("reason", "pong_timeout")], 0.0);
 }

@@ -9,9 +9,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use futures::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome};
+use wsclose_e2e::raw::RawClient;
 use wsclose_e2e::ws::{
-    assert_answered, assert_contiguous, close_and_wait, connect, next_data, parse_tick,
+    assert_answered, assert_contiguous, assert_tcp_ends_after_close, close_and_wait, connect,
+    next_data, parse_tick,
 };
 use wsclose_e2e::{http_get, MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
@@ -79,21 +80,8 @@ async fn tcp_ends_right_after_the_handshake_with_a_sleeping_writer() {
     let server = ServerProcess::start(&[]).await;
     for path in ["/ws/drain?push_ms=60000", "/ws/echo"] {
         let mut raw = RawClient::connect(server.addr(), path).await;
-        raw.send(&Frame::close(1000, b""))
-            .await
-            .expect("send Close");
-        let (outcome, _ticks) = raw.next_close(IO_TIMEOUT).await;
-        let RawCloseOutcome::Close(reply) = outcome else {
-            panic!("{path}: no Close reply: {outcome:?}");
-        };
-        assert_eq!(reply.close_code(), Some(1000), "{path}");
-        let eof = raw.wait_tcp_end(Duration::from_secs(2)).await;
-        println!("{path}: TCP ended {eof:?} after the Close reply");
-        let eof = eof.unwrap_or_else(|| panic!("{path}: TCP still open 2 s after the handshake"));
-        assert!(
-            eof < Duration::from_millis(100),
-            "{path}: TCP ended after {eof:?}"
-        );
+        let (wait, bound) = (Duration::from_secs(2), Duration::from_millis(100));
+        assert_tcp_ends_after_close(&mut raw, wait, bound, &path).await;
     }
 }
 

@@ -24,6 +24,16 @@ fn closes(page: &MetricsSnapshot, labels: &[(&str, &str)]) -> f64 {
     page.sum("wsclose_closes_total", labels)
 }
 
+/// Waits up to [`SETTLE`] for exactly one close counted under `labels`.
+async fn assert_one_close_counted(server: &ServerProcess, labels: &[(&str, &str)]) {
+    let counted =
+        MetricsSnapshot::wait_until(server.addr(), SETTLE, |page| closes(page, labels) == 1.0)
+            .await;
+    if let Err(page) = counted {
+        panic!("no close counted as {labels:?}:\n{}", page.text);
+    }
+}
+
 #[tokio::test]
 async fn metrics_page_is_prometheus_text() {
     let server = ServerProcess::start(&[]).await;
@@ -69,46 +79,34 @@ async fn counters_follow_a_connection_from_open_to_clean_close() {
     ] {
         assert!(open.has(name), "{name} missing:\n{}", open.text);
     }
-    assert_eq!(
-        open.sum("wsclose_connections_active", &[("endpoint", "drain")]),
-        1.0
-    );
-    assert_eq!(
-        open.sum("wsclose_connections_total", &[("endpoint", "drain")]),
-        1.0
-    );
+    open.assert_sum("wsclose_connections_active", &[("endpoint", "drain")], 1.0);
+    open.assert_sum("wsclose_connections_total", &[("endpoint", "drain")], 1.0);
     assert!(open.sum("wsclose_messages_sent_total", &[("endpoint", "drain")]) >= 3.0);
 
     let closed = close_and_wait(&mut ws, 1000, "", IO_TIMEOUT).await;
     assert_eq!(closed.code(), CloseCode::Normal);
     let after = settled(&server).await;
-    assert_eq!(
-        closes(
-            &after,
-            &[
-                ("endpoint", "drain"),
-                ("initiator", "client"),
-                ("code", "1000"),
-                ("reason", "peer_close"),
-            ]
-        ),
+    after.assert_sum(
+        "wsclose_closes_total",
+        &[
+            ("endpoint", "drain"),
+            ("initiator", "client"),
+            ("code", "1000"),
+            ("reason", "peer_close"),
+        ],
         1.0,
-        "{}",
-        after.text
     );
     assert_eq!(closes(&after, &[]), 1.0, "exactly one close counted");
-    assert_eq!(
-        after.sum("wsclose_close_handshake_seconds_count", &[]),
+    after.assert_sum(
+        "wsclose_close_handshake_seconds_count",
+        &[],
         handshakes_before + 1.0,
-        "{}",
-        after.text
     );
     // The handshake took well under a second: it lands in a bucket at or below 1 s.
-    assert_eq!(
-        after.sum("wsclose_close_handshake_seconds_bucket", &[("le", "1")]),
+    after.assert_sum(
+        "wsclose_close_handshake_seconds_bucket",
+        &[("le", "1")],
         handshakes_before + 1.0,
-        "{}",
-        after.text
     );
 
     // A second connection on another endpoint adds to the totals, not replaces them.
@@ -121,35 +119,27 @@ async fn counters_follow_a_connection_from_open_to_clean_close() {
     let closed = close_and_wait(&mut echo, 4001, "done", IO_TIMEOUT).await;
     assert_eq!(closed.code(), CloseCode::Library(4001));
     let last = settled(&server).await;
-    assert_eq!(last.sum("wsclose_connections_total", &[]), 2.0);
-    assert_eq!(
-        last.sum("wsclose_connections_total", &[("endpoint", "echo")]),
-        1.0
-    );
-    assert_eq!(
-        last.sum("wsclose_messages_received_total", &[("endpoint", "echo")]),
-        1.0
-    );
-    assert_eq!(
-        last.sum("wsclose_messages_sent_total", &[("endpoint", "echo")]),
-        1.0
-    );
-    assert_eq!(
-        closes(
-            &last,
-            &[
-                ("endpoint", "echo"),
-                ("code", "4xxx"),
-                ("reason", "peer_close")
-            ]
-        ),
+    last.assert_sum("wsclose_connections_total", &[], 2.0);
+    for name in [
+        "wsclose_connections_total",
+        "wsclose_messages_received_total",
+        "wsclose_messages_sent_total",
+    ] {
+        last.assert_sum(name, &[("endpoint", "echo")], 1.0);
+    }
+    last.assert_sum(
+        "wsclose_closes_total",
+        &[
+            ("endpoint", "echo"),
+            ("code", "4xxx"),
+            ("reason", "peer_close"),
+        ],
         1.0,
-        "{}",
-        last.text
     );
-    assert_eq!(
-        last.sum("wsclose_close_handshake_seconds_count", &[]),
-        handshakes_before + 2.0
+    last.assert_sum(
+        "wsclose_close_handshake_seconds_count",
+        &[],
+        handshakes_before + 2.0,
     );
 }
 
@@ -172,12 +162,7 @@ async fn every_way_a_connection_ends_has_its_code_and_reason() {
             ("code", code),
             ("reason", reason),
         ];
-        let counted =
-            MetricsSnapshot::wait_until(server.addr(), SETTLE, |page| closes(page, &labels) == 1.0)
-                .await;
-        if let Err(page) = counted {
-            panic!("no close counted as {labels:?}:\n{}", page.text);
-        }
+        assert_one_close_counted(&server, &labels).await;
     }
 
     // A peer that vanishes without a Close frame.
@@ -189,12 +174,7 @@ async fn every_way_a_connection_ends_has_its_code_and_reason() {
         ("code", "none"),
         ("reason", "peer_gone"),
     ];
-    let counted =
-        MetricsSnapshot::wait_until(server.addr(), SETTLE, |page| closes(page, &labels) == 1.0)
-            .await;
-    if let Err(page) = counted {
-        panic!("no close counted as {labels:?}:\n{}", page.text);
-    }
+    assert_one_close_counted(&server, &labels).await;
     let page = settled(&server).await;
     assert_eq!(closes(&page, &[]), 4.0, "{}", page.text);
 }

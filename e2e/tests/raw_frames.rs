@@ -9,7 +9,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsclose_e2e::raw::{
     Frame, RawClient, RawCloseOutcome, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2, RSV3,
 };
-use wsclose_e2e::ws::{assert_healthy, close_and_wait, connect};
+use wsclose_e2e::ws::{
+    assert_healthy, assert_raw_close_echoed, close_and_wait, connect, next_frame,
+};
 use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
 
 /// Close codes.
@@ -72,11 +74,7 @@ async fn expect_echo(server: &ServerProcess, frames: &[Frame], opcode: u16, payl
         raw.send(frame).await.expect("send");
     }
     let echoed = loop {
-        let frame = tokio::time::timeout(IO_TIMEOUT, raw.read_frame())
-            .await
-            .expect("echo within timeout")
-            .expect("read")
-            .expect("no EOF");
+        let frame = next_frame(&mut raw, "echo").await;
         if frame.opcode != OP_PING {
             break frame;
         }
@@ -85,12 +83,7 @@ async fn expect_echo(server: &ServerProcess, frames: &[Frame], opcode: u16, payl
     assert!(echoed.fin);
     assert_eq!(echoed.payload, payload);
     assert_eq!(echoed.mask, None, "server frames must not be masked");
-    raw.send(&Frame::close(1000, b"")).await.expect("send");
-    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-    assert!(
-        matches!(&outcome, RawCloseOutcome::Close(f) if f.close_code() == Some(1000)),
-        "{outcome:?}"
-    );
+    assert_raw_close_echoed(&mut raw, 1000, b"", &"after the echo").await;
 }
 
 #[tokio::test]
@@ -170,12 +163,7 @@ async fn valid_close_codes_are_echoed() {
     let server = server().await;
     for code in [1000, 1001, 1003, 1007, 1008, 1011, 3000, 3999, 4000, 4999] {
         let mut raw = RawClient::connect(server.addr(), "/ws/echo").await;
-        raw.send(&Frame::close(code, b"why")).await.expect("send");
-        let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-        let RawCloseOutcome::Close(reply) = outcome else {
-            panic!("code {code}: {outcome:?}");
-        };
-        assert_eq!(reply.close_code(), Some(code));
+        let reply = assert_raw_close_echoed(&mut raw, code, b"why", &code).await;
         assert_eq!(reply.close_reason(), b"why");
         assert!(raw.wait_tcp_end(Duration::from_secs(1)).await.is_some());
     }
@@ -194,13 +182,8 @@ async fn valid_close_codes_are_echoed() {
 
 #[tokio::test]
 async fn invalid_utf8_text_in_one_frame() {
-    let server = server().await;
-    expect_close_code(
-        &server,
-        &[Frame::text(vec![b'o', 0xC3, 0x28])],
-        INVALID_PAYLOAD,
-    )
-    .await;
+    expect_close_code_on_a_fresh_server(&[Frame::text(vec![b'o', 0xC3, 0x28])], INVALID_PAYLOAD)
+        .await;
 }
 
 #[tokio::test]
@@ -230,11 +213,7 @@ async fn valid_utf8_split_across_fragments_is_echoed_whole() {
     }
     let mut pong = None;
     let echoed = loop {
-        let frame = tokio::time::timeout(IO_TIMEOUT, raw.read_frame())
-            .await
-            .expect("echo within timeout")
-            .expect("read")
-            .expect("no EOF");
+        let frame = next_frame(&mut raw, "echo").await;
         match frame.opcode {
             OP_PONG => pong = Some(frame),
             OP_PING => {}
@@ -253,21 +232,17 @@ async fn ping_is_answered_with_the_same_payload() {
     let server = server().await;
     let mut raw = RawClient::connect(server.addr(), "/ws/echo").await;
     raw.send(&Frame::ping("are you there")).await.expect("send");
-    let pong = tokio::time::timeout(IO_TIMEOUT, raw.read_frame())
-        .await
-        .expect("pong in time")
-        .expect("read")
-        .expect("no EOF");
+    let pong = next_frame(&mut raw, "pong").await;
     assert_eq!(pong.opcode, OP_PONG);
     assert_eq!(pong.payload, b"are you there");
     // Unsolicited pongs are allowed and ignored: the same connection goes on echoing.
     raw.send(&Frame::pong("unsolicited")).await.expect("send");
     raw.send(&Frame::binary("after pong")).await.expect("send");
-    let echoed = tokio::time::timeout(IO_TIMEOUT, raw.read_frame())
-        .await
-        .expect("echo in time")
-        .expect("read")
-        .expect("no EOF: an unsolicited pong must not end the connection");
+    let echoed = next_frame(
+        &mut raw,
+        "echo after an unsolicited pong (which must not end the connection)",
+    )
+    .await;
     assert_eq!(echoed.opcode, OP_BINARY);
     assert_eq!(echoed.payload, b"after pong");
 }
@@ -293,13 +268,8 @@ async fn length_with_its_top_bit_set_is_a_protocol_error() {
 
 #[tokio::test]
 async fn invalid_utf8_close_reason() {
-    let server = server().await;
-    expect_close_code(
-        &server,
-        &[Frame::close(1000, &[0xFF, 0xFE])],
-        INVALID_PAYLOAD,
-    )
-    .await;
+    expect_close_code_on_a_fresh_server(&[Frame::close(1000, &[0xFF, 0xFE])], INVALID_PAYLOAD)
+        .await;
 }
 
 #[tokio::test]
@@ -458,10 +428,6 @@ async fn connections_beyond_max_connections_get_503() {
         }
     };
     third.send(&Frame::text("third")).await.unwrap();
-    let echoed = tokio::time::timeout(IO_TIMEOUT, third.read_frame())
-        .await
-        .expect("echo in time")
-        .unwrap()
-        .expect("no EOF");
+    let echoed = next_frame(&mut third, "echo").await;
     assert_eq!(echoed.payload, b"third");
 }

@@ -17,8 +17,11 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome, OP_PING};
-use wsclose_e2e::ws::{assert_answered, close_and_wait, connect, next_data};
+use wsclose_e2e::raw::RawClient;
+use wsclose_e2e::ws::{
+    assert_answered, assert_tcp_ends_after_close, close_and_wait, connect, next_data,
+    silent_peer_dropped,
+};
 use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
 
 /// Pings every 500 ms, drops a silent peer after 1.5 s, waits 3 s for a Close to be answered.
@@ -84,45 +87,19 @@ async fn close_is_echoed_with_its_code_and_reason(target: Target) {
 async fn tcp_ends_right_after_the_close_handshake(target: Target) {
     let (server, path) = target.start().await;
     let mut raw = RawClient::connect(server.addr(), path).await;
-    raw.send(&Frame::close(1000, b""))
-        .await
-        .expect("send Close");
-    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-    let RawCloseOutcome::Close(reply) = outcome else {
-        panic!("{target:?}: no Close reply: {outcome:?}");
-    };
-    assert_eq!(reply.close_code(), Some(1000), "{target:?}");
-    let eof = raw.wait_tcp_end(Duration::from_secs(3)).await;
-    println!("{target:?}: TCP ended {eof:?} after the Close reply");
-    let eof = eof.unwrap_or_else(|| panic!("{target:?}: TCP still open 3 s after the handshake"));
-    assert!(eof < TCP_END_BOUND, "{target:?}: TCP ended after {eof:?}");
+    assert_tcp_ends_after_close(&mut raw, Duration::from_secs(3), TCP_END_BOUND, &target).await;
 }
 
 async fn silent_peer_is_dropped_at_the_pong_deadline(target: Target) {
     let (server, path) = target.start().await;
     // Reads the pings to count them, answers nothing.
     let mut raw = RawClient::connect(server.addr(), path).await;
-    let start = Instant::now();
-    let (outcome, frames) = raw.next_close(PONG_TIMEOUT * 4).await;
-    let elapsed = start.elapsed();
-    let pings = frames
-        .iter()
-        .filter(|frame| frame.opcode == OP_PING)
-        .count();
-    println!("{target:?}: silent peer {outcome:?} after {elapsed:?}, {pings} pings");
-    assert!(
-        matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::Reset),
-        "{target:?}: a dead peer is dropped without a Close, got {outcome:?} after {elapsed:?}"
-    );
-    assert!(pings >= 1, "{target:?}: never pinged");
-    assert!(
-        elapsed >= PONG_TIMEOUT - Duration::from_millis(200),
-        "{target:?}: dropped after {elapsed:?}, before the pong deadline"
-    );
-    assert!(
-        elapsed < PONG_TIMEOUT * 3,
-        "{target:?}: dropped only after {elapsed:?}"
-    );
+    silent_peer_dropped(&mut raw, PONG_TIMEOUT * 4)
+        .await
+        .assert_dropped(
+            PONG_TIMEOUT - Duration::from_millis(200)..PONG_TIMEOUT * 3,
+            &target,
+        );
 }
 
 async fn sigterm_sends_1001_and_waits_for_the_answer(target: Target) {
@@ -168,31 +145,28 @@ async fn sigterm_sends_1001_and_waits_for_the_answer(target: Target) {
     );
 }
 
-/// The four checks against one target, in a module named after it.
+/// The four checks against one target, in a module named after it: one test per check, named
+/// after it.
 macro_rules! suite {
     ($module:ident, $target:expr) => {
+        suite!(
+            $module,
+            $target,
+            close_is_echoed_with_its_code_and_reason,
+            tcp_ends_right_after_the_close_handshake,
+            silent_peer_is_dropped_at_the_pong_deadline,
+            sigterm_sends_1001_and_waits_for_the_answer,
+        );
+    };
+    ($module:ident, $target:expr, $($check:ident,)+) => {
         mod $module {
             use super::*;
-
-            #[tokio::test]
-            async fn close_is_echoed_with_its_code_and_reason() {
-                super::close_is_echoed_with_its_code_and_reason($target).await;
-            }
-
-            #[tokio::test]
-            async fn tcp_ends_right_after_the_close_handshake() {
-                super::tcp_ends_right_after_the_close_handshake($target).await;
-            }
-
-            #[tokio::test]
-            async fn silent_peer_is_dropped_at_the_pong_deadline() {
-                super::silent_peer_is_dropped_at_the_pong_deadline($target).await;
-            }
-
-            #[tokio::test]
-            async fn sigterm_sends_1001_and_waits_for_the_answer() {
-                super::sigterm_sends_1001_and_waits_for_the_answer($target).await;
-            }
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check($target).await;
+                }
+            )+
         }
     };
 }

@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome};
-use wsclose_e2e::ws::assert_healthy;
+use wsclose_e2e::raw::{RawClient, RawCloseOutcome};
+use wsclose_e2e::ws::{assert_healthy, assert_raw_close_echoed, raw_close, RawClosed};
 use wsclose_e2e::{MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
 /// `/ws/break-on-close` reads the Close and drops the socket: the TCP connection ends at once
@@ -16,12 +15,7 @@ use wsclose_e2e::{MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 async fn break_on_close_ends_tcp_without_a_close_reply() {
     let server = ServerProcess::start(&[]).await;
     let mut raw = RawClient::connect(server.addr(), "/ws/break-on-close").await;
-    let sent = Instant::now();
-    raw.send(&Frame::close(1000, b"bye"))
-        .await
-        .expect("send Close");
-    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-    let after = sent.elapsed();
+    let RawClosed { outcome, after, .. } = raw_close(&mut raw, 1000, b"bye").await;
     println!("/ws/break-on-close: {outcome:?} {after:?} after the Close");
     assert!(
         matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::Reset),
@@ -43,12 +37,11 @@ async fn break_on_close_ends_tcp_without_a_close_reply() {
 async fn lingering_tcp_answers_close_but_keeps_tcp_open() {
     let server = ServerProcess::start(&[]).await;
     let mut raw = RawClient::connect(server.addr(), "/ws/lingering-tcp").await;
-    let sent = Instant::now();
-    raw.send(&Frame::close(4000, b"bye"))
-        .await
-        .expect("send Close");
-    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-    let answered = sent.elapsed();
+    let RawClosed {
+        outcome,
+        sent,
+        after: answered,
+    } = raw_close(&mut raw, 4000, b"bye").await;
     match &outcome {
         RawCloseOutcome::Close(frame) => assert_eq!(frame.close_code(), Some(4000)),
         other => panic!("expected the Close 4000 echoed, got {other:?}"),
@@ -75,12 +68,6 @@ async fn lingering_tcp_answers_close_but_keeps_tcp_open() {
 
     // The fix, for comparison: /ws/drain ends TCP right after the handshake.
     let mut raw = RawClient::connect(server.addr(), "/ws/drain?push_ms=60000").await;
-    raw.send(&Frame::close(4000, b"bye"))
-        .await
-        .expect("send Close");
-    assert!(matches!(
-        raw.next_close(IO_TIMEOUT).await.0,
-        RawCloseOutcome::Close(_)
-    ));
+    assert_raw_close_echoed(&mut raw, 4000, b"bye", &"/ws/drain").await;
     assert!(raw.wait_tcp_end(Duration::from_secs(1)).await.is_some());
 }
