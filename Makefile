@@ -166,7 +166,7 @@ setup-peers: ## Install and build the bench's peers if missing (gorilla, Node ws
 	  || { python3 -m venv $(PEERS)/venv && \
 	       $(PEERS)/venv/bin/pip install -q websockets==$(PY_WEBSOCKETS_VERSION); }
 
-bench: setup build setup-peers ## Close latency vs TCP RTT and peers, browser latency, 10k scale (BENCH_ARGS=--quick)
+bench: setup build setup-peers ## Close latency vs TCP RTT and peers, browser latency, scale to the open-file limit (BENCH_ARGS=--quick)
 	cargo build --release -p wsclose-server -p wsclose-bench
 	cargo run --release -p wsclose-bench -- $(BENCH_ARGS)
 

@@ -26,21 +26,29 @@
 //! 3. **Browser**: the wasm probe's `measureClose` in headless Chromium via WebDriver
 //!    ([`browser::run`]). Skipped, with the reason printed, without chromedriver or a built
 //!    `target/www/pkg`.
-//! 4. **Scale**: a fresh server, N connections to `/ws/drain` with pushes and keepalive every
-//!    second; RSS and CPU per connection from `/proc`, then a close storm ([`scale::run`]).
+//! 4. **Scale, to the machine's limit**: steps of 1k, 5k, 10k connections and the most one
+//!    process may hold (the hard `RLIMIT_NOFILE` less [`limit::FD_MARGIN`]), held by client
+//!    processes ([`client`]) on several loopback source addresses, for wsclose, the bare loop
+//!    and gorilla alternating: RSS, kernel TCP memory and CPU per connection, a close storm,
+//!    a graceful shutdown (SIGTERM) on a fresh server, and least-squares projections to 100k
+//!    and 1M connections ([`limit::phase`], [`fit`]).
 //! 5. **Peers**: wsclose next to gorilla/websocket, Node `ws`, Python `websockets` and a bare
 //!    tokio-tungstenite loop, the same client for all, alternating in rounds ([`peers::run`]).
 //!
 //! # Layout
 //! One module per phase, each with its `phase` function that adds its figures to the
 //! [`Report`]: [`latency`] (1, 2), [`browser`] (3, Chromium through
-//! `wsclose_check::browser::Driver` and fantoccini), [`scale`] (4) and [`peers`] (5); [`stats`]
-//! (percentiles) and [`report`] (table, JSON, plots). The servers are child processes run by
+//! `wsclose_check::browser::Driver` and fantoccini), [`limit`] (4, with [`client`], the client
+//! processes, and [`fit`]) and [`peers`] (5, holding its connections in-process with
+//! [`scale`]); [`stats`] (percentiles) and [`report`] (table, JSON, plots). The servers are child processes run by
 //! the e2e harness ([`wsclose_e2e::ServerProcess`], `/proc` through procfs). `main.rs` parses
 //! the flags (clap) into [`Options`] and calls [`run`].
 
 pub mod browser;
+pub mod client;
+pub mod fit;
 pub mod latency;
+pub mod limit;
 pub mod peers;
 pub mod report;
 pub mod scale;
@@ -65,8 +73,9 @@ pub const TARGET_CLOSE_RTT_RATIO: f64 = 5.0;
 pub const TARGET_BROWSER_P50_MS: f64 = 1.0;
 /// RSS per idle connection target, KiB.
 pub const TARGET_RSS_KIB: f64 = 8.0;
-/// Close storm target, ms. It applies to the scale phase's 10,000 connections only: with
-/// `--connections` set lower it is still printed, but it is easier to meet.
+/// Close storm target, ms. It applies to the scale phase's 10,000-connection step only (with
+/// `--connections` below 10,000 or `--quick`, to the largest step: printed, but easier to
+/// meet).
 pub const TARGET_STORM_MS: f64 = 500.0;
 
 /// Push and ping period of the scale phase: both run once a second on every connection.
@@ -77,8 +86,9 @@ pub const SCALE_PERIOD: &str = "1s";
 pub struct Options {
     /// A smoke run: smaller sizes everywhere.
     pub quick: bool,
-    /// Concurrent connections in the scale phase.
-    pub connections: usize,
+    /// Caps the scale phase's largest step (`None`: the hard open-file limit less
+    /// [`limit::FD_MARGIN`]; `--quick`: [`limit::QUICK_STEP`], its only step).
+    pub connections: Option<usize>,
     /// Sequential close handshakes.
     pub handshakes: usize,
     /// Loopback TCP round trips.
@@ -106,7 +116,7 @@ impl Options {
     pub fn defaults(quick: bool) -> Options {
         Options {
             quick,
-            connections: if quick { 200 } else { 10_000 },
+            connections: None,
             handshakes: if quick { 100 } else { 1_000 },
             rtt_iterations: if quick { 2_000 } else { 20_000 },
             browser: true,
@@ -126,14 +136,16 @@ pub fn run(options: &Options) -> anyhow::Result<usize> {
     let started = Instant::now();
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("create {}", options.out.display()))?;
-    // The client holds as many sockets as the server; the server raises its own limit.
+    // The peers phase holds its idle connections in this process (the scale phase's are in
+    // client processes, which raise their own limit, as the servers do; the servers inherit
+    // this one).
     let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raise RLIMIT_NOFILE")?;
-    let needed = options.connections as u64 + 256;
-    if nofile < needed {
+    let needed = options.peer_idle as u64 + 256;
+    if options.peers && nofile < needed {
         bail!(
-            "the open-file limit is {nofile}, {needed} are needed for {} connections \
-             (raise the hard limit, or pass a smaller --connections)",
-            options.connections
+            "the open-file limit is {nofile}, {needed} are needed for {} idle peer connections \
+             (raise the hard limit, or pass a smaller --peer-idle)",
+            options.peer_idle
         );
     }
     let machine = Machine::probe();
@@ -147,12 +159,12 @@ pub fn run(options: &Options) -> anyhow::Result<usize> {
 
     let mut report = Report::default();
     latency::phase(options, &mut report);
-    scale::phase(options, &mut report);
+    let limit_run = limit::phase(options, &mut report);
     let peer_results = peers::phase(options, &mut report);
 
     let cdf_path = options.out.join("close_latency_cdf.svg");
     let rss_path = options.out.join("rss_vs_connections.svg");
-    report::plot(options.connections, &report, &cdf_path, &rss_path);
+    report::plot(&report, &cdf_path, &rss_path);
 
     let errors = report
         .figures
@@ -177,6 +189,18 @@ pub fn run(options: &Options) -> anyhow::Result<usize> {
         "figures": report.figures,
         "details": report.details,
         "peers": peer_results,
+        "scale_limit": limit_run.as_ref().map(|run| json!({
+            "hard_nofile": run.hard_nofile,
+            "fd_margin": run.fd_margin,
+            "steps": run.steps,
+            "connections_per_client_process": limit::CONNECTIONS_PER_CLIENT,
+            "page_size": run.page_size,
+            "close_timeout_ms": run.close_timeout_ms,
+            "skipped": run.skipped,
+        })),
+        "scale_max": limit_run.as_ref().map(|run| &run.at_max),
+        "scale_steps": limit_run.as_ref().map(|run| &run.results),
+        "projection": limit_run.as_ref().map(|run| &run.projection),
     });
     let results_path = options.out.join("results.json");
     std::fs::write(&results_path, serde_json::to_string_pretty(&results)?)
@@ -193,6 +217,21 @@ pub fn run(options: &Options) -> anyhow::Result<usize> {
     println!();
     print!("{}", report::table(&report.figures));
     println!();
+    if let Some(run) = &limit_run {
+        println!(
+            "scale, every server at every step (storm: every client sends Close 1000 at once; \
+             shutdown: SIGTERM on a fresh server, until every client has seen TCP end; \
+             kernel: the server's half of the TCP buffers and the slab growth):"
+        );
+        println!("{}", limit::steps_table(run));
+        println!();
+        println!(
+            "projection: least squares over the steps below the largest (memory = RSS + the \
+             kernel half), the largest step checked against the line:"
+        );
+        println!("{}", limit::projection_table(run));
+        println!();
+    }
     if !peer_results.is_empty() {
         println!(
             "peers, the same client, {} rounds alternating ({} close handshakes and {} idle \

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use wsclose_bench::Options;
 
-/// Close latency against the TCP floor and peer servers, browser close latency, and
-/// 10,000-connection scale. Defaults in brackets are for a full run, then for --quick.
+/// Close latency against the TCP floor and peer servers, browser close latency, and scale to
+/// the most connections one server process may hold. Defaults in brackets are for a full run, then for --quick.
 #[derive(Parser)]
 #[command(version, about, max_term_width = 100)]
 struct Cli {
@@ -17,7 +17,8 @@ struct Cli {
     /// probes, 2 peer rounds).
     #[arg(long)]
     quick: bool,
-    /// Concurrent connections in the scale phase [10000; 200].
+    /// Caps the scale phase's largest step [the hard open-file limit less 1000, after steps
+    /// of 1000, 5000, 10000 below it; 200, the only step].
     #[arg(long, value_name = "N", value_parser = positive)]
     connections: Option<usize>,
     /// Sequential close handshakes [1000; 100].
@@ -54,6 +55,9 @@ struct Cli {
     /// Idle connections per server per round, for RSS, CPU and the storm [1000; 100].
     #[arg(long, value_name = "N", value_parser = positive)]
     peer_idle: Option<usize>,
+    /// Run as one of the scale phase's client processes (commands on stdin, JSON lines).
+    #[arg(long, hide = true)]
+    scale_client: bool,
 }
 
 impl Cli {
@@ -61,7 +65,7 @@ impl Cli {
         let defaults = Options::defaults(self.quick);
         Options {
             quick: self.quick,
-            connections: self.connections.unwrap_or(defaults.connections),
+            connections: self.connections.or(defaults.connections),
             handshakes: self.handshakes.unwrap_or(defaults.handshakes),
             rtt_iterations: self.rtt_iterations.unwrap_or(defaults.rtt_iterations),
             browser: !self.no_browser,
@@ -95,6 +99,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.scale_client {
+        return match wsclose_bench::client::main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("wsclose-bench --scale-client: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match wsclose_bench::run(&cli.options()) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(errors) => {

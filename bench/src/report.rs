@@ -28,8 +28,19 @@ pub struct Report {
     pub browser: Samples,
     /// The storm's per-connection times.
     pub storm: Samples,
-    /// `(connections open, server RSS KiB)` during the scale ramp.
-    pub rss_curve: Vec<(usize, u64)>,
+    /// Server RSS at every scale step, one series per server.
+    pub rss_series: Vec<RssSeries>,
+}
+
+/// One server's RSS at the scale steps, with the line fitted to them.
+#[derive(Debug, Clone)]
+pub struct RssSeries {
+    /// The server.
+    pub name: String,
+    /// `(connections, RSS MiB)` per step.
+    pub points: Vec<(f64, f64)>,
+    /// RSS in KiB against connections, fitted to the steps below the largest.
+    pub fit: Option<crate::fit::Line>,
 }
 
 impl Report {
@@ -257,21 +268,31 @@ pub fn plot_cdf(path: &Path, title: &str, series: &[CdfSeries<'_>]) -> anyhow::R
     Ok(())
 }
 
-/// Draws server RSS against open connections, with the 8 KiB-per-connection budget.
-pub fn plot_rss(
-    path: &Path,
-    title: &str,
-    curve: &[(usize, u64)],
-    budget_kib_per_connection: f64,
-) -> anyhow::Result<()> {
-    let max_connections = curve.iter().map(|&(n, _)| n).max().unwrap_or(1).max(1) as f64;
-    let baseline_mib = curve.first().map_or(0.0, |&(_, kib)| kib as f64 / 1024.0);
-    let budget_top = baseline_mib + max_connections * budget_kib_per_connection / 1024.0;
-    let max_mib = curve
+/// Line colours of the RSS plot's series, in order.
+const SERIES_COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
+/// Radius of a measured point, px.
+const POINT_RADIUS: i32 = 4;
+/// Headroom above the highest point or line, as a factor.
+const HEADROOM: f64 = 1.1;
+
+/// Draws every server's RSS at the scale steps (points joined by a thin line) and the line
+/// fitted to the steps below the largest (thick, extended to the largest).
+pub fn plot_rss(path: &Path, title: &str, series: &[RssSeries]) -> anyhow::Result<()> {
+    let max_connections = series
         .iter()
-        .map(|&(_, kib)| kib as f64 / 1024.0)
-        .fold(budget_top, f64::max)
-        * 1.1;
+        .flat_map(|s| s.points.iter().map(|&(n, _)| n))
+        .fold(1.0_f64, f64::max);
+    let fit_top = |s: &RssSeries| s.fit.map_or(0.0, |fit| fit.at(max_connections) / 1024.0);
+    let max_mib = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(_, mib)| mib).chain([fit_top(s)]))
+        .fold(1.0_f64, f64::max)
+        * HEADROOM;
     let root = SVGBackend::new(path, (960, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let mut chart = ChartBuilder::on(&root)
@@ -279,7 +300,7 @@ pub fn plot_rss(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_connections, 0.0..max_mib)
+        .build_cartesian_2d(0.0..max_connections * HEADROOM, 0.0..max_mib)
         .map_err(plot_error)?;
     chart
         .configure_mesh()
@@ -290,28 +311,37 @@ pub fn plot_rss(
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(plot_error)?;
-    let blue = RGBColor(31, 119, 180);
-    chart
-        .draw_series(LineSeries::new(
-            curve
-                .iter()
-                .map(|&(n, kib)| (n as f64, kib as f64 / 1024.0)),
-            blue.stroke_width(2),
-        ))
-        .map_err(plot_error)?
-        .label("measured (VmRSS)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], blue.stroke_width(2)));
-    let grey = RGBColor(150, 150, 150);
-    chart
-        .draw_series(LineSeries::new(
-            [(0.0, baseline_mib), (max_connections, budget_top)],
-            grey.stroke_width(1),
-        ))
-        .map_err(plot_error)?
-        .label(format!(
-            "budget: {budget_kib_per_connection} KiB per connection"
-        ))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], grey.stroke_width(1)));
+    for (s, color) in series.iter().zip(SERIES_COLORS.iter().cycle().copied()) {
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(1),
+            ))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .map(|&point| Circle::new(point, POINT_RADIUS, color.filled())),
+            )
+            .map_err(plot_error)?
+            .label(match s.fit {
+                Some(fit) => format!(
+                    "{}: measured; fit {:.2} KiB/conn + {:.1} MiB",
+                    s.name,
+                    fit.slope,
+                    fit.intercept / 1024.0
+                ),
+                None => format!("{}: measured", s.name),
+            })
+            .legend(move |(x, y)| Circle::new((x + 12, y), POINT_RADIUS, color.filled()));
+        if let Some(fit) = s.fit {
+            let line = [0.0, max_connections].map(|n| (n, fit.at(n) / 1024.0));
+            chart
+                .draw_series(LineSeries::new(line, color.mix(0.5).stroke_width(3)))
+                .map_err(plot_error)?;
+        }
+    }
     draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(plot_error)?;
     Ok(())
@@ -350,8 +380,8 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("plot: {error}")
 }
 
-/// Draws the latency CDF and the RSS curve; a failed plot is reported, not fatal.
-pub fn plot(connections: usize, report: &Report, cdf_path: &Path, rss_path: &Path) {
+/// Draws the latency CDF and the RSS plot; a failed plot is reported, not fatal.
+pub fn plot(report: &Report, cdf_path: &Path, rss_path: &Path) {
     let series = [
         CdfSeries {
             label: "loopback TCP RTT (2-byte ping-pong, same thread)".into(),
@@ -390,12 +420,9 @@ pub fn plot(connections: usize, report: &Report, cdf_path: &Path, rss_path: &Pat
     if let Err(error) = plot_cdf(cdf_path, "wsclose close latency (CDF)", &series) {
         eprintln!("bench: {error:#}");
     }
-    if !report.rss_curve.is_empty() {
-        let title = format!(
-            "wsclose-server RSS vs open /ws/drain connections ({})",
-            connections
-        );
-        if let Err(error) = plot_rss(rss_path, &title, &report.rss_curve, crate::TARGET_RSS_KIB) {
+    if !report.rss_series.is_empty() {
+        let title = "server RSS vs open connections, lines fitted below the largest step";
+        if let Err(error) = plot_rss(rss_path, title, &report.rss_series) {
             eprintln!("bench: {error:#}");
         }
     }

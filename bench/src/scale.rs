@@ -1,5 +1,7 @@
-//! Many concurrent connections: the server's memory and CPU per connection while they idle
-//! with pushes and keepalive on, then a close storm in which every client closes at once.
+//! Many concurrent connections in this process, for the peers phase ([`crate::peers`]): the
+//! server's memory and CPU per connection while they idle, then a close storm in which every
+//! client closes at once. (The scale phase, up to the machine's limit, is [`crate::limit`],
+//! with the connections in client processes.)
 //!
 //! Every connection has its own task that keeps reading (so pings are answered and ticks are
 //! drained, as a real client does) and, on the storm signal, sends Close and waits for the
@@ -19,12 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
-use serde_json::json;
 use wsclose_e2e::ServerProcess;
 
-use crate::report::{Figure, Report, Verdict};
 use crate::stats::Samples;
-use crate::{Options, SCALE_PERIOD, TARGET_RSS_KIB, TARGET_STORM_MS};
 
 /// Bound on one connect during the ramp.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -455,137 +454,4 @@ async fn active_connections(server: &ServerProcess, plan: &ScalePlan) -> Option<
         .ok()?;
     let metrics = wsclose_e2e::MetricsSnapshot::parse(&response.body).ok()?;
     Some(metrics.sum("wsclose_connections_active", &[]))
-}
-
-/// Phase 4: many connections on a fresh server (so its baseline RSS has seen no connection),
-/// on a multi-thread runtime.
-pub fn phase(options: &Options, report: &mut Report) {
-    let n = options.connections;
-    eprintln!(
-        "bench: [4/4] scale: {n} connections to /ws/drain, push and ping every {SCALE_PERIOD}, then a close storm"
-    );
-    let plan = ScalePlan {
-        connections: n,
-        openers: 16,
-        settle: Duration::from_millis(2_500),
-        cpu_window: Duration::from_secs(if options.quick { 3 } else { 5 }),
-        wsclose_metrics: true,
-        // The server pings every SCALE_PERIOD itself.
-        client_ping: None,
-    };
-    let run = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("a tokio runtime")
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let server = crate::start_server(&options.server, &crate::server_args())
-                    .await
-                    .context("start the server")?;
-                let run = run(&server, &server.ws_url("/ws/drain"), &plan).await;
-                crate::save_log(&server, &options.out.join("server-scale.log"));
-                run
-            })
-        });
-    let run = match run {
-        Ok(run) => run,
-        Err(error) => return report.error("rss_per_connection", "scale phase", &error, ""),
-    };
-    let opened = run.opened;
-    if run.failed_to_open > 0 {
-        report.figures.push(Figure::missing(
-            "connections_opened",
-            "connections opened",
-            Verdict::Error,
-            format!(
-                "{opened}/{n}; first error: {}",
-                run.first_error.as_deref().unwrap_or("?")
-            ),
-            format!("{n}"),
-        ));
-    } else {
-        report.figures.push(Figure::info(
-            "connections_opened",
-            "connections opened",
-            Some(opened as f64),
-            "",
-            format!("{opened} in {:.1} s", run.ramp_s),
-        ));
-    }
-    report.figures.push(Figure::checked(
-        "rss_per_connection",
-        format!("server RSS per idle connection ({opened})"),
-        run.rss_per_connection_kib,
-        "KiB",
-        format!(
-            "{:.2} KiB ({:.1} → {:.1} MiB)",
-            run.rss_per_connection_kib,
-            run.baseline_rss_kib as f64 / 1024.0,
-            run.loaded_rss_kib as f64 / 1024.0
-        ),
-        format!("≤ {TARGET_RSS_KIB} KiB"),
-        run.rss_per_connection_kib <= TARGET_RSS_KIB,
-    ));
-    report.figures.push(Figure::info(
-        "server_cpu_idle",
-        format!("server CPU, {opened} idle (push+ping every {SCALE_PERIOD})"),
-        Some(run.cpu_ms_per_s),
-        "ms/s",
-        format!(
-            "{:.0} ms/s = {:.1} µs per connection-second",
-            run.cpu_ms_per_s, run.cpu_us_per_connection_s
-        ),
-    ));
-    report.figures.push(Figure::info(
-        "ticks_received",
-        "ticks received by the clients",
-        Some(run.ticks_per_s),
-        "1/s",
-        format!("{:.0}/s", run.ticks_per_s),
-    ));
-    if run.broken_while_idle > 0 {
-        report.figures.push(Figure::missing(
-            "broken_while_idle",
-            "connections broken while idle",
-            Verdict::Error,
-            format!("{}", run.broken_while_idle),
-            "0",
-        ));
-    }
-    let storm = &run.storm;
-    report.figures.push(Figure::checked(
-        "close_storm_all",
-        format!("close storm: all {} handshakes done", storm.connections),
-        storm.all_handshakes_ms,
-        "ms",
-        format!(
-            "{:.0} ms (p50 {:.0}; client done sending at {:.0})",
-            storm.all_handshakes_ms, storm.p50_ms, storm.all_sent_ms
-        ),
-        format!("≤ {TARGET_STORM_MS} ms"),
-        storm.all_handshakes_ms <= TARGET_STORM_MS && storm.broken == 0,
-    ));
-    let clean_pct = 100.0 * storm.clean as f64 / storm.connections.max(1) as f64;
-    report.figures.push(Figure::checked(
-        "close_storm_clean",
-        "close storm: clean (1000 echoed, then FIN)",
-        clean_pct,
-        "%",
-        format!("{}/{} ({clean_pct:.1}%)", storm.clean, storm.connections),
-        "100%",
-        storm.clean == storm.connections && storm.connections == opened,
-    ));
-    report.figures.push(Figure::checked(
-        "server_active_after_storm",
-        "server connections still open after the storm",
-        run.server_active_after_storm.unwrap_or(f64::NAN),
-        "",
-        run.server_active_after_storm
-            .map_or("n/a".to_owned(), |active| format!("{active:.0}")),
-        "0",
-        run.server_active_after_storm == Some(0.0),
-    ));
-    report.storm = run.storm_samples.clone();
-    report.rss_curve = run.rss_curve.clone();
-    report.details.insert("scale".into(), json!(run));
 }
