@@ -54,6 +54,12 @@ listening_addr() {
   return 1
 }
 
+# Waits until none of the given processes runs any more. (Not `wait PID`: after a `wait` that a
+# signal interrupted, bash can hang in `wait PID` for children that are already gone.)
+await_exit() {
+  while kill -0 "$@" 2>/dev/null; do sleep 0.05; done
+}
+
 # Runs instance K until the cluster stops: start it (first on a free port, then on the same
 # one), wait for it to exit, start it again after RESTART_DELAY. Background subshells of a
 # non-interactive bash ignore SIGINT, so the stop request is the `stopping` file plus SIGTERM;
@@ -74,8 +80,7 @@ supervise() {
     else
       printf 'wsclose-cluster: instance %s did not start; see %s\n' "$k" "$dir/instance-$k.log" >&2
     fi
-    # `wait` returns early when a trapped signal arrives; wait again until the child is gone.
-    while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
+    await_exit "$pid"
     pid=
     sleep "$RESTART_DELAY"
   done
@@ -86,11 +91,6 @@ for k in $(seq "$instances"); do
   supervise "$k" &
   supervisors+=($!)
 done
-# Waits until none of the given processes runs any more. (Not `wait PID`: after a `wait` that a
-# signal interrupted, bash can hang in `wait PID` for children that are already gone.)
-await_exit() {
-  while kill -0 "$@" 2>/dev/null; do sleep 0.05; done
-}
 
 nginx_pid=
 # Stops everything: the instances first (each closes its sockets through nginx), then nginx.

@@ -156,14 +156,32 @@ impl Cluster {
             .ok()
     }
 
-    /// nginx's error log and each instance's stderr, for failure messages.
+    /// nginx's error log, each instance's stderr and the cluster's processes still running,
+    /// for failure messages.
     pub fn logs(&self) -> String {
-        ["error.log", "instance-1.log", "instance-2.log"]
+        let mut logs: String = ["error.log", "instance-1.log", "instance-2.log"]
             .iter()
             .map(|name| {
                 let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
                 format!("--- {name}\n{text}")
             })
+            .collect();
+        logs.push_str("--- processes still running in the cluster's process groups\n");
+        logs.push_str(&self.running());
+        logs
+    }
+
+    /// `pid state command` of every process in the script's process group or nginx's (nginx
+    /// runs in a session of its own), one a line.
+    fn running(&self) -> String {
+        let groups = [Some(self.pgid), self.nginx_pid()];
+        let Ok(processes) = procfs::process::all_processes() else {
+            return "(cannot read /proc)\n".to_owned();
+        };
+        processes
+            .filter_map(|process| process.ok()?.stat().ok())
+            .filter(|stat| groups.contains(&Some(stat.pgrp)))
+            .map(|stat| format!("{} {} {}\n", stat.pid, stat.state, stat.comm))
             .collect()
     }
 }
