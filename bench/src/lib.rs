@@ -77,6 +77,12 @@ pub const TARGET_RSS_KIB: f64 = 8.0;
 /// `--connections` below 10,000 or `--quick`, to the largest step: printed, but easier to
 /// meet).
 pub const TARGET_STORM_MS: f64 = 500.0;
+/// wsclose's RSS per idle connection over the bare tokio-tungstenite loop's (the floor), at
+/// most: medians over the peer rounds.
+pub const TARGET_FLOOR_RSS_RATIO: f64 = 1.1;
+/// wsclose's close p50 and CPU per connection-second over the bare loop's, at most: medians
+/// over the peer rounds.
+pub const TARGET_FLOOR_RATIO: f64 = 1.15;
 
 /// Push and ping period of the scale phase: both run once a second on every connection.
 pub const SCALE_PERIOD: &str = "1s";

@@ -22,10 +22,10 @@ use serde_json::json;
 use wsclose_e2e::peers::{self, Peer};
 use wsclose_e2e::ServerProcess;
 
-use crate::report::Report;
+use crate::report::{Figure, Report};
 use crate::scale::ScalePlan;
 use crate::stats::Samples;
-use crate::Options;
+use crate::{Options, TARGET_FLOOR_RATIO, TARGET_FLOOR_RSS_RATIO};
 
 /// One server to measure.
 pub struct PeerSpec {
@@ -95,7 +95,7 @@ pub fn available(wsclose: &Path) -> (Vec<PeerSpec>, Vec<String>) {
     let bare = bench_dir.join("bare-peer");
     let candidates = [
         Peer {
-            name: "tokio-tungstenite (bare)",
+            name: FLOOR,
             needs: bare.clone(),
             command: vec![text(bare)],
             env: Vec::new(),
@@ -333,10 +333,127 @@ pub fn phase(options: &Options, report: &mut Report) -> Vec<PeerResult> {
         .context("a tokio runtime")
         .and_then(|runtime| runtime.block_on(run(&specs, &plan)));
     match results {
-        Ok(results) => results,
+        Ok(results) => {
+            report.figures.extend(floor_figures(&results));
+            results
+        }
         Err(error) => {
             report.error("peers", "peers phase", &error, "");
             Vec::new()
         }
+    }
+}
+
+/// The bare loop's name in [`available`], the floor.
+pub const FLOOR: &str = "tokio-tungstenite (bare)";
+/// gorilla/websocket's name in [`available`].
+pub const GORILLA: &str = "gorilla/websocket";
+
+/// wsclose against the floor (RSS, close p50, CPU) and gorilla (the storm), medians over the
+/// rounds; none when wsclose or that peer was not measured.
+pub fn floor_figures(results: &[PeerResult]) -> Vec<Figure> {
+    let find = |name: &str| results.iter().find(|result| result.name == name);
+    let Some(ours) = find("wsclose") else {
+        return Vec::new();
+    };
+    let mut figures = Vec::new();
+    let mut against = |key, what: &str, peer: &PeerResult, ours: f64, theirs: f64, at_most| {
+        let ratio = ours / theirs;
+        figures.push(Figure::checked(
+            key,
+            format!("{what}: wsclose / {} (median of rounds)", peer.name),
+            ratio,
+            "×",
+            format!("{ratio:.2}× ({ours:.3} / {theirs:.3})"),
+            format!("≤ {at_most}×"),
+            ratio <= at_most,
+        ));
+    };
+    if let Some(bare) = find(FLOOR) {
+        against(
+            "floor_rss_ratio",
+            "RSS per idle connection",
+            bare,
+            ours.rss_per_conn_kib,
+            bare.rss_per_conn_kib,
+            TARGET_FLOOR_RSS_RATIO,
+        );
+        against(
+            "floor_close_p50_ratio",
+            "close p50",
+            bare,
+            ours.close_p50_ms,
+            bare.close_p50_ms,
+            TARGET_FLOOR_RATIO,
+        );
+        against(
+            "floor_cpu_ratio",
+            "CPU per idle connection-second",
+            bare,
+            ours.cpu_us_per_conn_s,
+            bare.cpu_us_per_conn_s,
+            TARGET_FLOOR_RATIO,
+        );
+    }
+    if let Some(gorilla) = find(GORILLA) {
+        against(
+            "storm_vs_gorilla",
+            "close storm",
+            gorilla,
+            ours.storm_ms,
+            gorilla.storm_ms,
+            1.0,
+        );
+    }
+    figures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Verdict;
+
+    /// A result with these medians (close p50 ms, RSS KiB, storm ms, CPU µs).
+    fn result(name: &'static str, close: f64, rss: f64, storm: f64, cpu: f64) -> PeerResult {
+        PeerResult {
+            name,
+            close_p50_ms: close,
+            close_p99_ms: close,
+            rss_per_conn_kib: rss,
+            storm_ms: storm,
+            cpu_us_per_conn_s: cpu,
+            storm_clean: 1,
+            storm_connections: 1,
+            close_p50_rounds_ms: vec![close],
+            close_p99_rounds_ms: vec![close],
+            rss_rounds_kib: vec![rss],
+            storm_rounds_ms: vec![storm],
+            cpu_rounds_us: vec![cpu],
+        }
+    }
+
+    #[test]
+    fn wsclose_is_held_to_the_floor_and_to_gorilla() {
+        let results = [
+            result("wsclose", 0.045, 5.6, 40.0, 23.0),
+            result(FLOOR, 0.040, 5.0, 45.0, 20.0),
+            result(GORILLA, 0.050, 21.0, 39.0, 60.0),
+        ];
+        let verdicts: Vec<(&str, Verdict)> = floor_figures(&results)
+            .iter()
+            .map(|figure| (figure.key, figure.verdict))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                // 1.12× against 1.1×; 1.125× and exactly 1.15× against 1.15×; 40 ms against 39.
+                ("floor_rss_ratio", Verdict::Miss),
+                ("floor_close_p50_ratio", Verdict::Pass),
+                ("floor_cpu_ratio", Verdict::Pass),
+                ("storm_vs_gorilla", Verdict::Miss),
+            ]
+        );
+        // Without the peers there is nothing to compare.
+        assert!(floor_figures(&results[..1]).is_empty());
     }
 }

@@ -145,7 +145,7 @@ pub fn servers(wsclose: &Path) -> (Vec<ServerSpec>, Vec<String>) {
         found.clear();
     }
     let (peers, _) = crate::peers::available(wsclose);
-    for wanted in ["tokio-tungstenite (bare)", "gorilla/websocket"] {
+    for wanted in [crate::peers::FLOOR, crate::peers::GORILLA] {
         match peers.iter().find(|peer| peer.name == wanted) {
             Some(peer) => found.push(ServerSpec {
                 name: peer.name,
