@@ -132,6 +132,8 @@ for _ in $(seq 400); do
   kill -0 "$nginx_pid" 2>/dev/null || { cat "$dir/error.log" >&2; die "nginx did not start"; }
   sleep 0.05
 done
-# `wait` returns early on SIGTERM/SIGINT (the trap sets `stopping`), or once everything died.
-((stopping)) || wait
+# Until SIGTERM/SIGINT (the trap sets `stopping`) or until everything died. A poll, not
+# `wait`: a signal that lands between a check of `stopping` and the `wait` would leave the
+# script waiting for supervisors that restart their instances forever.
+while ((!stopping)) && kill -0 "${supervisors[@]}" "$nginx_pid" 2>/dev/null; do sleep 0.1; done
 stop_all
