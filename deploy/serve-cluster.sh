@@ -19,6 +19,14 @@
 # instance gracefully, then nginx, and exits 0.
 set -uo pipefail
 
+# SIGINT stops the cluster whatever the shell that started this script did with it. A background
+# job of a non-interactive shell starts with SIGINT ignored, and bash cannot trap a signal that
+# was ignored on entry; the instances (tokio) would still stop on it and be restarted forever.
+# So start again, once, with SIGINT and SIGTERM at their defaults.
+if [[ $(trap -p INT TERM) == *"trap -- ''"* && -z ${WSCLOSE_CLUSTER_SIGNALS_RESET:-} ]]; then
+  WSCLOSE_CLUSTER_SIGNALS_RESET=1 exec env --default-signal=INT,TERM bash "$0" "$@"
+fi
+
 server=${1:?usage: deploy/serve-cluster.sh SERVER_BINARY [server flags...]}
 shift
 flags=("$@")

@@ -52,13 +52,27 @@ impl Cluster {
     /// Starts the cluster. `proxy_read_timeout` is nginx's (for example `"60s"`); `args` are
     /// passed to every instance after `--addr` (each also gets `WSCLOSE_INSTANCE=K`).
     pub async fn start(proxy_read_timeout: &str, args: &[&str]) -> Cluster {
-        match Self::try_start(proxy_read_timeout, args).await {
+        Self::start_with(proxy_read_timeout, args, false).await
+    }
+
+    /// Starts the cluster as a background job of a non-interactive shell (`make serve-cluster &`
+    /// in a script, a CI step) starts it: with SIGINT and SIGTERM ignored.
+    pub async fn start_as_background_job(proxy_read_timeout: &str, args: &[&str]) -> Cluster {
+        Self::start_with(proxy_read_timeout, args, true).await
+    }
+
+    async fn start_with(proxy_read_timeout: &str, args: &[&str], background: bool) -> Cluster {
+        match Self::try_start(proxy_read_timeout, args, background).await {
             Ok(cluster) => cluster,
             Err(error) => panic!("cluster {args:?} did not start: {error:#}"),
         }
     }
 
-    async fn try_start(proxy_read_timeout: &str, args: &[&str]) -> anyhow::Result<Cluster> {
+    async fn try_start(
+        proxy_read_timeout: &str,
+        args: &[&str],
+        background: bool,
+    ) -> anyhow::Result<Cluster> {
         let nginx = nginx_binary();
         anyhow::ensure!(
             nginx.is_file(),
@@ -67,7 +81,18 @@ impl Cluster {
             nginx.display()
         );
         let dir = tempfile::tempdir().context("temporary cluster directory")?;
-        let mut child = Command::new(workspace_root().join("deploy/serve-cluster.sh"))
+        let script = workspace_root().join("deploy/serve-cluster.sh");
+        let mut command = if background {
+            // A shell that ignores both, then becomes the script: dispositions survive exec.
+            let mut command = Command::new("bash");
+            command
+                .args(["-c", "trap '' INT TERM; exec \"$0\" \"$@\""])
+                .arg(script);
+            command
+        } else {
+            Command::new(script)
+        };
+        let mut child = command
             .arg(server_binary())
             .args(args)
             .env("ADDR", "127.0.0.1:0")

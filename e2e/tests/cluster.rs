@@ -143,6 +143,23 @@ async fn ctrl_c_closes_every_socket_through_nginx_then_stops_everything() {
     }
 }
 
+/// A background job of a non-interactive shell (a CI step, `make serve-cluster &` in a script)
+/// starts with SIGINT ignored. The script must still stop on Ctrl-C, as its instances do,
+/// instead of restarting them forever.
+#[tokio::test]
+async fn ctrl_c_stops_a_cluster_started_as_a_background_job() {
+    let mut cluster = Cluster::start_as_background_job("60s", &[]).await;
+    let nginx = cluster.nginx_pid().expect("nginx.pid");
+    let status = cluster.interrupt(Duration::from_secs(20)).await;
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "{}",
+        cluster.logs()
+    );
+    assert!(!alive(nginx), "nginx still running after Ctrl-C");
+}
+
 /// What one reconnecting subscriber saw during a rolling restart.
 #[derive(Debug, Default)]
 struct Subscription {
