@@ -307,15 +307,12 @@ pub fn phase(
         "ms",
         ms(summary.p99_ms),
     ));
-    let clean_pct = 100.0 * run.clean as f64 / run.attempted.max(1) as f64;
-    report.figures.push(Figure::checked(
+    report.figures.push(Figure::all_of(
         "browser_clean",
         "browser closes clean (1000, wasClean)",
-        clean_pct,
-        "%",
-        format!("{}/{} ({clean_pct:.0}%)", run.clean, run.attempted),
-        "100%",
-        run.clean == run.attempted,
+        run.clean,
+        run.attempted,
+        run.attempted,
     ));
     let pairs = page_against_bare(&run, report);
     let webkit = webkit_figure(

@@ -80,7 +80,7 @@ pub enum Command {
 }
 
 /// What a client process answers. Externally tagged (`{"ended":{…}}`), unlike [`Command`]: an
-/// internally tagged enum would lose the integer keys of [`Ended::close_codes`] in JSON.
+/// internally tagged enum would lose the integer keys of [`Tally::close_codes`] in JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
@@ -102,14 +102,15 @@ pub enum Event {
     },
 }
 
-/// How a client process's connections ended, after a storm or a shutdown.
+/// How many connections ended which way: what a client process counts, and what the bench
+/// adds up and reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Ended {
+pub struct Tally {
     /// Connections that were open when the signal came.
     pub connections: usize,
     /// Connections that had already ended before the signal (broken while idle).
     pub ended_before: usize,
-    /// Close codes the server sent (or echoed), by code.
+    /// Close codes the server sent (or echoed), by code (0: a Close without a code).
     pub close_codes: BTreeMap<u16, usize>,
     /// The server's Close had the expected code, then the TCP connection ended with EOF.
     pub clean: usize,
@@ -121,6 +122,29 @@ pub struct Ended {
     pub other_error: usize,
     /// Not ended when the wait timed out.
     pub timed_out: usize,
+}
+
+impl Tally {
+    /// Adds `other`'s counts to these.
+    fn add(&mut self, other: Tally) {
+        self.connections += other.connections;
+        self.ended_before += other.ended_before;
+        for (code, count) in other.close_codes {
+            *self.close_codes.entry(code).or_default() += count;
+        }
+        self.clean += other.clean;
+        self.eof_without_close += other.eof_without_close;
+        self.reset += other.reset;
+        self.other_error += other.other_error;
+        self.timed_out += other.timed_out;
+    }
+}
+
+/// How a client process's connections ended, after a storm or a shutdown.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ended {
+    /// The counts.
+    pub tally: Tally,
     /// Per connection that got the server's Close: ms from the signal to it.
     pub close_ms: Vec<f64>,
     /// The last TCP end (EOF, reset or error), ms from the signal.
@@ -132,16 +156,7 @@ impl Ended {
     pub fn merge(parts: impl IntoIterator<Item = Ended>) -> Ended {
         let mut all = Ended::default();
         for part in parts {
-            all.connections += part.connections;
-            all.ended_before += part.ended_before;
-            for (code, count) in part.close_codes {
-                *all.close_codes.entry(code).or_default() += count;
-            }
-            all.clean += part.clean;
-            all.eof_without_close += part.eof_without_close;
-            all.reset += part.reset;
-            all.other_error += part.other_error;
-            all.timed_out += part.timed_out;
+            all.tally.add(part.tally);
             all.close_ms.extend(part.close_ms);
             all.last_end_ms = match (all.last_end_ms, part.last_end_ms) {
                 (Some(a), Some(b)) => Some(a.max(b)),
@@ -361,28 +376,29 @@ async fn await_end(
     let deadline = tokio::time::Instant::now() + timeout;
     let ms = |at: u64| (at as f64 - since_unix_ns as f64) / 1e6;
     let mut ended = Ended::default();
+    let tally = &mut ended.tally;
     for mut task in holders.tasks.drain(..) {
         let outcome = match tokio::time::timeout_at(deadline, &mut task).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => {
-                ended.connections += 1;
-                ended.other_error += 1;
+                tally.connections += 1;
+                tally.other_error += 1;
                 continue;
             }
             Err(_) => {
                 task.abort();
-                ended.connections += 1;
-                ended.timed_out += 1;
+                tally.connections += 1;
+                tally.timed_out += 1;
                 continue;
             }
         };
         if outcome.end_unix_ns < since_unix_ns {
-            ended.ended_before += 1;
+            tally.ended_before += 1;
             continue;
         }
-        ended.connections += 1;
+        tally.connections += 1;
         if let Some((code, at)) = outcome.close {
-            *ended.close_codes.entry(code.unwrap_or(0)).or_default() += 1;
+            *tally.close_codes.entry(code.unwrap_or(0)).or_default() += 1;
             ended.close_ms.push(ms(at));
         }
         match outcome.end {
@@ -391,12 +407,12 @@ async fn await_end(
                     .close
                     .is_some_and(|(code, _)| code == Some(expect_code)) =>
             {
-                ended.clean += 1;
+                tally.clean += 1;
             }
             End::Eof => {}
-            End::EofWithoutClose => ended.eof_without_close += 1,
-            End::Reset => ended.reset += 1,
-            End::Error => ended.other_error += 1,
+            End::EofWithoutClose => tally.eof_without_close += 1,
+            End::Reset => tally.reset += 1,
+            End::Error => tally.other_error += 1,
         }
         let end_ms = ms(outcome.end_unix_ns);
         ended.last_end_ms = Some(ended.last_end_ms.map_or(end_ms, |last| last.max(end_ms)));
@@ -555,29 +571,33 @@ mod tests {
     #[test]
     fn merges_the_processes_figures() {
         let one = Ended {
-            connections: 2,
-            close_codes: BTreeMap::from([(1001, 2)]),
-            clean: 2,
+            tally: Tally {
+                connections: 2,
+                close_codes: BTreeMap::from([(1001, 2)]),
+                clean: 2,
+                ..Tally::default()
+            },
             close_ms: vec![1.0, 3.0],
             last_end_ms: Some(4.0),
-            ..Ended::default()
         };
         let two = Ended {
-            connections: 1,
-            close_codes: BTreeMap::from([(1001, 1)]),
-            reset: 1,
+            tally: Tally {
+                connections: 1,
+                close_codes: BTreeMap::from([(1001, 1)]),
+                reset: 1,
+                ..Tally::default()
+            },
             close_ms: vec![2.0],
             last_end_ms: Some(5.0),
-            ..Ended::default()
         };
         let text = serde_json::to_string(&Event::Ended(two)).unwrap();
         let Event::Ended(two) = serde_json::from_str(&text).unwrap() else {
             panic!("{text}");
         };
         let all = Ended::merge([one, two]);
-        assert_eq!(all.connections, 3);
-        assert_eq!(all.close_codes[&1001], 3);
-        assert_eq!((all.clean, all.reset), (2, 1));
+        assert_eq!(all.tally.connections, 3);
+        assert_eq!(all.tally.close_codes[&1001], 3);
+        assert_eq!((all.tally.clean, all.tally.reset), (2, 1));
         assert_eq!(all.last_close_ms(), Some(3.0));
         assert_eq!(all.last_end_ms, Some(5.0));
     }

@@ -134,6 +134,27 @@ impl Figure {
         }
     }
 
+    /// A share that must be all: `done` of `of` (printed with its percentage, the value), with
+    /// the target 100%, met when every one of `expected` was done.
+    pub fn all_of(
+        key: &'static str,
+        name: &str,
+        done: usize,
+        of: usize,
+        expected: usize,
+    ) -> Figure {
+        let pct = 100.0 * done as f64 / of.max(1) as f64;
+        Figure::checked(
+            key,
+            name,
+            pct,
+            "%",
+            format!("{done}/{of} ({pct:.1}%)"),
+            "100%",
+            done == of && of == expected,
+        )
+    }
+
     /// A context figure without a target.
     pub fn info(
         key: &'static str,

@@ -181,6 +181,18 @@ impl Cluster {
             .ok()
     }
 
+    /// [`Cluster::interrupt`], then asserts that the script exited 0 within `timeout`; the
+    /// failure message holds [`Cluster::logs`].
+    pub async fn assert_interrupt_stops(&mut self, timeout: Duration) {
+        let status = self.interrupt(timeout).await;
+        assert_eq!(
+            status.map(|s| s.code()),
+            Some(Some(0)),
+            "the cluster did not exit 0 within {timeout:?} of Ctrl-C\n{}",
+            self.logs()
+        );
+    }
+
     /// nginx's error log, each instance's stderr and the cluster's processes still running,
     /// for failure messages.
     pub fn logs(&self) -> String {

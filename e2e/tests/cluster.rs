@@ -118,13 +118,9 @@ async fn ctrl_c_closes_every_socket_through_nginx_then_stops_everything() {
     for _ in 0..4 {
         sockets.push(connect(&cluster.ws_url("/ws/drain?push_ms=50")).await);
     }
-    let status = cluster.interrupt(Duration::from_secs(20)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}",
-        cluster.logs()
-    );
+    cluster
+        .assert_interrupt_stops(Duration::from_secs(20))
+        .await;
     for (i, ws) in sockets.iter_mut().enumerate() {
         let mut close = None;
         while let Ok(Some(message)) = tokio::time::timeout(IO_TIMEOUT, ws.next()).await {
@@ -150,13 +146,9 @@ async fn ctrl_c_closes_every_socket_through_nginx_then_stops_everything() {
 async fn ctrl_c_stops_a_cluster_started_as_a_background_job() {
     let mut cluster = Cluster::start_as_background_job("60s", &[]).await;
     let nginx = cluster.nginx_pid().expect("nginx.pid");
-    let status = cluster.interrupt(Duration::from_secs(20)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}",
-        cluster.logs()
-    );
+    cluster
+        .assert_interrupt_stops(Duration::from_secs(20))
+        .await;
     assert!(!alive(nginx), "nginx still running after Ctrl-C");
 }
 
@@ -308,11 +300,7 @@ async fn rolling_restart_is_invisible_to_200_reconnecting_clients() {
         "rolling restart of 2 instances ({restart_took:?}): {CLIENTS} clients, {reconnects} reconnects, \
          no failed upgrade, longest silence a client saw {longest:?} (ticks every 50 ms)"
     );
-    assert_eq!(
-        cluster
-            .interrupt(Duration::from_secs(15))
-            .await
-            .map(|s| s.code()),
-        Some(Some(0))
-    );
+    cluster
+        .assert_interrupt_stops(Duration::from_secs(15))
+        .await;
 }

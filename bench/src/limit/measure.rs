@@ -221,7 +221,7 @@ pub(super) async fn shutdown(spec: &ServerSpec, n: usize, plan: &Plan) -> anyhow
         anyhow::Ok(Shutdown {
             connections: opened,
             failed_to_open: failed,
-            shutdown_ms: ending.last_end_ms.filter(|_| ending.timed_out == 0),
+            shutdown_ms: ending.last_end_ms.filter(|_| ending.tally.timed_out == 0),
             ending,
             exit,
         })

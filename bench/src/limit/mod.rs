@@ -40,7 +40,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use wsclose_e2e::ServerProcess;
 
-use crate::client::{ClientProcess, Command, Ended, Event};
+use crate::client::{ClientProcess, Command, Ended, Event, Tally};
 use crate::fit::{Line, Residual};
 use crate::report::{Figure, Report, RssSeries, Verdict};
 use crate::stats::Samples;
@@ -179,22 +179,9 @@ pub struct Plan {
 /// How the connections of one storm or shutdown ended, over every client process.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ending {
-    /// Connections open at the signal.
-    pub connections: usize,
-    /// Connections that had ended before the signal.
-    pub ended_before: usize,
-    /// The server's close codes, by code (0: a Close without a code).
-    pub close_codes: std::collections::BTreeMap<u16, usize>,
-    /// Expected code, then EOF.
-    pub clean: usize,
-    /// EOF without the server's Close.
-    pub eof_without_close: usize,
-    /// Connection reset.
-    pub reset: usize,
-    /// Other errors.
-    pub other_error: usize,
-    /// Not ended within the bound.
-    pub timed_out: usize,
+    /// How many connections ended which way.
+    #[serde(flatten)]
+    pub tally: Tally,
     /// Signal → the last server Close, ms.
     pub last_close_ms: Option<f64>,
     /// Signal → the server's Close, p50 over the connections, ms.
@@ -207,14 +194,7 @@ impl Ending {
     fn from(ended: &Ended) -> Ending {
         let samples = Samples::from_ms(ended.close_ms.iter().copied());
         Ending {
-            connections: ended.connections,
-            ended_before: ended.ended_before,
-            close_codes: ended.close_codes.clone(),
-            clean: ended.clean,
-            eof_without_close: ended.eof_without_close,
-            reset: ended.reset,
-            other_error: ended.other_error,
-            timed_out: ended.timed_out,
+            tally: ended.tally.clone(),
             last_close_ms: ended.last_close_ms(),
             close_p50_ms: Some(samples.quantile(0.5)).filter(|v| v.is_finite()),
             last_end_ms: ended.last_end_ms,

@@ -55,7 +55,7 @@ pub(super) fn at_max(name: &'static str, step: &Step) -> AtMax {
         kernel_per_conn_kib: held.map_or(f64::NAN, |held| held.kernel_per_conn_kib),
         cpu_us_per_conn_s: held.map_or(f64::NAN, |held| held.cpu_us_per_conn_s),
         shutdown_ms: shutdown.and_then(|s| s.shutdown_ms),
-        shutdown_clean: shutdown.map_or(0, |s| s.ending.clean),
+        shutdown_clean: shutdown.map_or(0, |s| s.ending.tally.clean),
         storm_ms: held.and_then(|held| held.storm.last_close_ms),
     }
 }

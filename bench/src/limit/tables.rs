@@ -46,12 +46,12 @@ pub fn steps_table(run: &LimitRun) -> String {
             format!(
                 "{} ({}/{})",
                 num(held.storm.last_close_ms, 0),
-                held.storm.clean,
-                held.storm.connections
+                held.storm.tally.clean,
+                held.storm.tally.connections
             )
         });
         let (shutdown_cell, how) = shutdown.map_or(("ERROR".to_owned(), String::new()), |s| {
-            let e = &s.ending;
+            let e = &s.ending.tally;
             let codes = e
                 .close_codes
                 .iter()
@@ -239,22 +239,22 @@ pub(super) fn figures(run: &LimitRun, close_timeout: Duration, report: &mut Repo
         let storm_ms = storm.last_close_ms.unwrap_or(f64::NAN);
         report.figures.push(Figure::checked(
             "close_storm_all",
-            format!("close storm: all {} handshakes done", storm.connections),
+            format!(
+                "close storm: all {} handshakes done",
+                storm.tally.connections
+            ),
             storm_ms,
             "ms",
             format!("{storm_ms:.0} ms (p50 {})", num(storm.close_p50_ms, 0)),
             format!("≤ {TARGET_STORM_MS} ms"),
-            storm_ms <= TARGET_STORM_MS && storm.clean == storm.connections,
+            storm_ms <= TARGET_STORM_MS && storm.tally.clean == storm.tally.connections,
         ));
-        let clean_pct = 100.0 * storm.clean as f64 / storm.connections.max(1) as f64;
-        report.figures.push(Figure::checked(
+        report.figures.push(Figure::all_of(
             "close_storm_clean",
             "close storm: clean (1000 echoed, then FIN)",
-            clean_pct,
-            "%",
-            format!("{}/{} ({clean_pct:.1}%)", storm.clean, storm.connections),
-            "100%",
-            storm.clean == storm.connections && storm.connections == n,
+            storm.tally.clean,
+            storm.tally.connections,
+            n,
         ));
         report.figures.push(Figure::checked(
             "server_active_after_storm",
@@ -270,7 +270,7 @@ pub(super) fn figures(run: &LimitRun, close_timeout: Duration, report: &mut Repo
     if let Some(shutdown) = &largest.shutdown {
         let bound_ms = (close_timeout + SHUTDOWN_SLACK).as_secs_f64() * 1e3;
         let ms = shutdown.shutdown_ms.unwrap_or(f64::NAN);
-        let e = &shutdown.ending;
+        let e = &shutdown.ending.tally;
         report.figures.push(Figure::checked(
             "graceful_shutdown",
             format!(
@@ -284,7 +284,7 @@ pub(super) fn figures(run: &LimitRun, close_timeout: Duration, report: &mut Repo
                 num(shutdown.shutdown_ms, 0),
                 e.clean,
                 e.connections,
-                num(e.last_close_ms, 0),
+                num(shutdown.ending.last_close_ms, 0),
                 shutdown.exit
             ),
             format!("≤ close_timeout + 1 s = {bound_ms:.0} ms, all clean"),
