@@ -113,7 +113,7 @@ lint: ## rustfmt, clippy -D warnings (native, every wsclose feature, wasm), docs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p wsclose --all-features --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose --all-features --no-deps
-	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose-server -p wsclose-check --no-deps
+	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose-server -p wsclose-check -p wsclose-bench -p wsclose-e2e --no-deps
 	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
 	@if cargo tree -p wsclose -e normal --prefix none | grep -E '^($(NOT_IN_WSCLOSE)) '; then \
 	  echo "wsclose's default features pull in the crates above"; exit 1; fi

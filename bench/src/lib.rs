@@ -53,6 +53,7 @@ pub mod peers;
 pub mod report;
 pub mod scale;
 pub mod stats;
+pub mod tally;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -24,7 +24,7 @@
 //! time against connections; the largest step is checked against those lines, and the lines
 //! give the projections to 100k and 1M connections.
 //!
-//! Modules: [`measure`] (one step on one server), [`project`] (the fits), [`tables`] (what
+//! Modules: `measure.rs` (one step on one server), `project.rs` (the fits), `tables.rs` (what
 //! is printed) and [`sockstat`].
 
 mod measure;
@@ -40,10 +40,11 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use wsclose_e2e::ServerProcess;
 
-use crate::client::{ClientProcess, Command, Ended, Event, Tally};
+use crate::client::{ClientProcess, Command, Event};
 use crate::fit::{Line, Residual};
 use crate::report::{Figure, Report, RssSeries, Verdict};
 use crate::stats::Samples;
+use crate::tally::{Ended, Tally};
 use crate::{Options, TARGET_RSS_KIB, TARGET_STORM_MS};
 
 pub use measure::run;
