@@ -22,6 +22,9 @@ use crate::{Options, TARGET_BROWSER_P50_MS, TARGET_CLOSE_P50_MS, TARGET_CLOSE_RT
 /// Handshakes and round trips run before the measured ones, to warm caches and the allocator.
 const WARMUP: usize = 50;
 
+/// The payload of the Ping that proves the server reads before a close handshake is timed.
+const READY: &[u8; 5] = b"ready";
+
 /// Bound on one connect-and-close, so a broken server fails the run instead of hanging it.
 const ONE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -34,7 +37,8 @@ pub struct CloseTiming {
     pub to_eof: Duration,
 }
 
-/// Runs `count` sequential connect + close handshakes against `url` (after a warm-up).
+/// Runs `count` sequential close handshakes against `url`, each on a fresh connection that
+/// the server has shown it reads (a Ping answered), after a warm-up.
 pub async fn close_handshakes(url: &str, count: usize) -> anyhow::Result<Vec<CloseTiming>> {
     let mut timings = Vec::with_capacity(count);
     for i in 0..WARMUP + count {
@@ -56,6 +60,19 @@ async fn connect_and_close(url: &str) -> anyhow::Result<CloseTiming> {
     let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .with_context(|| format!("connect to {url}"))?;
+    // The clock starts once the server is reading this connection: a Ping answered proves its
+    // read loop runs. Without it, a Close sent the moment the 101 arrives also times the
+    // server's hand-over from its HTTP code to its socket task, which is the upgrade, not
+    // the close handshake.
+    ws.send(Message::Ping(READY.as_slice().into())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Pong(data))) if data.as_ref() == READY.as_slice() => break,
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => return Err(error).context("read the Pong before the Close"),
+            None => bail!("connection ended before the Pong"),
+        }
+    }
     let close = CloseFrame {
         code: CloseCode::Normal,
         reason: "bench".into(),

@@ -3,8 +3,9 @@
 //!
 //! Every server is an echo at `/ws` (wsclose: `/ws/echo`, pushing nothing) started on a free
 //! port. In each round every server gets, in a rotated order so no one always goes first:
-//! * `handshakes` sequential close handshakes from a fresh connection each (p50 and p99 of
-//!   Close sent → Close received, [`crate::latency::close_handshakes`]);
+//! * `handshakes` sequential close handshakes from a fresh connection each, once the server
+//!   has answered a Ping on it (p50 and p99 of Close sent → Close received,
+//!   [`crate::latency::close_handshakes`]);
 //! * `idle` idle connections, each sending a Ping every second (the peers send no keepalive
 //!   of their own): the server's RSS growth and CPU time divided by them, then a close storm
 //!   in which all of them send Close at once ([`crate::scale::run`], as the scale phase).
