@@ -40,14 +40,29 @@ pub struct CloseTiming {
 /// Runs `count` sequential close handshakes against `url`, each on a fresh connection that
 /// the server has shown it reads (a Ping answered), after a warm-up.
 pub async fn close_handshakes(url: &str, count: usize) -> anyhow::Result<Vec<CloseTiming>> {
-    let mut timings = Vec::with_capacity(count);
+    let mut each = close_handshakes_interleaved(&[url], count).await?;
+    Ok(each.pop().unwrap_or_default())
+}
+
+/// [`close_handshakes`] against several servers at once, interleaved: one handshake with each
+/// in turn, so that whatever the machine does meanwhile falls on all of them alike. Returns
+/// each url's timings, in the order of `urls`.
+pub async fn close_handshakes_interleaved(
+    urls: &[&str],
+    count: usize,
+) -> anyhow::Result<Vec<Vec<CloseTiming>>> {
+    let mut timings = vec![Vec::with_capacity(count); urls.len()];
     for i in 0..WARMUP + count {
-        let timing = tokio::time::timeout(ONE_CLOSE_TIMEOUT, connect_and_close(url))
-            .await
-            .with_context(|| format!("close handshake {i} took longer than {ONE_CLOSE_TIMEOUT:?}"))?
-            .with_context(|| format!("close handshake {i}"))?;
-        if i >= WARMUP {
-            timings.push(timing);
+        for (url, timings) in urls.iter().zip(&mut timings) {
+            let timing = tokio::time::timeout(ONE_CLOSE_TIMEOUT, connect_and_close(url))
+                .await
+                .with_context(|| {
+                    format!("close handshake {i} with {url} took longer than {ONE_CLOSE_TIMEOUT:?}")
+                })?
+                .with_context(|| format!("close handshake {i} with {url}"))?;
+            if i >= WARMUP {
+                timings.push(timing);
+            }
         }
     }
     Ok(timings)

@@ -4,8 +4,9 @@
 //! Every server is an echo at `/ws` (wsclose: `/ws/echo`, pushing nothing) started on a free
 //! port. In each round every server gets, in a rotated order so no one always goes first:
 //! * `handshakes` sequential close handshakes from a fresh connection each, once the server
-//!   has answered a Ping on it (p50 and p99 of Close sent → Close received,
-//!   [`crate::latency::close_handshakes`]);
+//!   has answered a Ping on it (p50 and p99 of Close sent → Close received), interleaved over
+//!   all the servers, running at once, one handshake with each in turn
+//!   ([`crate::latency::close_handshakes_interleaved`]);
 //! * `idle` idle connections, each sending a Ping every second (the peers send no keepalive
 //!   of their own): the server's RSS growth and CPU time divided by them, then a close storm
 //!   in which all of them send Close at once ([`crate::scale::run`], as the scale phase).
@@ -157,33 +158,39 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
     let mut rounds: Vec<Vec<Round>> = specs.iter().map(|_| Vec::new()).collect();
     for round in 0..plan.rounds {
         eprintln!("bench: [peers] round {}/{}", round + 1, plan.rounds);
-        for offset in 0..specs.len() {
-            let index = (round + offset) % specs.len();
+        let order: Vec<usize> = (0..specs.len())
+            .map(|offset| (round + offset) % specs.len())
+            .collect();
+        // The close handshakes: every server at once, one handshake with each in turn.
+        let mut servers = Vec::new();
+        for &index in &order {
+            servers.push(spawn(&specs[index]).await?);
+        }
+        let urls: Vec<String> = order
+            .iter()
+            .zip(&servers)
+            .map(|(&index, server)| server.ws_url(specs[index].path))
+            .collect();
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let handshakes = crate::latency::close_handshakes_interleaved(&urls, plan.handshakes)
+            .await
+            .context("close handshakes");
+        drop(servers);
+        let mut handshakes = handshakes?.into_iter();
+        // Then the idle connections and the storm, one server at a time, each on a fresh
+        // process: memory freed by an earlier test stays in the allocator and would hide the
+        // next one's growth.
+        for &index in &order {
             let spec = &specs[index];
-            // A fresh process each time: memory freed by an earlier round stays in the
-            // allocator and would hide the next round's growth.
-            let mut command = tokio::process::Command::new(&spec.command[0]);
-            command
-                .args(&spec.command[1..])
-                .arg("127.0.0.1:0")
-                .envs(spec.env.iter().map(|(key, value)| (key, value)));
-            let server = ServerProcess::spawn(command)
-                .await
-                .with_context(|| format!("start {}", spec.name))?;
+            let server = spawn(spec).await?;
             let url = server.ws_url(spec.path);
-            let measured = async {
-                let idle = crate::scale::run(&server, &url, &scale_plan)
-                    .await
-                    .context("idle connections and storm")?;
-                let timings = crate::latency::close_handshakes(&url, plan.handshakes)
-                    .await
-                    .context("close handshakes")?;
-                anyhow::Ok((idle, timings))
-            }
-            .await;
+            let idle = crate::scale::run(&server, &url, &scale_plan).await;
             let log = format!("peer-{}.log", spec.name.replace(['/', ' ', '(', ')'], "_"));
             crate::save_log(&server, &plan.logs.join(log));
-            let (idle, timings) = measured.with_context(|| spec.name.to_owned())?;
+            let idle = idle
+                .context("idle connections and storm")
+                .with_context(|| spec.name.to_owned())?;
+            let timings = handshakes.next().unwrap_or_default();
             let samples = Samples::from_durations(timings.iter().map(|t| t.to_close_frame));
             rounds[index].push(Round {
                 p50_ms: samples.quantile(0.5),
@@ -221,6 +228,18 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
             }
         })
         .collect())
+}
+
+/// A fresh process of `spec`'s server on a free port.
+async fn spawn(spec: &PeerSpec) -> anyhow::Result<ServerProcess> {
+    let mut command = tokio::process::Command::new(&spec.command[0]);
+    command
+        .args(&spec.command[1..])
+        .arg("127.0.0.1:0")
+        .envs(spec.env.iter().map(|(key, value)| (key, value)));
+    ServerProcess::spawn(command)
+        .await
+        .with_context(|| format!("start {}", spec.name))
 }
 
 /// One server's figures in one round.
