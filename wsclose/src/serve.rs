@@ -9,6 +9,7 @@
 //!              • one timer, at the earliest deadline:
 //!                  open:    the next ping (keepalive), or no frame for pong_timeout → drop
 //!                  closing: a Close unanswered for close_timeout → drop
+//!                           (closing, only the read and this deadline are awaited)
 //!        ─► the stream ends ─► the function returns ─► the socket is dropped, TCP closes
 //! ```
 //!
@@ -28,9 +29,12 @@
 //!   does anything else: it pulls the next outgoing message only once the previous one is
 //!   written, so at most one message is ever in flight per connection.
 //! * **One timer per connection.** A frame only moves the read deadline in a variable; the
-//!   timer is re-armed when it fires (to the earlier of the next ping and the read deadline)
-//!   or when a Close starts the handshake. Each connection holds one timer entry, and a busy
-//!   connection does not touch the timer wheel for every frame.
+//!   timer is re-armed when it fires (to the earlier of the next ping and the read deadline).
+//!   Each connection holds one timer entry, and a busy connection does not touch the timer
+//!   wheel for every frame. Once a Close is sent or received, the close deadline bounds each
+//!   read instead (`timeout_at`), and its timer is registered only when a read has to wait:
+//!   the usual close (the peer's Close, answered by the next read, which ends the stream)
+//!   never touches the timer wheel.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -197,15 +201,26 @@ where
             // Not `biased;`: with the read first, a peer that floods frames would keep every other
             // arm (shutdown, outgoing messages, the close deadline) from ever being polled. tokio
             // picks the first arm at random, so each ready arm gets its turn.
-            let event = tokio::select! {
-                // 1. The read. Always pending, so Ping and Close are always answered.
-                incoming = socket.next() => Event::Read(incoming),
-                // 2. Shutdown.
-                () = lifecycle.shutting_down(), if open => Event::Shutdown,
-                // 3. The application's next message, or the end of its stream.
-                next = outgoing.next(), if open => Event::Outgoing(next),
-                // 4. The one timer: keepalive and the read deadline while open; the close deadline after.
-                () = &mut timer => Event::Timer,
+            let event = if open {
+                tokio::select! {
+                    // 1. The read. Always pending, so Ping and Close are always answered.
+                    incoming = socket.next() => Event::Read(incoming),
+                    // 2. Shutdown.
+                    () = lifecycle.shutting_down() => Event::Shutdown,
+                    // 3. The application's next message, or the end of its stream.
+                    next = outgoing.next() => Event::Outgoing(next),
+                    // 4. The one timer: the next keepalive ping, or the read deadline.
+                    () = &mut timer => Event::Timer,
+                }
+            } else {
+                // Closing: only the read and the close deadline count. The read is polled
+                // first, and the deadline's timer is registered only if the read has to wait.
+                // After the peer's Close the next read flushes the reply and ends the stream at
+                // once, so the common close never touches the timer wheel.
+                match tokio::time::timeout_at(state.deadline(), socket.next()).await {
+                    Ok(incoming) => Event::Read(incoming),
+                    Err(_elapsed) => Event::Timer,
+                }
             };
             // What to write, if anything, and whether that write is the server's Close. One write
             // point below, not one per case: each await in this loop adds to its future's size.
@@ -236,7 +251,6 @@ where
                                 received_at: now,
                                 deadline,
                             };
-                            timer.as_mut().reset(deadline);
                             (None, None)
                         } else if message.is_text() || message.is_binary() {
                             (on_message(message).map(Write::Send), None)
@@ -319,7 +333,6 @@ where
             // A Close went out: drain until the answer, for at most close_timeout.
             if let Some((code, reason)) = closing {
                 state = server_closed(code, reason, timing.close_timeout);
-                timer.as_mut().reset(state.deadline());
             }
         }
     }

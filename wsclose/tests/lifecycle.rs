@@ -180,6 +180,36 @@ async fn an_unanswered_close_is_dropped_after_close_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_peer_close_whose_answer_cannot_be_written_is_dropped_after_close_timeout() {
+    // 256 bytes of pipe, filled by the first message, and a client that never reads: the
+    // answer to its Close cannot go out, so the stream never ends.
+    let (server, mut client) = test_util::pair_with(256, None).await;
+    let fills_the_pipe = Message::binary(vec![0u8; 256 - 4]);
+    let outgoing = stream::iter([fills_the_pipe]).chain(stream::pending());
+    let task =
+        tokio::spawn(
+            async move { serve_websocket(server, &lifecycle(), outgoing, read_only).await },
+        );
+    // The message is written at once; only then does the Close arrive.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let close_sent = Instant::now();
+    client
+        .send(close::message(CloseCode::Normal, ""))
+        .await
+        .unwrap();
+    let ending = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the connection ended")
+        .unwrap();
+    assert_eq!(
+        (ending.code, ending.reason),
+        (Some(CloseCode::Normal), EndReason::CloseTimeout)
+    );
+    assert_eq!(ending.close_handshake, None, "the answer never went out");
+    assert_eq!(close_sent.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_waits_at_most_close_timeout_plus_the_grace() {
     let lifecycle = lifecycle();
     lifecycle.spawn(std::future::pending::<()>());
