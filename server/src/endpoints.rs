@@ -23,6 +23,7 @@ use tungstenite::Message;
 use wsclose::{serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle};
 
 use crate::broken;
+use crate::linger::Linger;
 use crate::metrics::Metrics;
 
 /// How a demo connection ended, as the metrics count it: like the lifecycle's [`Ending`], with
@@ -136,7 +137,12 @@ pub struct Session {
 #[allow(clippy::manual_async_fn)]
 pub fn serve<S, E>(mut socket: S, session: &Session) -> impl Future<Output = Closed> + '_
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send + 'static,
+    S: Stream<Item = Result<Message, E>>
+        + Sink<Message, Error = E>
+        + Linger
+        + Unpin
+        + Send
+        + 'static,
     E: StdError + 'static,
 {
     async move {
@@ -169,7 +175,11 @@ where
         let ending = match session.endpoint {
             Endpoint::Drain | Endpoint::Echo => {
                 let ending = serve_websocket(&mut socket, lifecycle, ticks(), handler()).await;
-                // The TCP connection closes now, as the lifecycle promises.
+                // The TCP connection closes now, as the lifecycle promises: at once after a
+                // complete close handshake, with a lingering drain otherwise.
+                if ending.close_handshake.is_some() {
+                    socket.handshake_completed();
+                }
                 drop(socket);
                 ending.into()
             }

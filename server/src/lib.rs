@@ -12,6 +12,7 @@
 //!   write buffer.
 //! * [`linger`]: the lingering close of an upgraded connection (FIN, then drain), so a reset
 //!   never destroys the server's last Close frame.
+//! * [`anchor`]: one timer that spares the connections' timers a wake-up of tokio's driver.
 //! * [`accept`]: the connection cap on TCP connections, and HTTP/1.1 with a timer from accept.
 //! * [`config`]: every timing value and limit, with defaults and how they relate.
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
@@ -28,6 +29,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub mod accept;
+pub mod anchor;
 pub mod broken;
 pub mod config;
 pub mod endpoints;
@@ -94,6 +96,7 @@ pub async fn serve_app(
         );
     }
     let routes = routes::routes(app.clone());
+    let anchor = anchor::spawn();
     // Plain HTTP connections, so shutdown can give them a moment to finish. They are told to
     // finish only once the sockets are done: until then `/healthz` answers `503 draining`.
     let connections = TaskTracker::new();
@@ -149,6 +152,7 @@ pub async fn serve_app(
     {
         tracing::warn!("HTTP connections still open; dropping them");
     }
+    anchor.abort();
     Ok(())
 }
 

@@ -10,6 +10,12 @@
 //! (the moment the lifecycle ends, as before), it sends FIN at once, so the peer sees the end
 //! of the connection as promptly as before, then discards whatever the peer still sends until
 //! the peer closes too, for at most the linger time, in a task of its own.
+//!
+//! After a complete close handshake there is nothing to drain: the peer's Close was read, and a
+//! peer sends nothing after its Close (RFC 6455, section 5.5.1). [`Linger::handshake_completed`]
+//! says so, and the drop then closes the socket at once, with no task and no timer: that is how
+//! nearly every connection ends, and the task and its timer were most of what a close cost the
+//! server beyond the bare loop (`docs/performance.md`, "Where the close handshake goes").
 
 use std::io;
 use std::pin::Pin;
@@ -17,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::accept::ConnectionSlot;
 
@@ -28,6 +35,8 @@ pub struct LingeringClose<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     linger: Duration,
     /// The connection's place under the cap, held until the socket is really closed.
     slot: Option<ConnectionSlot>,
+    /// Whether the drop drains; false once the close handshake completed.
+    drain: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LingeringClose<T> {
@@ -38,6 +47,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LingeringClose<T> {
             io: Some(io),
             linger,
             slot,
+            drain: true,
         }
     }
 
@@ -74,8 +84,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Lingerin
     }
 }
 
+/// A socket that can be told that its close handshake completed, so that its TCP connection
+/// closes at once instead of lingering.
+pub trait Linger {
+    /// The peer's Close has been read and answered (or it answered ours): nothing more will
+    /// arrive, so the drop closes the connection without draining.
+    fn handshake_completed(&mut self);
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Linger
+    for WebSocketStream<LingeringClose<T>>
+{
+    fn handshake_completed(&mut self) {
+        self.get_mut().drain = false;
+    }
+}
+
+/// The in-memory pipe of the tests has no TCP connection to linger.
+impl Linger for WebSocketStream<tokio::io::DuplexStream> {
+    fn handshake_completed(&mut self) {}
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for LingeringClose<T> {
     fn drop(&mut self) {
+        if !self.drain {
+            // `io` and `slot` are dropped with `self`: FIN now, and the slot is free.
+            return;
+        }
         let (Some(mut io), Ok(runtime)) = (self.io.take(), tokio::runtime::Handle::try_current())
         else {
             return;
@@ -113,5 +148,21 @@ mod tests {
         assert_eq!(got, b"close");
         // ...and what the peer sends afterwards is taken and discarded, not refused.
         peer.write_all(&[0u8; 4096]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn after_a_complete_handshake_the_drop_closes_at_once() {
+        let (server, mut peer) = tokio::io::duplex(64);
+        let lingering = LingeringClose::new(server, Duration::from_secs(5), None);
+        let mut socket =
+            WebSocketStream::from_raw_socket(lingering, tungstenite::protocol::Role::Server, None)
+                .await;
+        socket.handshake_completed();
+        drop(socket);
+        // Closed, not draining: what the peer sends now is refused.
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty());
+        assert!(peer.write_all(&[0u8; 4096]).await.is_err());
     }
 }
