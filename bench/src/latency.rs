@@ -25,6 +25,12 @@ const WARMUP: usize = 50;
 /// The payload of the Ping that proves the server reads before a close handshake is timed.
 const READY: &[u8; 5] = b"ready";
 
+/// How long a timed connection idles between the Pong and its Close (`--close-idle-ms`), so the
+/// close is timed on an idle connection, as a browser closes one: without it, a server that
+/// hands the upgraded connection from its HTTP task to a task of its own may still be busy
+/// with that when the Ping arrives, and the Close then lands on its other worker thread.
+pub const CLOSE_IDLE: Duration = Duration::from_millis(1);
+
 /// Bound on one connect-and-close, so a broken server fails the run instead of hanging it.
 const ONE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -38,9 +44,14 @@ pub struct CloseTiming {
 }
 
 /// Runs `count` sequential close handshakes against `url`, each on a fresh connection that
-/// the server has shown it reads (a Ping answered), after a warm-up.
-pub async fn close_handshakes(url: &str, count: usize) -> anyhow::Result<Vec<CloseTiming>> {
-    let mut each = close_handshakes_interleaved(&[url], count).await?;
+/// the server has shown it reads (a Ping answered) and that then idled for `idle`, after a
+/// warm-up.
+pub async fn close_handshakes(
+    url: &str,
+    count: usize,
+    idle: Duration,
+) -> anyhow::Result<Vec<CloseTiming>> {
+    let mut each = close_handshakes_interleaved(&[url], count, idle).await?;
     Ok(each.pop().unwrap_or_default())
 }
 
@@ -50,14 +61,16 @@ pub async fn close_handshakes(url: &str, count: usize) -> anyhow::Result<Vec<Clo
 pub async fn close_handshakes_interleaved(
     urls: &[&str],
     count: usize,
+    idle: Duration,
 ) -> anyhow::Result<Vec<Vec<CloseTiming>>> {
     let mut timings = vec![Vec::with_capacity(count); urls.len()];
     for i in 0..WARMUP + count {
         for (url, timings) in urls.iter().zip(&mut timings) {
-            let timing = tokio::time::timeout(ONE_CLOSE_TIMEOUT, connect_and_close(url))
+            let bound = ONE_CLOSE_TIMEOUT + idle;
+            let timing = tokio::time::timeout(bound, connect_and_close(url, idle))
                 .await
                 .with_context(|| {
-                    format!("close handshake {i} with {url} took longer than {ONE_CLOSE_TIMEOUT:?}")
+                    format!("close handshake {i} with {url} took longer than {bound:?}")
                 })?
                 .with_context(|| format!("close handshake {i} with {url}"))?;
             if i >= WARMUP {
@@ -68,17 +81,17 @@ pub async fn close_handshakes_interleaved(
     Ok(timings)
 }
 
-async fn connect_and_close(url: &str) -> anyhow::Result<CloseTiming> {
+async fn connect_and_close(url: &str, idle: Duration) -> anyhow::Result<CloseTiming> {
     // tungstenite zero-fills its whole read buffer (128 KiB by default) before every read;
     // with the default the client would time its own memset twice per sample.
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
     let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .with_context(|| format!("connect to {url}"))?;
-    // The clock starts once the server is reading this connection: a Ping answered proves its
-    // read loop runs. Without it, a Close sent the moment the 101 arrives also times the
-    // server's hand-over from its HTTP code to its socket task, which is the upgrade, not
-    // the close handshake.
+    // The clock starts once the server is reading this connection and has had `idle` to finish
+    // whatever it was doing for it: a Ping answered proves its read loop runs. Without it, a
+    // Close sent the moment the 101 arrives also times the server's hand-over from its HTTP
+    // code to its socket task, which is the upgrade, not the close handshake.
     ws.send(Message::Ping(READY.as_slice().into())).await?;
     loop {
         match ws.next().await {
@@ -88,6 +101,7 @@ async fn connect_and_close(url: &str) -> anyhow::Result<CloseTiming> {
             None => bail!("connection ended before the Pong"),
         }
     }
+    tokio::time::sleep(idle).await;
     let close = CloseFrame {
         code: CloseCode::Normal,
         reason: "bench".into(),
@@ -284,7 +298,11 @@ pub fn phase(options: &Options, report: &mut Report) {
         options.handshakes
     );
     let url = server.ws_url("/ws/drain?push_ms=0");
-    match runtime.block_on(close_handshakes(&url, options.handshakes)) {
+    match runtime.block_on(close_handshakes(
+        &url,
+        options.handshakes,
+        options.close_idle,
+    )) {
         Ok(timings) => {
             report.close = Samples::from_durations(timings.iter().map(|t| t.to_close_frame));
             report.close_to_fin = Samples::from_durations(timings.iter().map(|t| t.to_eof));

@@ -56,7 +56,7 @@ pub mod stats;
 pub mod tally;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -116,6 +116,8 @@ pub struct Options {
     pub peer_handshakes: usize,
     /// Idle connections per server per round.
     pub peer_idle: usize,
+    /// How long each timed connection idles between the Pong and its Close.
+    pub close_idle: Duration,
 }
 
 impl Options {
@@ -134,6 +136,7 @@ impl Options {
             rounds: if quick { 2 } else { 5 },
             peer_handshakes: if quick { 50 } else { 200 },
             peer_idle: if quick { 100 } else { 1_000 },
+            close_idle: latency::CLOSE_IDLE,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use wsclose_bench::Options;
@@ -55,6 +56,10 @@ struct Cli {
     /// Idle connections per server per round, for RSS, CPU and the storm [1000; 100].
     #[arg(long, value_name = "N", value_parser = positive)]
     peer_idle: Option<usize>,
+    /// How long each timed connection idles once its Ping is answered, before the Close
+    /// [1; 1]. 0 sends the Close the moment the Pong arrives.
+    #[arg(long, value_name = "MS")]
+    close_idle_ms: Option<u64>,
     /// Run as one of the scale phase's client processes (commands on stdin, JSON lines).
     #[arg(long, hide = true)]
     scale_client: bool,
@@ -76,6 +81,9 @@ impl Cli {
             rounds: self.rounds.unwrap_or(defaults.rounds),
             peer_handshakes: self.peer_handshakes.unwrap_or(defaults.peer_handshakes),
             peer_idle: self.peer_idle.unwrap_or(defaults.peer_idle),
+            close_idle: self
+                .close_idle_ms
+                .map_or(defaults.close_idle, Duration::from_millis),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Every server is an echo at `/ws` (wsclose: `/ws/echo`, pushing nothing) started on a free
 //! port. In each round every server gets, in a rotated order so no one always goes first:
 //! * `handshakes` sequential close handshakes from a fresh connection each, once the server
-//!   has answered a Ping on it (p50 and p99 of Close sent → Close received), interleaved over
+//!   has answered a Ping on it and it has idled for `--close-idle-ms` (p50 and p99 of Close
+//!   sent → Close received), interleaved over
 //!   all the servers, running at once, one handshake with each in turn
 //!   ([`crate::latency::close_handshakes_interleaved`]);
 //! * `idle` idle connections, each sending a Ping every second (the peers send no keepalive
@@ -137,6 +138,8 @@ pub struct PeerPlan {
     pub idle: usize,
     /// How long CPU time is watched while they idle.
     pub cpu_window: Duration,
+    /// How long each timed connection idles between its Pong and its Close.
+    pub close_idle: Duration,
     /// Where each server's stderr goes (`peer-NAME.log`, the last round's).
     pub logs: PathBuf,
 }
@@ -172,9 +175,10 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
             .map(|(&index, server)| server.ws_url(specs[index].path))
             .collect();
         let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-        let handshakes = crate::latency::close_handshakes_interleaved(&urls, plan.handshakes)
-            .await
-            .context("close handshakes");
+        let handshakes =
+            crate::latency::close_handshakes_interleaved(&urls, plan.handshakes, plan.close_idle)
+                .await
+                .context("close handshakes");
         drop(servers);
         let mut handshakes = handshakes?.into_iter();
         // Then the idle connections and the storm, one server at a time, each on a fresh
@@ -345,6 +349,7 @@ pub fn phase(options: &Options, report: &mut Report) -> Vec<PeerResult> {
         handshakes: options.peer_handshakes,
         idle: options.peer_idle,
         cpu_window: Duration::from_secs(if options.quick { 1 } else { 5 }),
+        close_idle: options.close_idle,
         logs: options.out.clone(),
     };
     let results = tokio::runtime::Builder::new_current_thread()
