@@ -81,6 +81,31 @@ pub async fn close_handshakes_interleaved(
     Ok(timings)
 }
 
+/// Each round's close-handshake p50 (Close sent → Close received, in ms) for every url:
+/// `rounds` runs of [`close_handshakes_interleaved`] with `count` handshakes each, the order of
+/// the urls rotated by one each round so that no server always goes first. Returns, per url in
+/// the order of `urls`, its p50 in each round.
+pub async fn p50_rounds(
+    urls: &[&str],
+    rounds: usize,
+    count: usize,
+    idle: Duration,
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut p50s = vec![Vec::with_capacity(rounds); urls.len()];
+    for round in 0..rounds {
+        let order: Vec<usize> = (0..urls.len())
+            .map(|offset| (round + offset) % urls.len())
+            .collect();
+        let ordered: Vec<&str> = order.iter().map(|&index| urls[index]).collect();
+        let timings = close_handshakes_interleaved(&ordered, count, idle).await?;
+        for (&index, timings) in order.iter().zip(timings) {
+            let samples = Samples::from_durations(timings.iter().map(|t| t.to_close_frame));
+            p50s[index].push(samples.quantile(0.5));
+        }
+    }
+    Ok(p50s)
+}
+
 async fn connect_and_close(url: &str, idle: Duration) -> anyhow::Result<CloseTiming> {
     // tungstenite zero-fills its whole read buffer (128 KiB by default) before every read;
     // with the default the client would time its own memset twice per sample.

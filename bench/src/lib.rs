@@ -21,8 +21,10 @@
 //!    peer twice, which on an idle VM can cost more than the whole close handshake; that
 //!    figure is printed for context.
 //! 2. **Close handshake**: sequential connect + close on `/ws/drain?push_ms=0` with
-//!    tokio-tungstenite; send Close → the server's Close, and → TCP EOF
-//!    ([`latency::close_handshakes`]).
+//!    tokio-tungstenite, each once a Ping is answered and the connection has idled for
+//!    `--close-idle-ms`; send Close → the server's Close, and → TCP EOF
+//!    ([`latency::close_handshakes`]). `src/bin/close-handshakes.rs` runs the same timing,
+//!    interleaved in rounds, against servers you start yourself ([`latency::p50_rounds`]).
 //! 3. **Browser**: the wasm probe's `measureClose` in headless Chromium via WebDriver
 //!    ([`browser::run`]). Skipped, with the reason printed, without chromedriver or a built
 //!    `target/www/pkg`.
@@ -138,6 +140,34 @@ impl Options {
             peer_idle: if quick { 100 } else { 1_000 },
             close_idle: latency::CLOSE_IDLE,
         }
+    }
+}
+
+/// Parses the command line of `program`, or says what is wrong in one line and returns exit
+/// status 2; `--help` and `--version` print and exit 0.
+pub fn parse_flags<C: clap::Parser>(program: &str) -> Result<C, std::process::ExitCode> {
+    match C::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(error) if !error.use_stderr() => error.exit(), // --help, --version
+        Err(error) => {
+            // clap's message up to its usage, on one line ("… not provided: <URL>...").
+            let message = error.to_string();
+            let summary: Vec<&str> = message
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+                .collect();
+            eprintln!("{program}: {} (see --help)", summary.join(" "));
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// A count of at least 1, for clap's `value_parser`.
+pub fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("wants a positive whole number, not {text:?}")),
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use wsclose_bench::Options;
+use wsclose_bench::{positive, Options};
 
 /// Close latency against the TCP floor and peer servers, browser close latency, and scale to
 /// the most connections one server process may hold. Defaults in brackets are for a full run, then for --quick.
@@ -88,24 +88,10 @@ impl Cli {
     }
 }
 
-/// A count of at least 1.
-fn positive(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("wants a positive whole number, not {text:?}")),
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match wsclose_bench::parse_flags("wsclose-bench") {
         Ok(cli) => cli,
-        Err(error) if !error.use_stderr() => error.exit(), // --help, --version
-        Err(error) => {
-            let message = error.to_string();
-            let first_line = message.lines().next().unwrap_or("invalid arguments");
-            eprintln!("wsclose-bench: {first_line} (see --help)");
-            return ExitCode::from(2);
-        }
+        Err(status) => return status,
     };
     if cli.scale_client {
         return match wsclose_bench::client::main() {

@@ -1,7 +1,8 @@
-//! The bench's command line: bad flags get exit status 2 and one line naming the flag, before
-//! anything is measured.
+//! The bench's command lines: bad flags get exit status 2 and one line naming the flag, before
+//! anything is measured; `close-handshakes` against a real server, and one that is not there.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 
 fn bench(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wsclose-bench"))
@@ -48,9 +49,100 @@ fn help_lists_every_flag_with_its_defaults() {
         "--rounds",
         "--peer-handshakes",
         "--peer-idle",
+        "--close-idle-ms",
     ] {
         assert!(help.contains(flag), "--help has no {flag}:\n{help}");
     }
     assert!(help.contains("less 1000"), "{help}");
     assert!(!help.contains("--scale-client"), "{help}");
+}
+
+fn close_handshakes(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_close-handshakes"))
+        .args(args)
+        .output()
+        .expect("run close-handshakes")
+}
+
+/// The bench's bare tokio-tungstenite server on a free port, killed when dropped.
+struct BarePeer {
+    child: Child,
+    url: String,
+}
+
+impl BarePeer {
+    fn start() -> BarePeer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bare-peer"))
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start bare-peer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line.trim().rsplit("http://").next().expect("an address");
+        let url = format!("ws://{addr}/ws");
+        BarePeer { child, url }
+    }
+}
+
+impl Drop for BarePeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn close_handshakes_times_each_server_and_its_ratio_to_the_first() {
+    let (first, second) = (BarePeer::start(), BarePeer::start());
+    let output = close_handshakes(&[
+        "--rounds",
+        "2",
+        "--handshakes",
+        "5",
+        &first.url,
+        &second.url,
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("ws://"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0].contains(&first.url) && rows[0].contains("1.00×"),
+        "{stdout}"
+    );
+    assert!(rows[1].contains(&second.url), "{stdout}");
+}
+
+#[test]
+fn close_handshakes_says_in_one_line_what_is_wrong() {
+    // Bad flags: status 2. A server that is not there: status 1, naming the url.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("ws://{}/ws", listener.local_addr().unwrap())
+    };
+    for (args, status, needle) in [
+        (vec!["--rounds", "0", "ws://127.0.0.1:1/ws"], 2, "--rounds"),
+        (vec![], 2, "URL"),
+        (vec![closed.as_str()], 1, closed.as_str()),
+    ] {
+        let output = close_handshakes(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(status), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("close-handshakes: ") && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?} measured something");
+    }
 }
