@@ -9,6 +9,11 @@
 //!                         connection is dropped (slowloris)
 //! ```
 //!
+//! [`crate::anchor::ANCHOR_PERIOD`] (1 s, a constant) is shorter than every timeout a
+//! connection arms with the defaults (`close_timeout` 5 s, `write_timeout` and
+//! `header_timeout` 10 s, `ping_interval` 54 s), so arming one never wakes tokio's timer
+//! driver; a timeout set shorter than it still works.
+//!
 //! All sockets close in parallel on shutdown, and [`crate::run`] waits at most
 //! `close_timeout +` [`wsclose::SHUTDOWN_GRACE`] for them before it returns; a socket whose
 //! Close write is still stuck then (a peer that does not read) is dropped with the runtime.
