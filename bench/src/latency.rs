@@ -93,9 +93,7 @@ pub async fn p50_rounds(
 ) -> anyhow::Result<Vec<Vec<f64>>> {
     let mut p50s = vec![Vec::with_capacity(rounds); urls.len()];
     for round in 0..rounds {
-        let order: Vec<usize> = (0..urls.len())
-            .map(|offset| (round + offset) % urls.len())
-            .collect();
+        let order = rotated(round, urls.len());
         let ordered: Vec<&str> = order.iter().map(|&index| urls[index]).collect();
         let timings = close_handshakes_interleaved(&ordered, count, idle).await?;
         for (&index, timings) in order.iter().zip(timings) {
@@ -104,6 +102,12 @@ pub async fn p50_rounds(
         }
     }
     Ok(p50s)
+}
+
+/// The indices `0..count` rotated left by `round`: the order of the servers in that round, so
+/// that no server always goes first.
+pub fn rotated(round: usize, count: usize) -> Vec<usize> {
+    (0..count).map(|offset| (round + offset) % count).collect()
 }
 
 async fn connect_and_close(url: &str, idle: Duration) -> anyhow::Result<CloseTiming> {

@@ -161,9 +161,7 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
     let mut rounds: Vec<Vec<Round>> = specs.iter().map(|_| Vec::new()).collect();
     for round in 0..plan.rounds {
         eprintln!("bench: [peers] round {}/{}", round + 1, plan.rounds);
-        let order: Vec<usize> = (0..specs.len())
-            .map(|offset| (round + offset) % specs.len())
-            .collect();
+        let order = crate::latency::rotated(round, specs.len());
         // The close handshakes: every server at once, one handshake with each in turn.
         let mut servers = Vec::new();
         for &index in &order {
@@ -259,7 +257,7 @@ struct Round {
 
 /// The median of `values`: [`Samples::quantile`] at 0.5, so the lower middle one for an
 /// even count.
-fn median(values: &[f64]) -> f64 {
+pub fn median(values: &[f64]) -> f64 {
     Samples::from_ms(values.iter().copied()).quantile(0.5)
 }
 

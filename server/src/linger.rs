@@ -101,6 +101,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Linger
 }
 
 /// The in-memory pipe of the tests has no TCP connection to linger.
+#[cfg(test)]
 impl Linger for WebSocketStream<tokio::io::DuplexStream> {
     fn handshake_completed(&mut self) {}
 }

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use wsclose_bench::latency::{p50_rounds, CLOSE_IDLE};
-use wsclose_bench::peers::spread;
-use wsclose_bench::stats::Samples;
+use wsclose_bench::peers::{median, spread};
 use wsclose_bench::{parse_flags, positive};
 
 /// Close handshakes against the servers at URL..., interleaved, in rounds.
@@ -59,7 +58,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let median = |rounds: &[f64]| Samples::from_ms(rounds.iter().copied()).quantile(0.5);
     let first = median(&p50s[0]);
     let mut table = comfy_table::Table::new();
     table
