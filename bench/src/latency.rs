@@ -31,6 +31,10 @@ const READY: &[u8; 5] = b"ready";
 /// with that when the Ping arrives, and the Close then lands on its other worker thread.
 pub const CLOSE_IDLE: Duration = Duration::from_millis(1);
 
+/// The largest message or frame the timing client takes from a server (it expects a Pong and
+/// a Close, 125 bytes at most each, and the echo of nothing).
+const MAX_MESSAGE: usize = 64 * 1024;
+
 /// Bound on one connect-and-close, so a broken server fails the run instead of hanging it.
 const ONE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -113,7 +117,12 @@ pub fn rotated(round: usize, count: usize) -> Vec<usize> {
 async fn connect_and_close(url: &str, idle: Duration) -> anyhow::Result<CloseTiming> {
     // tungstenite zero-fills its whole read buffer (128 KiB by default) before every read;
     // with the default the client would time its own memset twice per sample.
-    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    // A server that sends more than a Close or a Pong is answered with an error, not buffered:
+    // `close-handshakes` talks to servers anyone starts.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
     let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .with_context(|| format!("connect to {url}"))?;
