@@ -30,6 +30,8 @@ ADDR         ?= 127.0.0.1:3030
 WWW          := target/www
 SERVER_DEBUG := target/debug/wsclose-server
 SERVER_RELEASE := target/release/wsclose-server
+# Runs a browser test command against a fresh server on a free port (e2e/src/bin/with-server.rs).
+WITH_SERVER  := target/debug/with-server
 # Seconds one wasm test binary may run. The fast suite needs ~10 s; the slow one waits
 # for Chromium's 60 s closing-handshake timeout.
 BROWSER_TEST_TIMEOUT := 60
@@ -77,6 +79,7 @@ setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, WebKitGTK's driv
 
 build: setup-wasm build-wasm ## Build the server and the demo page (wasm) into target/www
 	cargo build -p wsclose-server
+	cargo build -p wsclose-e2e --bin with-server
 
 # The most bytes the built wasm may have: every page view loads it. build-wasm fails past it;
 # client-wasm/README.md says how it is built, what it measures and what twiggy showed.
@@ -132,23 +135,23 @@ e2e: build setup-peers ## End-to-end tests against the real server binary (and c
 test-browser: test-chrome test-firefox test-webkit ## The wasm probe tests in Chromium, Firefox and WebKit
 
 test-chrome: setup build
-	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) $(WITH_SERVER) $(SERVER_DEBUG) -- \
 	  $(CHROME_TEST) client-wasm --test browser -- --nocapture
 
 test-firefox: setup build
-	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) $(WITH_SERVER) $(SERVER_DEBUG) -- \
 	  $(FIREFOX_TEST) client-wasm --test browser -- --nocapture
 
 test-webkit: setup build
-	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	WASM_BINDGEN_TEST_TIMEOUT=$(BROWSER_TEST_TIMEOUT) $(WITH_SERVER) $(SERVER_DEBUG) -- \
 	  $(WEBKIT_TEST) client-wasm --test browser -- --nocapture
 
 test-slow: setup build ## The full-length no-drain and lingering-TCP cases in all three engines (~5 min)
-	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) $(WITH_SERVER) $(SERVER_DEBUG) -- \
 	  $(CHROME_TEST) client-wasm --test slow -- --nocapture
-	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) $(WITH_SERVER) $(SERVER_DEBUG) -- \
 	  $(FIREFOX_TEST) client-wasm --test slow -- --nocapture
-	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) scripts/with-server.sh $(SERVER_DEBUG) -- \
+	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) $(WITH_SERVER) $(SERVER_DEBUG) -- \
 	  $(WEBKIT_TEST) client-wasm --test slow -- --nocapture
 	cargo test -p wsclose-e2e --test check_browser -- --ignored --nocapture
 

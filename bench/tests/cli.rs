@@ -1,14 +1,27 @@
 //! The bench's command lines: bad flags get exit status 2 and one line naming the flag, before
 //! anything is measured; `close-handshakes` against a real server, and one that is not there.
+//! Every run is bounded by [`RUN_TIMEOUT`] (assert_cmd kills the binary past it).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use wsclose_e2e::ServerProcess;
+
+/// The longest one run of a bench binary may take in these tests: flag errors answer at once,
+/// and the measuring run makes ten close handshakes on loopback.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn run(binary: &str, args: &[&str]) -> std::process::Output {
+    Command::cargo_bin(binary)
+        .unwrap_or_else(|error| panic!("{binary}: {error}"))
+        .args(args)
+        .timeout(RUN_TIMEOUT)
+        .output()
+        .unwrap_or_else(|error| panic!("run {binary}: {error}"))
+}
 
 fn bench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wsclose-bench"))
-        .args(args)
-        .output()
-        .expect("run wsclose-bench")
+    run("wsclose-bench", args)
 }
 
 #[test]
@@ -58,53 +71,24 @@ fn help_lists_every_flag_with_its_defaults() {
 }
 
 fn close_handshakes(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_close-handshakes"))
-        .args(args)
-        .output()
-        .expect("run close-handshakes")
+    run("close-handshakes", args)
 }
 
 /// The bench's bare tokio-tungstenite server on a free port, killed when dropped.
-struct BarePeer {
-    child: Child,
-    url: String,
+async fn bare_peer() -> (ServerProcess, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bare-peer"));
+    command.arg("127.0.0.1:0");
+    let peer = ServerProcess::spawn(command)
+        .await
+        .expect("start bare-peer");
+    let url = peer.ws_url("/ws");
+    (peer, url)
 }
 
-impl BarePeer {
-    fn start() -> BarePeer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bare-peer"))
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start bare-peer");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line.trim().rsplit("http://").next().expect("an address");
-        let url = format!("ws://{addr}/ws");
-        BarePeer { child, url }
-    }
-}
-
-impl Drop for BarePeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn close_handshakes_times_each_server_and_its_ratio_to_the_first() {
-    let (first, second) = (BarePeer::start(), BarePeer::start());
-    let output = close_handshakes(&[
-        "--rounds",
-        "2",
-        "--handshakes",
-        "5",
-        &first.url,
-        &second.url,
-    ]);
+#[tokio::test(flavor = "multi_thread")]
+async fn close_handshakes_times_each_server_and_its_ratio_to_the_first() {
+    let ((_first, first), (_second, second)) = (bare_peer().await, bare_peer().await);
+    let output = close_handshakes(&["--rounds", "2", "--handshakes", "5", &first, &second]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -117,10 +101,10 @@ fn close_handshakes_times_each_server_and_its_ratio_to_the_first() {
         .collect();
     assert_eq!(rows.len(), 2, "{stdout}");
     assert!(
-        rows[0].contains(&first.url) && rows[0].contains("1.00×"),
+        rows[0].contains(&first) && rows[0].contains("1.00×"),
         "{stdout}"
     );
-    assert!(rows[1].contains(&second.url), "{stdout}");
+    assert!(rows[1].contains(&second), "{stdout}");
 }
 
 #[test]

@@ -495,9 +495,9 @@ fn get(object: &JsValue, key: &str) -> JsValue {
 }
 
 /// A loopback port that was free when the test run started (`WSCLOSE_FREE_PORT`, set by
-/// `scripts/with-server.sh`), for a connection that must be refused.
+/// `e2e/src/bin/with-server.rs`), for a connection that must be refused.
 fn free_port() -> u16 {
     option_env!("WSCLOSE_FREE_PORT")
         .and_then(|port| port.parse().ok())
-        .expect("WSCLOSE_FREE_PORT is not set: run the tests through scripts/with-server.sh")
+        .expect("WSCLOSE_FREE_PORT is not set: run the tests through make test-browser (e2e/src/bin/with-server.rs)")
 }

@@ -113,6 +113,15 @@ enum Target<'a> {
     Example(&'a str),
 }
 
+/// The resident memory of process `pid` in KiB, or `None` once it is gone: for a task that
+/// samples a server's RSS beside the test (which keeps the [`ServerProcess`]).
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .and_then(|process| process.status())
+        .ok()?
+        .vmrss
+}
+
 /// Shared, growing copy of what a child printed on one of its streams.
 type Captured = Arc<Mutex<Vec<String>>>;
 

@@ -145,8 +145,19 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
             .next_start(WAIT)
             .await
             .unwrap_or_else(|error| panic!("instance {k} did not come back: {error:#}"));
-        // Reconnected (first delay ≤ 250 ms) and ticking again (every 250 ms).
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // The next restart needs the subscription open and ticking again: two more ticks
+        // than now. (If it was on instance k, its socket ended before k's restart was
+        // announced, so these ticks come over the new socket.)
+        let ticks: u64 = page
+            .live_attr("data-ticks", |_| true)
+            .await
+            .parse()
+            .expect("n");
+        page.live_attr("data-ticks", |now| {
+            now.parse().is_ok_and(|n: u64| n >= ticks + 2)
+        })
+        .await;
+        page.live_attr("data-state", |state| state == "open").await;
     }
     let ticks_after: u64 = page
         .live_attr("data-ticks", |_| true)

@@ -176,12 +176,34 @@ async fn silent_connections_past_the_descriptor_limit_leave_healthz_answering() 
         .arg(server_binary())
         .args(["--addr", "127.0.0.1:0", "--header-timeout", "60s"]);
     let server = ServerProcess::spawn(command).await.expect("server starts");
+    // The listener and tokio's own descriptors.
+    let idle = sockets_held(server.pid());
     let mut silent = Vec::with_capacity(SILENT);
     for _ in 0..SILENT {
         silent.push(TcpStream::connect(server.addr()).await.expect("connect"));
     }
-    // Give the accept loop time to take every one of them off the listen queue.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The next step needs the cap full and no refusal in flight (else /healthz is closed at
+    // accept, unanswered): every connection taken off the listen queue, and the server
+    // holding exactly its cap, which it logs.
+    let log = server.stderr_text();
+    let cap: usize = log
+        .split_once(" cap=")
+        .and_then(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no lowered cap in the log:\n{log}"));
+    let settled = Instant::now() + IO_TIMEOUT;
+    while accept_queue(server.addr()) > 0 || sockets_held(server.pid()) != idle + cap {
+        assert!(
+            Instant::now() < settled,
+            "{} sockets held, cap {cap} besides {idle}",
+            sockets_held(server.pid())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let asked = Instant::now();
     let healthz = tokio::time::timeout(Duration::from_secs(1), http_get(server.addr(), "/healthz"))
         .await
@@ -217,6 +239,17 @@ async fn silent_connections_past_the_descriptor_limit_leave_healthz_answering() 
         !log.contains("accept failed"),
         "ran out of descriptors:\n{log}"
     );
+}
+
+/// Connections waiting in the listen queue of the socket listening on `addr`, from
+/// `/proc/net/tcp` (for a listening socket, `rx_queue` is its accept queue).
+fn accept_queue(addr: SocketAddr) -> u32 {
+    procfs::net::tcp()
+        .expect("/proc/net/tcp")
+        .into_iter()
+        .find(|entry| entry.local_address == addr && entry.state == procfs::net::TcpState::Listen)
+        .expect("the server's listening socket")
+        .rx_queue
 }
 
 /// The sockets the server holds now, from `/proc/PID/fd`.

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use wsclose_e2e::raw::{RawClient, RawCloseOutcome};
 use wsclose_e2e::ws::{assert_contiguous, connect, parse_tick, Tick};
-use wsclose_e2e::{heavy_test_guard, ServerProcess, IO_TIMEOUT};
+use wsclose_e2e::{heavy_test_guard, MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
 const CONNECTIONS: usize = 200;
 
@@ -134,7 +134,12 @@ async fn sigterm_sends_1001_after_every_tick_to_200_clients_and_exits_0() {
 async fn shutdown_waits_for_a_silent_peer_only_until_close_timeout() {
     let mut server = ServerProcess::start(&["--close-timeout", "1s"]).await;
     let mut raw = RawClient::connect(server.addr(), "/ws/drain?push_ms=50").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The shutdown must find the socket in the lifecycle: wait until the server counts it.
+    MetricsSnapshot::wait_until(server.addr(), IO_TIMEOUT, |page| {
+        page.sum("wsclose_connections_active", &[]) == 1.0
+    })
+    .await
+    .expect("the socket counted as active");
     server.sigterm();
     let signalled = Instant::now();
 

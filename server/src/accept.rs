@@ -30,6 +30,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use warp::{Filter, Reply};
 
+use crate::metrics::{Metrics, OpenTcpConnection};
+
 /// Descriptors kept free beyond the connection cap: standard streams, the listener, tokio's
 /// driver and signal pipes, and the file a static response reads from.
 pub const FD_RESERVE: usize = 64;
@@ -52,10 +54,11 @@ content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\nconnection: clo
 too many connections\n";
 
 /// One place under the connection cap. Clones share the place; it is freed when the last clone
-/// is dropped, which is when the last holder of the TCP connection lets go.
+/// is dropped, which is when the last holder of the TCP connection lets go. While it lives, the
+/// connection counts in `wsclose_tcp_connections_open`.
 #[derive(Clone)]
 pub struct ConnectionSlot {
-    _permit: Arc<OwnedSemaphorePermit>,
+    _held: Arc<(OwnedSemaphorePermit, OpenTcpConnection)>,
 }
 
 /// The connection cap: `max_connections`, lowered to the open-file limit less [`FD_RESERVE`]
@@ -78,10 +81,10 @@ pub fn capacity(max_connections: usize) -> usize {
 }
 
 /// A slot for a newly accepted connection, or `None` when the server is at its cap.
-pub fn take_slot(slots: &Arc<Semaphore>) -> Option<ConnectionSlot> {
+pub fn take_slot(slots: &Arc<Semaphore>, metrics: &Metrics) -> Option<ConnectionSlot> {
     let permit = slots.clone().try_acquire_owned().ok()?;
     Some(ConnectionSlot {
-        _permit: Arc::new(permit),
+        _held: Arc::new((permit, metrics.tcp_connection_opened())),
     })
 }
 

@@ -7,7 +7,17 @@
 //! push_interval (1 s)     how often /ws/drain and /ws/no-drain push a tick
 //! header_timeout (10 s)   an HTTP request's headers must arrive within this, or the
 //!                         connection is dropped (slowloris)
+//! message_timeout (10 s)  an incoming message must arrive within this, from its first byte
+//!                         to its last, whatever Pongs come meanwhile (Close 1008); the
+//!                         keepalive (pong_timeout, 60 s) cannot drop a peer that keeps
+//!                         sending Pongs, so this is what ends an unfinished message
 //! ```
+//!
+//! Totals, across every connection: `message_budget` (64 MiB) for the bytes of messages still
+//! arriving (a frame it cannot cover gets Close 1008), and `max_push_rate` (10,000 ticks a
+//! second), shared equally by the pushing connections. So at the defaults the server holds at
+//! most `message_budget` for arriving messages, whatever `max_connections` ×
+//! `max_message_size` would allow.
 //!
 //! [`crate::anchor::ANCHOR_PERIOD`] (1 s, a constant) is shorter than every timeout a
 //! connection arms with the defaults (`close_timeout` 5 s, `write_timeout` and
@@ -39,6 +49,17 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MIN_PUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// How long a client may take to send a request's headers before the connection is dropped.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one incoming message may take to arrive, from its first byte to its last. Browsers
+/// send each message as one frame, at once.
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bytes all connections together may hold for messages still arriving: 512 messages of
+/// [`DEFAULT_MAX_MESSAGE_SIZE`] at once, each held twice
+/// ([`wsclose::assembly::HELD_PER_BYTE`]).
+pub const DEFAULT_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
+/// The most ticks per second the server pushes across all connections. Each pushing connection
+/// gets an equal share: with N of them, none ticks more often than every N / this seconds.
+/// At the default push interval, a full server ([`DEFAULT_MAX_CONNECTIONS`]) stays within it.
+pub const DEFAULT_MAX_PUSH_RATE: u32 = 10_000;
 
 /// Everything the server can be tuned with. `Config::default()` gives the documented defaults.
 ///
@@ -64,7 +85,8 @@ pub struct Config {
     /// Largest incoming message (and frame), in bytes; larger ones get Close 1009.
     #[arg(long, env = "WSCLOSE_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
-    /// Most WebSocket connections open at once; more get HTTP 503.
+    /// Most TCP connections open at once, upgraded or not (plain HTTP, WebSockets, and sockets
+    /// still in their lingering close); more get HTTP 503.
     #[arg(long, env = "WSCLOSE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// A browser origin allowed to connect (repeatable). With none, Origin must match Host.
@@ -82,7 +104,20 @@ pub struct Config {
     #[arg(long, env = "WSCLOSE_SHUTDOWN_CODE", default_value_t = CloseCode::Away,
           value_parser = shutdown_code())]
     pub shutdown_code: CloseCode,
-    /// The name ticks carry in their `instance` field. Empty: the listen address.
+    /// How long one incoming message may take to arrive, first byte to last; a slower one
+    /// gets Close 1008.
+    #[arg(long, env = "WSCLOSE_MESSAGE_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = text(DEFAULT_MESSAGE_TIMEOUT))]
+    pub message_timeout: Duration,
+    /// Bytes all connections together may hold for messages still arriving; a frame beyond it
+    /// gets Close 1008. Each frame takes twice its length. At least twice --max-message-size.
+    #[arg(long, env = "WSCLOSE_MESSAGE_BUDGET", default_value_t = DEFAULT_MESSAGE_BUDGET)]
+    pub message_budget: usize,
+    /// Most ticks a second across all connections, shared equally by the pushing ones.
+    #[arg(long, env = "WSCLOSE_MAX_PUSH_RATE", default_value_t = DEFAULT_MAX_PUSH_RATE)]
+    pub max_push_rate: u32,
+    /// The name ticks carry in their `instance` field. Empty: the listen address (filled in by
+    /// `run`).
     #[arg(long, env = "WSCLOSE_INSTANCE", default_value = "")]
     pub instance: String,
     /// A subprotocol the server speaks (repeatable): the 101 names the first one the client
@@ -121,6 +156,9 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            message_timeout: DEFAULT_MESSAGE_TIMEOUT,
+            message_budget: DEFAULT_MESSAGE_BUDGET,
+            max_push_rate: DEFAULT_MAX_PUSH_RATE,
             shutdown_code: CloseCode::Away,
             instance: String::new(),
             subprotocols: Vec::new(),
@@ -137,6 +175,16 @@ pub enum ConfigError {
     /// Only 1001 and 1012 tell a client why the socket closes on shutdown.
     #[error("--shutdown-code must be 1001 (going away) or 1012 (service restart), not {0}")]
     ShutdownCode(CloseCode),
+    /// A budget smaller than one message would refuse the largest messages always.
+    #[error(
+        "--message-budget ({budget}) must be at least --max-message-size ({max_message_size})"
+    )]
+    BudgetBelowMessage {
+        /// `--message-budget`.
+        budget: usize,
+        /// `--max-message-size`.
+        max_message_size: usize,
+    },
     /// A value of zero would refuse every message or connection, or drop every request.
     #[error("{flag} must be greater than zero")]
     Zero {
@@ -153,12 +201,21 @@ impl Config {
             ("--max-message-size", self.max_message_size == 0),
             ("--max-connections", self.max_connections == 0),
             ("--header-timeout", self.header_timeout.is_zero()),
+            ("--message-timeout", self.message_timeout.is_zero()),
+            ("--max-push-rate", self.max_push_rate == 0),
         ];
         if let Some((flag, _)) = non_zero.iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { flag });
         }
         if !SHUTDOWN_CODES.contains(&self.shutdown_code) {
             return Err(ConfigError::ShutdownCode(self.shutdown_code));
+        }
+        let largest = self.max_message_size as u64 * wsclose::assembly::HELD_PER_BYTE;
+        if (self.message_budget as u64) < largest {
+            return Err(ConfigError::BudgetBelowMessage {
+                budget: self.message_budget,
+                max_message_size: self.max_message_size,
+            });
         }
         Ok(())
     }

@@ -12,6 +12,7 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -127,6 +128,8 @@ pub struct Session {
     pub first_seq: u64,
     /// The name ticks carry in their `instance` field.
     pub instance: Arc<str>,
+    /// The server-wide push rate this connection's ticks share.
+    pub pushes: PushRate,
     /// Where the connection and its ending are counted.
     pub metrics: Metrics,
 }
@@ -156,6 +159,7 @@ where
                 session.push_interval,
                 session.first_seq,
                 session.instance.clone(),
+                &session.pushes,
             )
             .inspect(move |_| metrics.message_sent(name))
         };
@@ -206,14 +210,55 @@ where
 /// exactly. `?after=` must be below it, and the ticks end (Close 1000) after it.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
 
+/// The server-wide push rate: the most ticks a second across all connections
+/// (`--max-push-rate`), shared equally by the connections that push. Clones share the count.
+#[derive(Clone)]
+pub struct PushRate {
+    pushing: Arc<AtomicUsize>,
+    per_second: u32,
+}
+
+impl PushRate {
+    /// At most `per_second` ticks a second in total.
+    pub fn new(per_second: u32) -> Self {
+        PushRate {
+            pushing: Arc::default(),
+            per_second: per_second.max(1),
+        }
+    }
+
+    /// The shortest period one pushing connection gets now: the pushing connections over the
+    /// rate (a lone connection is not held back below its own `push_ms`).
+    fn fair_period(&self) -> Duration {
+        let pushing = u32::try_from(self.pushing.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+        Duration::from_secs(1) * pushing / self.per_second
+    }
+
+    /// Counts one pushing connection until the returned guard drops.
+    fn join(&self) -> Pusher {
+        self.pushing.fetch_add(1, Ordering::Relaxed);
+        Pusher(self.clone())
+    }
+}
+
+/// One connection counted in a [`PushRate`]; dropping it uncounts it.
+struct Pusher(PushRate);
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        self.0.pushing.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The ticks `/ws/drain` and `/ws/no-drain` push: `{"seq":N,"sent_at_ms":UNIX_MS,"instance":NAME}`
 /// every period, numbered from `first_seq` up to [`MAX_SEQ`]. Without a period it never yields.
 ///
 /// A late tick delays the next one; missed ticks are not sent in a burst. Each poll checks the
 /// clock before the timer: while a peer floods frames, tokio's timer wheel lags (a timer alone
-/// fired about 50 ms late, and ticks at 100 ms fell from 30 to 20 in 3 s).
+/// fired about 50 ms late, and ticks at 100 ms fell from 30 to 20 in 3 s). The period is never
+/// shorter than the connection's share of the server's [`PushRate`].
 pub struct Ticks {
-    period: Option<Duration>,
+    period: Option<(Duration, Pusher)>,
     due: Instant,
     timer: Pin<Box<Sleep>>,
     seq: u64,
@@ -221,11 +266,17 @@ pub struct Ticks {
 }
 
 impl Ticks {
-    /// Ticks every `period` (none for `None`), the first one `period` from now.
-    pub fn new(period: Option<Duration>, first_seq: u64, instance: Arc<str>) -> Self {
+    /// Ticks every `period` (none for `None`), the first one `period` from now, counted in
+    /// `rate` while it lives.
+    pub fn new(
+        period: Option<Duration>,
+        first_seq: u64,
+        instance: Arc<str>,
+        rate: &PushRate,
+    ) -> Self {
         let due = Instant::now() + period.unwrap_or_default();
         Ticks {
-            period,
+            period: period.map(|period| (period, rate.join())),
             due,
             timer: Box::pin(sleep_until(due)),
             seq: first_seq,
@@ -238,9 +289,10 @@ impl Stream for Ticks {
     type Item = Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let Some(period) = self.period else {
+        let Some((period, pusher)) = &self.period else {
             return Poll::Pending;
         };
+        let period = (*period).max(pusher.0.fair_period());
         if self.seq > MAX_SEQ {
             return Poll::Ready(None);
         }
@@ -288,8 +340,37 @@ mod tests {
             push_interval: push,
             first_seq: 0,
             instance: "test".into(),
+            pushes: PushRate::new(crate::config::DEFAULT_MAX_PUSH_RATE),
             metrics: Metrics::new(),
         }
+    }
+
+    /// Twenty connections asking for a tick every 10 ms under a rate of 10 a second: each gets
+    /// its share, a tick every 2 s, and the total stays at the rate.
+    #[tokio::test(start_paused = true)]
+    async fn pushing_connections_share_the_push_rate() {
+        let rate = PushRate::new(10);
+        let mut all: Vec<Ticks> = (0..20)
+            .map(|_| Ticks::new(Some(Duration::from_millis(10)), 0, "t".into(), &rate))
+            .collect();
+        let start = Instant::now();
+        let one = &mut all[0];
+        one.next().await.expect("first tick");
+        one.next().await.expect("second tick");
+        assert!(
+            start.elapsed() >= Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        // Alone again, a connection gets the whole rate: after the tick already due (at most
+        // its old 2 s away), one every 100 ms.
+        all.truncate(1);
+        let alone = Instant::now();
+        all[0].next().await.expect("a tick");
+        let due = Instant::now();
+        all[0].next().await.expect("a tick");
+        assert!(due - alone <= Duration::from_secs(2));
+        assert_eq!(due.elapsed(), Duration::from_millis(100));
     }
 
     /// `session` served on one end of a pipe; the other end, as a client.

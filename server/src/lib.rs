@@ -8,14 +8,16 @@
 //! * [`broken`]: the bug and the two Rust traps, broken on purpose, each next to a pointer to
 //!   the fix.
 //! * [`routes`]: the HTTP surface, and admission (Origin, shutdown) before the handshake.
-//! * [`upgrade`]: the hand-finished WebSocket upgrade, with a small read buffer and bounded
-//!   write buffer.
+//! * [`upgrade`]: the hand-finished WebSocket upgrade, with a small read buffer, a bounded
+//!   write buffer, and each message held to a deadline and the server's message budget
+//!   (`wsclose::assembly`).
 //! * [`linger`]: the lingering close of an upgraded connection (FIN, then drain), so a reset
 //!   never destroys the server's last Close frame.
 //! * [`anchor`]: one timer that spares the connections' timers a wake-up of tokio's driver.
 //! * [`accept`]: the connection cap on TCP connections, and HTTP/1.1 with a timer from accept.
 //! * [`config`]: every timing value and limit, with defaults and how they relate.
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
+//! * [`logs`]: logging a peer cannot amplify (values cut short, refusals once a second).
 //! * [`run`]: serve on a listener until a shutdown future resolves, then close every
 //!   socket with 1001 and wait for them (mini-redis style).
 //!
@@ -34,6 +36,7 @@ pub mod broken;
 pub mod config;
 pub mod endpoints;
 pub mod linger;
+pub mod logs;
 pub mod metrics;
 pub mod routes;
 pub mod upgrade;
@@ -54,21 +57,19 @@ pub enum ServerError {
     /// The configuration is inconsistent.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The listener has no local address.
+    #[error("the listener has no address: {0}")]
+    Listener(#[source] std::io::Error),
 }
 
-/// Serves `config` on `listener` until `shutdown` resolves, then shuts down gracefully:
-/// close the listener, send Close (`shutdown_code`, 1001 by default) to every open socket,
-/// wait at most `close_timeout` (plus [`SHUTDOWN_GRACE`]) for the sockets to finish, and
-/// return. See [`serve_app`] for the order.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    serve_app(listener, App::new(config), shutdown).await
-}
+/// What the server's one stdout line starts with; the address follows.
+pub const LISTENING_ON: &str = "wsclose-server listening on http://";
 
-/// Like [`run`], with state the caller can also hold (to read metrics, for example).
+/// Serves `config` on `listener` until `shutdown` resolves, then shuts down gracefully.
+///
+/// It checks `config` first ([`Config::validate`]), fills in an empty `config.instance` with
+/// the listen address, and prints [`LISTENING_ON`] and the address, the one line on stdout,
+/// once it serves.
 ///
 /// Each accepted TCP connection takes a slot under the connection cap (past it, `503` and
 /// closed at once) and is served as HTTP/1.1 by hyper, with a timer from accept: a connection
@@ -78,16 +79,36 @@ pub async fn run(
 /// 1. **The listener is closed** before anything else: new connects are refused, so a proxy
 ///    moves each new upgrade to another instance at once.
 /// 2. `/healthz` answers `503 draining`, new upgrades on open HTTP connections get 503, and
-///    every socket is sent Close with `shutdown_code` (1001 or 1012).
+///    every socket is sent Close with `shutdown_code` (1001 by default, or 1012).
 /// 3. It waits at most `close_timeout` + [`SHUTDOWN_GRACE`] for the sockets
 ///    ([`wsclose::Lifecycle::shutdown`]), then at most [`SHUTDOWN_GRACE`] for plain HTTP
 ///    connections.
-pub async fn serve_app(
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let addr = listener.local_addr().map_err(ServerError::Listener)?;
+    let config = if config.instance.is_empty() {
+        Config {
+            instance: addr.to_string(),
+            ..config
+        }
+    } else {
+        config
+    };
+    println!("{LISTENING_ON}{addr}");
+    serve_app(listener, App::new(config), shutdown).await
+}
+
+/// Serves `app`, built from a checked config, on `listener`: the accept loop and the shutdown
+/// of [`run`].
+async fn serve_app(
     listener: TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    app.config.validate()?;
     let static_index = app.config.static_dir.join("index.html");
     if !static_index.is_file() {
         tracing::warn!(
@@ -116,7 +137,7 @@ pub async fn serve_app(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = accept::take_slot(&app.slots) else {
+        let Some(slot) = accept::take_slot(&app.slots, &app.metrics) else {
             app.metrics.connection_refused();
             if let Ok(refusal) = refusing.clone().try_acquire_owned() {
                 tokio::spawn(async move {

@@ -25,6 +25,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 
+use wsclose::assembly::MessageGuard;
+
 use crate::accept::ConnectionSlot;
 
 /// An I/O stream that half-closes and drains on drop instead of closing at once.
@@ -93,10 +95,10 @@ pub trait Linger {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Linger
-    for WebSocketStream<LingeringClose<T>>
+    for WebSocketStream<MessageGuard<LingeringClose<T>>>
 {
     fn handshake_completed(&mut self) {
-        self.get_mut().drain = false;
+        self.get_mut().get_mut().drain = false;
     }
 }
 
@@ -155,8 +157,10 @@ mod tests {
     async fn after_a_complete_handshake_the_drop_closes_at_once() {
         let (server, mut peer) = tokio::io::duplex(64);
         let lingering = LingeringClose::new(server, Duration::from_secs(5), None);
+        let budget = wsclose::assembly::MessageBudget::new(1 << 20);
+        let guarded = MessageGuard::new(lingering, &budget, Duration::from_secs(10), 1 << 16);
         let mut socket =
-            WebSocketStream::from_raw_socket(lingering, tungstenite::protocol::Role::Server, None)
+            WebSocketStream::from_raw_socket(guarded, tungstenite::protocol::Role::Server, None)
                 .await;
         socket.handshake_completed();
         drop(socket);

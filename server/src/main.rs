@@ -35,9 +35,13 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,warp=warn".into()),
+                // warp logs each rejected request (a 4xx) at WARN, whole: a peer would choose
+                // the log's volume. The server logs its own refusals, bounded (`log`).
+                .unwrap_or_else(|_| "info,warp=error".into()),
         )
         .init();
     match serve(flags) {
@@ -52,7 +56,6 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn serve(flags: Flags) -> anyhow::Result<()> {
     let config = flags.config;
-    config.validate()?;
     // Installed before the listening line is printed: a SIGTERM sent the moment a supervisor
     // reads that line must already shut down gracefully (and not kill the process, status 143).
     let shutdown = wsclose_server::shutdown_signal().context("install signal handlers")?;
@@ -63,16 +66,6 @@ async fn serve(flags: Flags) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(flags.addr)
         .await
         .with_context(|| format!("cannot listen on {}", flags.addr))?;
-    let addr = listener.local_addr()?;
-    let config = Config {
-        instance: if config.instance.is_empty() {
-            addr.to_string()
-        } else {
-            config.instance
-        },
-        ..config
-    };
-    println!("wsclose-server listening on http://{addr}");
     wsclose_server::run(listener, config, shutdown).await?;
     Ok(())
 }

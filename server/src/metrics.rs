@@ -26,6 +26,7 @@ pub struct Metrics {
     messages_sent_total: IntCounterVec,
     upgrades_refused_total: IntCounterVec,
     tcp_refused_total: prometheus::IntCounter,
+    tcp_connections_open: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -97,6 +98,12 @@ impl Metrics {
             "TCP connections answered 503 and closed at accept: the connection cap was reached",
         )
         .expect("valid metric");
+        let tcp_connections_open = prometheus::IntGauge::new(
+            "wsclose_tcp_connections_open",
+            "TCP connections holding a place under the connection cap now: plain HTTP, upgraded, \
+             lingering and trapped ones alike (the scrape that reads this counts itself)",
+        )
+        .expect("valid metric");
         // Always one sample, so a scrape of a fresh server is never an empty page (and a client
         // can tell an empty body, which is an error, from "nothing happened yet").
         let build_info = prometheus::IntGaugeVec::new(
@@ -122,6 +129,7 @@ impl Metrics {
             Box::new(messages_sent_total.clone()),
             Box::new(upgrades_refused_total.clone()),
             Box::new(tcp_refused_total.clone()),
+            Box::new(tcp_connections_open.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -135,6 +143,16 @@ impl Metrics {
             messages_sent_total,
             upgrades_refused_total,
             tcp_refused_total,
+            tcp_connections_open,
+        }
+    }
+
+    /// A TCP connection took a place under the connection cap. It counts in
+    /// `wsclose_tcp_connections_open` until the returned guard is dropped.
+    pub fn tcp_connection_opened(&self) -> OpenTcpConnection {
+        self.tcp_connections_open.inc();
+        OpenTcpConnection {
+            gauge: self.tcp_connections_open.clone(),
         }
     }
 
@@ -215,6 +233,18 @@ pub struct ActiveConnection {
 }
 
 impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// One TCP connection counted in `wsclose_tcp_connections_open`; dropping it uncounts it.
+#[must_use = "the connection counts as open only while the guard lives"]
+pub struct OpenTcpConnection {
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for OpenTcpConnection {
     fn drop(&mut self) {
         self.gauge.dec();
     }

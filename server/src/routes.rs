@@ -21,11 +21,13 @@ use warp::http::header::{HeaderMap, HeaderValue, ALLOW, SEC_WEBSOCKET_VERSION};
 use warp::http::StatusCode;
 use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Rejection, Reply};
+use wsclose::assembly::MessageBudget;
 use wsclose::Lifecycle;
 
 use crate::accept::{self, ConnectionSlot};
 use crate::config::Config;
-use crate::endpoints::{self, Endpoint, Session};
+use crate::endpoints::{self, Endpoint, PushRate, Session};
+use crate::logs;
 use crate::metrics::Metrics;
 use crate::upgrade;
 
@@ -43,23 +45,28 @@ pub struct App {
     /// Every socket's timing, shutdown signal and code, and the count of running sockets
     /// that shutdown waits for.
     pub lifecycle: Lifecycle,
-    /// The name ticks carry: `config.instance`, or `pid-<pid>` when that is empty.
+    /// The bytes all connections together may hold for messages still arriving.
+    pub message_budget: MessageBudget,
+    /// The server-wide push rate the pushing connections share.
+    pub pushes: PushRate,
+    /// Refused upgrades, logged at most once a second.
+    pub refusals: logs::Refusals,
+    /// The name ticks carry: `config.instance` ([`crate::run`] fills in the listen address
+    /// when it is empty).
     pub instance: Arc<str>,
 }
 
 impl App {
     /// Fresh state for a server with `config`.
     pub fn new(config: Config) -> Self {
-        let instance = if config.instance.is_empty() {
-            format!("pid-{}", std::process::id())
-        } else {
-            config.instance.clone()
-        };
         let lifecycle = Lifecycle::new()
             .with_timing(config.timing)
             .with_shutdown_code(config.shutdown_code);
         App {
-            instance: instance.into(),
+            instance: config.instance.as_str().into(),
+            message_budget: MessageBudget::new(config.message_budget),
+            pushes: PushRate::new(config.max_push_rate),
+            refusals: logs::Refusals::new(),
             slots: Arc::new(Semaphore::new(accept::capacity(config.max_connections))),
             config: Arc::new(config),
             metrics: Metrics::new(),
@@ -197,12 +204,21 @@ fn admit(
     };
     let (origin, host) = (header("origin"), header("host"));
     if !origin_allowed(origin, host, scheme, &config.allowed_origins) {
-        tracing::info!(?origin, ?host, "refused upgrade: origin not allowed");
+        if let Some(refused) = app.refusals.note() {
+            tracing::info!(
+                origin = %logs::truncated(origin.unwrap_or_default()),
+                host = %logs::truncated(host.unwrap_or_default()),
+                refused,
+                "refused upgrade: origin not allowed (`refused`: refusals since the last such line)"
+            );
+        }
         app.metrics.upgrade_refused(endpoint.name(), 403);
         return Err((StatusCode::FORBIDDEN, "origin not allowed".into()));
     }
     if app.lifecycle.is_shutting_down() {
-        tracing::info!("refused upgrade: shutting down");
+        if let Some(refused) = app.refusals.note() {
+            tracing::info!(refused, "refused upgrade: shutting down");
+        }
         app.metrics.upgrade_refused(endpoint.name(), 503);
         return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()));
     }
@@ -240,6 +256,7 @@ fn admit(
         push_interval,
         first_seq,
         instance: app.instance.clone(),
+        pushes: app.pushes.clone(),
         metrics: app.metrics.clone(),
     })
 }

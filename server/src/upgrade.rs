@@ -14,6 +14,8 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use warp::http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use warp::hyper::upgrade::OnUpgrade;
 
+use wsclose::assembly::{MessageBudget, MessageGuard};
+
 use crate::accept::ConnectionSlot;
 use crate::endpoints::{self, Session};
 use crate::linger::LingeringClose;
@@ -77,9 +79,23 @@ pub fn start(on_upgrade: OnUpgrade, slot: Option<ConnectionSlot>, app: &App, ses
         .max_write_buffer_size(config.max_message_size + WRITE_BUFFER_SLACK)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    let linger = config.timing.close_timeout;
+    let bounds = Bounds {
+        linger: config.timing.close_timeout,
+        message_budget: app.message_budget.clone(),
+        message_timeout: config.message_timeout,
+    };
     app.lifecycle
-        .spawn(connection(on_upgrade, slot, socket_config, linger, session));
+        .spawn(connection(on_upgrade, slot, socket_config, bounds, session));
+}
+
+/// What one connection's socket is wrapped in besides tungstenite's own limits.
+struct Bounds {
+    /// How long its TCP close lingers (`close_timeout`).
+    linger: std::time::Duration,
+    /// The server's budget for messages still arriving.
+    message_budget: MessageBudget,
+    /// How long one message may take to arrive.
+    message_timeout: std::time::Duration,
 }
 
 /// The task of one upgraded connection: every connection holds one of these futures for its
@@ -90,18 +106,22 @@ fn connection(
     on_upgrade: OnUpgrade,
     slot: Option<ConnectionSlot>,
     socket_config: WebSocketConfig,
-    linger: std::time::Duration,
+    bounds: Bounds,
     session: Session,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    LingeringClose::new(TokioIo::new(upgraded), linger, slot),
-                    Role::Server,
-                    Some(socket_config),
-                )
-                .await;
+                // Under tungstenite, each message is held to its deadline and the budget;
+                // under that, the TCP close lingers.
+                let io = MessageGuard::new(
+                    LingeringClose::new(TokioIo::new(upgraded), bounds.linger, slot),
+                    &bounds.message_budget,
+                    bounds.message_timeout,
+                    socket_config.max_frame_size.unwrap_or(usize::MAX),
+                );
+                let socket =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config)).await;
                 endpoints::serve(socket, &session).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),

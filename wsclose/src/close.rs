@@ -6,6 +6,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 
+use crate::assembly::MessageRefused;
 use crate::EndReason;
 
 /// A Close frame with `code` and `reason`.
@@ -45,7 +46,8 @@ pub fn shutdown(code: CloseCode) -> Message {
 
 /// Maps a read error to the close code the server answers with and the [`EndReason`], or
 /// `None` when the connection is simply gone (reset, EOF, I/O error) and nobody is left to
-/// answer.
+/// answer. A message that a [`MessageGuard`](crate::assembly::MessageGuard) refused gets
+/// 1008.
 ///
 /// The error's `source()` chain is searched for a [`tungstenite::Error`], so wrappers such as
 /// warp's and axum's errors are looked through (when their tungstenite is this version).
@@ -78,6 +80,18 @@ pub fn for_error(error: &(dyn StdError + 'static)) -> Option<(CloseCode, EndReas
                 tungstenite::Error::Capacity(_) => {
                     Some((CloseCode::Size, EndReason::MessageTooBig))
                 }
+                tungstenite::Error::Io(io) => match io
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<MessageRefused>())
+                {
+                    Some(MessageRefused::Timeout) => {
+                        Some((CloseCode::Policy, EndReason::MessageTimeout))
+                    }
+                    Some(MessageRefused::Budget) => {
+                        Some((CloseCode::Policy, EndReason::MessageBudget))
+                    }
+                    None => None,
+                },
                 _ => None,
             };
         }

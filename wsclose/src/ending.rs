@@ -39,6 +39,12 @@ pub enum EndReason {
     InvalidUtf8,
     /// The peer sent a message above the socket's maximum size: the server sent Close 1009.
     MessageTooBig,
+    /// A message did not arrive within its deadline ([`assembly`](crate::assembly)): the
+    /// server sent Close 1008.
+    MessageTimeout,
+    /// The process-wide budget for arriving messages could not cover the peer's next frame
+    /// ([`assembly`](crate::assembly)): the server sent Close 1008.
+    MessageBudget,
     /// The peer sent no frame for `pong_timeout`: dropped without a Close.
     PongTimeout,
     /// The peer did not take a write within `write_timeout`: dropped without a Close.
@@ -60,6 +66,8 @@ impl EndReason {
             EndReason::ProtocolError => "protocol_error",
             EndReason::InvalidUtf8 => "invalid_utf8",
             EndReason::MessageTooBig => "message_too_big",
+            EndReason::MessageTimeout => "message_timeout",
+            EndReason::MessageBudget => "message_budget",
             EndReason::PongTimeout => "pong_timeout",
             EndReason::WriteTimeout => "write_timeout",
             EndReason::CloseTimeout => "close_timeout",

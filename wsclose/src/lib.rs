@@ -15,6 +15,8 @@
 //! * [`Timing`]: the four timing values, their defaults and how they relate.
 //! * [`Ending`], [`EndReason`], [`Initiator`]: how a connection ended.
 //! * [`close`]: Close frames, and the close code a read error deserves.
+//! * [`assembly`]: a deadline for each incoming message to arrive, and one budget for the
+//!   bytes of every message still arriving, below tungstenite.
 //! * [`io`]: writes bounded by `write_timeout`.
 //! * `axum` and `warp` (features of the same names): the adapters for those frameworks'
 //!   sockets; `test_util` (feature `test-util`): a connected pair of sockets for tests.
@@ -47,6 +49,7 @@
 
 #![deny(missing_docs)]
 
+pub mod assembly;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod close;
