@@ -10,8 +10,16 @@
 #   NGINX_BIN           the nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
 #
 # Prints, on stdout:
-#   wsclose-cluster instance K pid PID on http://IP:PORT   each time instance K starts
-#   wsclose-cluster listening on http://IP:PORT            once nginx accepts connections
+#   wsclose-cluster instance K pid PID on http://IP:PORT   each time instance K starts (it is
+#                                                          listening, its signal handlers set)
+#   wsclose-cluster nginx pid PID                          once nginx's master listens and has
+#                                                          written its pid file
+#   wsclose-cluster listening on http://IP:PORT            right after, once: nginx accepts
+#
+# Port 0 in ADDR: nginx cannot bind port 0 and say which port it got, so the script tries a
+# random port in 20000-32767 (below Linux's default ephemeral range, where the instances' and
+# outgoing connections' ports come from) that nothing answers on, and if nginx still fails
+# with "Address already in use" (another process took it first), it tries another one.
 #
 # A rolling restart is a SIGTERM to each instance in turn: the instance closes its listener,
 # sends Close to its clients and exits; this script starts it again on the same port, while
@@ -39,13 +47,13 @@ nginx=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 say() { printf 'wsclose-cluster %s\n' "$*"; }
 die() { printf 'wsclose-cluster: %s\n' "$*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 [[ -x $server ]] || die "no server binary at $server (run make build)"
 [[ -x $nginx ]] || die "no nginx at $nginx (make setup installs Debian's nginx)"
 host=${addr%:*}
 port=${addr##*:}
-[[ $port == 0 ]] && port=$(free_port)
+pick_port=0
+[[ $port == 0 ]] && pick_port=1
 mkdir -p "$dir/tmp" && dir=$(cd "$dir" && pwd) || die "cannot create $dir"
 rm -f "$dir"/instance-*.out "$dir"/instance-*.addr "$dir/stopping"
 
@@ -101,9 +109,10 @@ for k in $(seq "$instances"); do
 done
 
 nginx_pid=
-# Stops everything: the instances first (each closes its sockets through nginx), then nginx.
-# Called from the main flow, not from the trap.
+# Stops everything: the instances first (each closes its sockets through nginx), then nginx,
+# and exits with STATUS (default 0). Called from the main flow, not from the trap.
 stop_all() {
+  local status=${1:-0}
   trap '' TERM INT
   : >"$dir/stopping"
   kill -TERM "${supervisors[@]}" 2>/dev/null
@@ -113,7 +122,7 @@ stop_all() {
     kill -QUIT "$nginx_pid" 2>/dev/null
     await_exit "$nginx_pid"
   fi
-  exit 0
+  exit "$status"
 }
 stopping=0
 trap 'stopping=1' TERM INT
@@ -121,25 +130,57 @@ trap 'stopping=1' TERM INT
 # nginx needs every instance's address before it starts.
 for k in $(seq "$instances"); do
   for _ in $(seq 400); do [[ -s $dir/instance-$k.addr ]] && break; sleep 0.05; done
-  [[ -s $dir/instance-$k.addr ]] || { printf 'wsclose-cluster: instance %s never listened\n' "$k" >&2; stop_all; }
+  [[ -s $dir/instance-$k.addr ]] || { printf 'wsclose-cluster: instance %s never listened\n' "$k" >&2; stop_all 1; }
 done
-sed -e "s#@LISTEN@#$host:$port#" \
-    -e "s#@INSTANCE_1@#$(cat "$dir/instance-1.addr")#" \
-    -e "s#@INSTANCE_2@#$(cat "$dir/instance-2.addr")#" \
-    -e "s#@PROXY_READ_TIMEOUT@#$read_timeout#" \
-    "$here/nginx.conf" >"$dir/nginx.conf"
-# In its own session, so a Ctrl-C does not stop it before the instances have sent their Close
-# frames through it; stop_all stops it gracefully afterwards. (Its pid is in nginx.pid.)
-setsid "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
-nginx_pid=$!
-for _ in $(seq 400); do
-  if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
-    say "listening on http://$host:$port"
-    break
+# Starts nginx on $host:$port in its own session, so a Ctrl-C does not stop it before the
+# instances have sent their Close frames through it (stop_all stops it gracefully afterwards).
+# Returns 0 once nginx's master has written its pid file, which it does after it has bound and
+# listens on its port: from then on a connection to the port is nginx's. Returns 1 if nginx
+# exited, 2 if it exited because the port was taken.
+start_nginx() {
+  sed -e "s#@LISTEN@#$host:$port#" \
+      -e "s#@INSTANCE_1@#$(cat "$dir/instance-1.addr")#" \
+      -e "s#@INSTANCE_2@#$(cat "$dir/instance-2.addr")#" \
+      -e "s#@PROXY_READ_TIMEOUT@#$read_timeout#" \
+      "$here/nginx.conf" >"$dir/nginx.conf"
+  rm -f "$dir/nginx.pid"
+  local log_from
+  log_from=$(($(stat -c %s "$dir/error.log" 2>/dev/null || echo 0) + 1))
+  # The script is its process group's leader and this job is not, so setsid does not fork:
+  # $! is nginx's master itself.
+  setsid "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+  nginx_pid=$!
+  until [[ $(cat "$dir/nginx.pid" 2>/dev/null) == "$nginx_pid" ]]; do
+    if ! kill -0 "$nginx_pid" 2>/dev/null; then
+      tail -c +"$log_from" "$dir/error.log" 2>/dev/null | grep -q 'Address already in use' && return 2
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
+# Whether something on this machine accepts connections on $host:$1.
+answers() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+
+started=1
+for _ in $(seq 10); do
+  if ((pick_port)); then
+    port=$((20000 + RANDOM % 12768))
+    answers "$port" && continue
   fi
-  kill -0 "$nginx_pid" 2>/dev/null || { cat "$dir/error.log" >&2; die "nginx did not start"; }
-  sleep 0.05
+  start_nginx
+  started=$?
+  ((started == 2 && pick_port)) && continue
+  break
 done
+if ((started != 0)); then
+  nginx_pid=
+  cat "$dir/error.log" >&2
+  printf 'wsclose-cluster: nginx did not start\n' >&2
+  stop_all 1
+fi
+say "nginx pid $nginx_pid"
+say "listening on http://$host:$port"
 # Until SIGTERM/SIGINT (the trap sets `stopping`) or until everything died. A poll, not
 # `wait`: a signal that lands between a check of `stopping` and the `wait` would leave the
 # script waiting for supervisors that restart their instances forever.
