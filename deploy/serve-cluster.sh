@@ -8,6 +8,8 @@
 #   PROXY_READ_TIMEOUT  nginx's proxy_read_timeout (default 60s, nginx's own default)
 #   CLUSTER_DIR         nginx prefix, logs and state (default target/cluster)
 #   NGINX_BIN           the nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
+#   INSTANCE_LOG_MAX    the most one instance log file holds, as split -C takes it (default 8M,
+#                       8 MiB); see Logs below
 #
 # Prints, on stdout:
 #   wsclose-cluster instance K pid PID on http://IP:PORT   each time instance K starts (it is
@@ -20,6 +22,12 @@
 # random port in 20000-32767 (below Linux's default ephemeral range, where the instances' and
 # outgoing connections' ports come from) that nothing answers on, and if nginx still fails
 # with "Address already in use" (another process took it first), it tries another one.
+#
+# Logs, under CLUSTER_DIR: nginx's error.log and access.log (nginx's own; rotate them with
+# logrotate and `nginx -s reopen` in production), and each instance's stderr in
+# instance-K.log. An instance log never grows past INSTANCE_LOG_MAX: when it would, it moves
+# to instance-K.log.1 (replacing the one there) and a new one starts; a restarted instance
+# starts a new one the same way. So an instance's logs take at most twice INSTANCE_LOG_MAX.
 #
 # A rolling restart is a SIGTERM to each instance in turn: the instance closes its listener,
 # sends Close to its clients and exits; this script starts it again on the same port, while
@@ -47,6 +55,7 @@ nginx=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 say() { printf 'wsclose-cluster %s\n' "$*"; }
 die() { printf 'wsclose-cluster: %s\n' "$*" >&2; exit 1; }
+log_max=${INSTANCE_LOG_MAX:-8M}
 
 [[ -x $server ]] || die "no server binary at $server (run make build)"
 [[ -x $nginx ]] || die "no nginx at $nginx (make setup installs Debian's nginx)"
@@ -76,6 +85,19 @@ await_exit() {
   while kill -0 "$@" 2>/dev/null; do sleep 0.05; done
 }
 
+# Copies stdin (instance K's stderr) to instance-K.log in pieces of at most INSTANCE_LOG_MAX
+# bytes, whole lines (split -C); each piece first moves the one before to instance-K.log.1.
+# It ignores SIGINT, so that it outlives a Ctrl-C to the process group and the instance can
+# still log its graceful stop (an instance whose stderr is gone loses its Close frames); it
+# ends when the instance does, at the end of its stderr.
+instance_log() {
+  trap '' INT
+  local log=$dir/instance-$1.log
+  SHELL=/bin/sh LOG=$log split -C "$log_max" -a 8 \
+    --filter='if [ -s "$LOG" ]; then mv -f "$LOG" "$LOG.1"; fi; exec cat >"$LOG"' \
+    - "$dir/instance-$1.piece."
+}
+
 # Runs instance K until the cluster stops: start it (first on a free port, then on the same
 # one), wait for it to exit, start it again after RESTART_DELAY. Background subshells of a
 # non-interactive bash ignore SIGINT, so the stop request is the `stopping` file plus SIGTERM;
@@ -86,7 +108,7 @@ supervise() {
   trap '[[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null' TERM
   while [[ ! -e $dir/stopping ]]; do
     WSCLOSE_INSTANCE=$k "$server" --addr "$bind" "${flags[@]}" \
-      >"$dir/instance-$k.out" 2>>"$dir/instance-$k.log" </dev/null &
+      >"$dir/instance-$k.out" 2> >(instance_log "$k") </dev/null &
     pid=$!
     local at
     if at=$(listening_addr "$dir/instance-$k.out" "$pid"); then

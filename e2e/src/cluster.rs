@@ -60,17 +60,32 @@ impl Cluster {
     /// Starts the cluster. `proxy_read_timeout` is nginx's (for example `"60s"`); `args` are
     /// passed to every instance after `--addr` (each also gets `WSCLOSE_INSTANCE=K`).
     pub async fn start(proxy_read_timeout: &str, args: &[&str]) -> Cluster {
-        Self::start_with(proxy_read_timeout, args, false).await
+        Self::start_with(proxy_read_timeout, args, &[], false).await
+    }
+
+    /// [`Cluster::start`] with extra environment variables for the script and, through it, the
+    /// instances (for example `INSTANCE_LOG_MAX` and `RUST_LOG`).
+    pub async fn start_with_env(
+        proxy_read_timeout: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cluster {
+        Self::start_with(proxy_read_timeout, args, env, false).await
     }
 
     /// Starts the cluster as a background job of a non-interactive shell (`make serve-cluster &`
     /// in a script, a CI step) starts it: with SIGINT and SIGTERM ignored.
     pub async fn start_as_background_job(proxy_read_timeout: &str, args: &[&str]) -> Cluster {
-        Self::start_with(proxy_read_timeout, args, true).await
+        Self::start_with(proxy_read_timeout, args, &[], true).await
     }
 
-    async fn start_with(proxy_read_timeout: &str, args: &[&str], background: bool) -> Cluster {
-        match Self::try_start(proxy_read_timeout, args, background).await {
+    async fn start_with(
+        proxy_read_timeout: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        background: bool,
+    ) -> Cluster {
+        match Self::try_start(proxy_read_timeout, args, env, background).await {
             Ok(cluster) => cluster,
             Err(error) => panic!("cluster {args:?} did not start: {error:#}"),
         }
@@ -79,6 +94,7 @@ impl Cluster {
     async fn try_start(
         proxy_read_timeout: &str,
         args: &[&str],
+        env: &[(&str, &str)],
         background: bool,
     ) -> anyhow::Result<Cluster> {
         let nginx = nginx_binary();
@@ -107,6 +123,7 @@ impl Cluster {
             .env("PROXY_READ_TIMEOUT", proxy_read_timeout)
             .env("CLUSTER_DIR", dir.path())
             .env("NGINX_BIN", &nginx)
+            .envs(env.iter().copied())
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -158,6 +175,11 @@ impl Cluster {
             cluster.next_start(Duration::from_secs(5)).await?;
         }
         Ok(cluster)
+    }
+
+    /// The cluster's directory (`CLUSTER_DIR`: nginx's prefix, its logs, the instance logs).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// nginx's address.
@@ -216,7 +238,14 @@ impl Cluster {
     /// nginx's error log, each instance's stderr and the cluster's processes still running,
     /// for failure messages.
     pub fn logs(&self) -> String {
-        let mut logs: String = ["error.log", "instance-1.log", "instance-2.log"]
+        let names = [
+            "error.log",
+            "instance-1.log.1",
+            "instance-1.log",
+            "instance-2.log.1",
+            "instance-2.log",
+        ];
+        let mut logs: String = names
             .iter()
             .map(|name| {
                 let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
