@@ -64,9 +64,10 @@ async fn health_from_other(cluster_addr: std::net::SocketAddr) -> Result<Duratio
 }
 
 /// Issue 30, item 2: 4,150 WebSockets from one address through the reference nginx. Most are
-/// refused with 429 by `limit_conn` (that is the point), the address holds at most
-/// [`PER_ADDRESS`], nginx cuts none of those it admitted, and `/healthz` from another address
-/// is answered 200 every time, while the flood opens and while it is held.
+/// refused with 429 (that is the point: by `limit_req` once its burst is spent, by
+/// `limit_conn` at [`PER_ADDRESS`] open), the address holds at most [`PER_ADDRESS`], nginx cuts
+/// none of those it admitted, and `/healthz` from another address is answered 200 every time,
+/// while the flood opens and while it is held.
 #[tokio::test]
 async fn one_address_cannot_take_nginx_from_the_others() {
     wsclose_e2e::raise_fd_limit();
