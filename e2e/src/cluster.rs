@@ -2,12 +2,17 @@
 //!
 //! [`Cluster::start`] runs `deploy/serve-cluster.sh` (the same script a user runs) in its own
 //! process group, with nginx on a free port and its prefix in a temporary directory, and reads
-//! the script's stdout lines. Dropping a [`Cluster`] kills the script's process group (script,
-//! instances) and nginx's own, so a failing test never leaves one behind.
+//! the script's stdout lines. It returns once the script has announced both instances (each
+//! listening), nginx's pid (nginx listening, pid file written) and nginx's address, so every
+//! process a test signals is up and its pid known, read from those lines. Dropping a
+//! [`Cluster`] kills the script's process group (script, instances) and nginx's own, so a
+//! failing test never leaves one behind.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -45,6 +50,9 @@ pub struct Cluster {
     addr: SocketAddr,
     starts: mpsc::UnboundedReceiver<InstanceStart>,
     latest: [Option<InstanceStart>; 2],
+    /// nginx's master pid from the script's `nginx pid` line, 0 until then. Shared with the
+    /// task that reads the lines, so that a start that fails afterwards still kills nginx.
+    nginx: Arc<AtomicI32>,
     dir: tempfile::TempDir,
 }
 
@@ -52,17 +60,32 @@ impl Cluster {
     /// Starts the cluster. `proxy_read_timeout` is nginx's (for example `"60s"`); `args` are
     /// passed to every instance after `--addr` (each also gets `WSCLOSE_INSTANCE=K`).
     pub async fn start(proxy_read_timeout: &str, args: &[&str]) -> Cluster {
-        Self::start_with(proxy_read_timeout, args, false).await
+        Self::start_with(proxy_read_timeout, args, &[], false).await
+    }
+
+    /// [`Cluster::start`] with extra environment variables for the script and, through it, the
+    /// instances (for example `INSTANCE_LOG_MAX` and `RUST_LOG`).
+    pub async fn start_with_env(
+        proxy_read_timeout: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cluster {
+        Self::start_with(proxy_read_timeout, args, env, false).await
     }
 
     /// Starts the cluster as a background job of a non-interactive shell (`make serve-cluster &`
     /// in a script, a CI step) starts it: with SIGINT and SIGTERM ignored.
     pub async fn start_as_background_job(proxy_read_timeout: &str, args: &[&str]) -> Cluster {
-        Self::start_with(proxy_read_timeout, args, true).await
+        Self::start_with(proxy_read_timeout, args, &[], true).await
     }
 
-    async fn start_with(proxy_read_timeout: &str, args: &[&str], background: bool) -> Cluster {
-        match Self::try_start(proxy_read_timeout, args, background).await {
+    async fn start_with(
+        proxy_read_timeout: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        background: bool,
+    ) -> Cluster {
+        match Self::try_start(proxy_read_timeout, args, env, background).await {
             Ok(cluster) => cluster,
             Err(error) => panic!("cluster {args:?} did not start: {error:#}"),
         }
@@ -71,6 +94,7 @@ impl Cluster {
     async fn try_start(
         proxy_read_timeout: &str,
         args: &[&str],
+        env: &[(&str, &str)],
         background: bool,
     ) -> anyhow::Result<Cluster> {
         let nginx = nginx_binary();
@@ -99,6 +123,7 @@ impl Cluster {
             .env("PROXY_READ_TIMEOUT", proxy_read_timeout)
             .env("CLUSTER_DIR", dir.path())
             .env("NGINX_BIN", &nginx)
+            .envs(env.iter().copied())
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -108,11 +133,16 @@ impl Cluster {
         let pgid = i32::try_from(child.id().context("child has a pid")?)?;
         let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
         let (starts_tx, starts) = mpsc::unbounded_channel();
+        let nginx_pid = Arc::new(AtomicI32::new(0));
+        let nginx_line = Arc::clone(&nginx_pid);
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         tokio::spawn(async move {
             let mut listening_tx = Some(listening_tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.strip_prefix("wsclose-cluster listening on http://") {
+                if let Some(pid) = parse_nginx_line(&line) {
+                    nginx_line.store(pid, Ordering::SeqCst);
+                } else if let Some(rest) = line.strip_prefix("wsclose-cluster listening on http://")
+                {
                     if let Some(tx) = listening_tx.take() {
                         let _ = tx.send(rest.trim().to_owned());
                     }
@@ -127,6 +157,7 @@ impl Cluster {
             addr: "127.0.0.1:1".parse()?,
             starts,
             latest: [None, None],
+            nginx: nginx_pid,
             dir,
         };
         let listening = match tokio::time::timeout(STARTUP_TIMEOUT, listening_rx).await {
@@ -134,10 +165,21 @@ impl Cluster {
             _ => bail!("no listening line; logs:\n{}", cluster.logs()),
         };
         cluster.addr = listening.parse().context("nginx address")?;
+        // The script prints nginx's pid before the listening line, and the task reads them in
+        // order.
+        anyhow::ensure!(
+            cluster.nginx.load(Ordering::SeqCst) > 0,
+            "no nginx pid line before the listening line"
+        );
         while cluster.latest.iter().any(Option::is_none) {
             cluster.next_start(Duration::from_secs(5)).await?;
         }
         Ok(cluster)
+    }
+
+    /// The cluster's directory (`CLUSTER_DIR`: nginx's prefix, its logs, the instance logs).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// nginx's address.
@@ -196,7 +238,14 @@ impl Cluster {
     /// nginx's error log, each instance's stderr and the cluster's processes still running,
     /// for failure messages.
     pub fn logs(&self) -> String {
-        let mut logs: String = ["error.log", "instance-1.log", "instance-2.log"]
+        let names = [
+            "error.log",
+            "instance-1.log.1",
+            "instance-1.log",
+            "instance-2.log.1",
+            "instance-2.log",
+        ];
+        let mut logs: String = names
             .iter()
             .map(|name| {
                 let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
@@ -211,7 +260,7 @@ impl Cluster {
     /// `pid state command` of every process in the script's process group or nginx's (nginx
     /// runs in a session of its own), one a line.
     fn running(&self) -> String {
-        let groups = [Some(self.pgid), self.nginx_pid()];
+        let groups = [Some(self.pgid), self.announced_nginx()];
         let Ok(processes) = procfs::process::all_processes() else {
             return "(cannot read /proc)\n".to_owned();
         };
@@ -224,23 +273,35 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// nginx's master pid (nginx runs in its own process group, see the script).
-    pub fn nginx_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.dir.path().join("nginx.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+    /// nginx's master pid, as the script announced it before its listening line (nginx runs
+    /// in its own session and process group, see the script).
+    pub fn nginx_pid(&self) -> i32 {
+        self.announced_nginx()
+            .expect("a started cluster has announced nginx's pid")
+    }
+
+    /// nginx's master pid once the script has announced it.
+    fn announced_nginx(&self) -> Option<i32> {
+        Some(self.nginx.load(Ordering::SeqCst)).filter(|pid| *pid > 0)
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
-        if let Some(nginx) = self.nginx_pid() {
+        if let Some(nginx) = self.announced_nginx() {
             let _ = killpg(Pid::from_raw(nginx), Signal::SIGKILL);
         }
     }
+}
+
+/// Parses `wsclose-cluster nginx pid PID`.
+fn parse_nginx_line(line: &str) -> Option<i32> {
+    line.strip_prefix("wsclose-cluster nginx pid ")?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid > 0)
 }
 
 /// Parses `wsclose-cluster instance K pid PID on http://IP:PORT`.
@@ -275,6 +336,19 @@ mod tests {
         );
         assert_eq!(
             parse_instance_line("wsclose-cluster listening on http://x"),
+            None
+        );
+    }
+
+    #[test]
+    fn nginx_lines_parse() {
+        assert_eq!(
+            parse_nginx_line("wsclose-cluster nginx pid 4242"),
+            Some(4242)
+        );
+        assert_eq!(parse_nginx_line("wsclose-cluster nginx pid "), None);
+        assert_eq!(
+            parse_nginx_line("wsclose-cluster instance 1 pid 4242 on http://127.0.0.1:1"),
             None
         );
     }

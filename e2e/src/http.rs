@@ -1,16 +1,17 @@
 //! HTTP/1.1 for the tests, and the Prometheus text format of `/metrics`.
 //!
-//! [`http_get`] is a hyper client request with `Connection: close`. [`read_response`] reads a
+//! [`http_get`] is a hyper client request with `Connection: close`; [`http_get_from`] sends it
+//! from a given local address. [`read_response`] reads a
 //! response off a connection a test drives by hand (keep-alive, raw upgrades); its head is
 //! parsed by httparse (through `wsclose_check::raw::parse_head`). [`MetricsSnapshot`] parses
 //! `/metrics` with `prometheus-parse`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{bail, Context};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 pub use wsclose_check::raw::{parse_head, Head};
 
@@ -62,8 +63,35 @@ pub struct HttpResponse {
 /// `GET path` on `addr` with `Connection: close`, through a hyper HTTP/1.1 client (which
 /// also decodes a chunked body), within [`crate::IO_TIMEOUT`].
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> {
+    get(addr, path, TcpStream::connect(addr)).await
+}
+
+/// [`http_get`] from the local address `source` (port 0): for example from 127.0.0.2, which
+/// Linux routes over the loopback like all of 127.0.0.0/8, to be another client address.
+pub async fn http_get_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    path: &str,
+) -> anyhow::Result<HttpResponse> {
+    let connect = async {
+        let socket = match source {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(addr).await
+    };
+    get(addr, path, connect).await
+}
+
+/// `GET path` over the connection `connect` makes to `addr`, within [`crate::IO_TIMEOUT`].
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    connect: impl std::future::Future<Output = std::io::Result<TcpStream>>,
+) -> anyhow::Result<HttpResponse> {
     let exchange = async {
-        let stream = TcpStream::connect(addr).await?;
+        let stream = connect.await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         let driver = tokio::spawn(connection);

@@ -36,7 +36,7 @@ pub mod server;
 pub use wsclose_check::raw;
 pub mod ws;
 
-pub use http::{http_get, HttpResponse, MetricsSnapshot};
+pub use http::{http_get, http_get_from, HttpResponse, MetricsSnapshot};
 pub use page::DemoPage;
 pub use raw::{Frame, RawClient, RawCloseOutcome, UpgradeResponse};
 pub use server::{server_binary, ServerProcess};

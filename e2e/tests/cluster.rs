@@ -113,7 +113,7 @@ fn alive(pid: i32) -> bool {
 async fn ctrl_c_closes_every_socket_through_nginx_then_stops_everything() {
     let mut cluster = Cluster::start("60s", &[]).await;
     let instances = [1, 2].map(|k| cluster.instance(k).pid as i32);
-    let nginx = cluster.nginx_pid().expect("nginx.pid");
+    let nginx = cluster.nginx_pid();
     let mut sockets = Vec::new();
     for _ in 0..4 {
         sockets.push(connect(&cluster.ws_url("/ws/drain?push_ms=50")).await);
@@ -145,7 +145,7 @@ async fn ctrl_c_closes_every_socket_through_nginx_then_stops_everything() {
 #[tokio::test]
 async fn ctrl_c_stops_a_cluster_started_as_a_background_job() {
     let mut cluster = Cluster::start_as_background_job("60s", &[]).await;
-    let nginx = cluster.nginx_pid().expect("nginx.pid");
+    let nginx = cluster.nginx_pid();
     cluster
         .assert_interrupt_stops(Duration::from_secs(20))
         .await;
@@ -170,8 +170,13 @@ struct Subscription {
 
 /// Subscribes to `/ws/drain` through nginx and reconnects the way a browser client should
 /// (RFC 6455 §7.2.3: a random first delay, then truncated exponential backoff), resuming with
-/// `after=<last seq>`, until `stop` turns true; then it closes with 1000.
-async fn subscriber(base: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Subscription {
+/// `after=<last seq>`, until `stop` turns true; then it closes with 1000. Each tick's arrival
+/// time goes to `ticked`.
+async fn subscriber(
+    base: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    ticked: tokio::sync::watch::Sender<Option<Instant>>,
+) -> Subscription {
     use rand::Rng;
     let mut log = Subscription::default();
     let mut last_tick: Option<Instant> = None;
@@ -207,6 +212,7 @@ async fn subscriber(base: String, mut stop: tokio::sync::watch::Receiver<bool>) 
                             log.instances.insert(instance.to_owned());
                         }
                         let now = Instant::now();
+                        ticked.send_replace(Some(now));
                         if let Some(previous) = last_tick.replace(now) {
                             log.longest_silence = log.longest_silence.max(now - previous);
                         }
@@ -232,6 +238,27 @@ async fn subscriber(base: String, mut stop: tokio::sync::watch::Receiver<bool>) 
     }
 }
 
+/// Waits until every subscriber has received a tick after `since` (or any tick with `None`):
+/// each is subscribed, again. Within a bound that only a broken cluster exceeds.
+async fn every_client_ticks_after(
+    ticks: &mut [tokio::sync::watch::Receiver<Option<Instant>>],
+    since: Option<Instant>,
+    cluster: &Cluster,
+) {
+    for (i, ticked) in ticks.iter_mut().enumerate() {
+        let waited = tokio::time::timeout(
+            Duration::from_secs(30),
+            ticked.wait_for(|at| at.is_some_and(|at| since.is_none_or(|since| at > since))),
+        )
+        .await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "client {i} got no tick after {since:?}\n{}",
+            cluster.logs()
+        );
+    }
+}
+
 /// The rolling restart: 200 clients, both instances restarted one after the other.
 /// Every client must end each connection with 1012 (never without a Close), reconnect, see one
 /// contiguous `seq` with no gap and no duplicate, and no upgrade may fail.
@@ -243,10 +270,15 @@ async fn rolling_restart_is_invisible_to_200_reconnecting_clients() {
     let mut cluster = Cluster::start("60s", &["--shutdown-code", "1012"]).await;
     let base = cluster.ws_url("/ws/drain?push_ms=50");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| tokio::spawn(subscriber(base.clone(), stop_rx.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (clients, mut ticks): (Vec<_>, Vec<_>) = (0..CLIENTS)
+        .map(|_| {
+            let (ticked, ticks) = tokio::sync::watch::channel(None);
+            let client = tokio::spawn(subscriber(base.clone(), stop_rx.clone(), ticked));
+            (client, ticks)
+        })
+        .unzip();
+    // Every client subscribed, so that each is on an instance that will restart.
+    every_client_ticks_after(&mut ticks, None, &cluster).await;
 
     let started = Instant::now();
     for k in [1, 2] {
@@ -264,8 +296,9 @@ async fn rolling_restart_is_invisible_to_200_reconnecting_clients() {
         assert_eq!(new.instance, k, "{new:?}");
         assert_ne!(new.pid, old.pid);
         assert_eq!(new.addr, old.addr, "an instance comes back on its port");
-        // Let the clients of the stopped instance settle on the other one.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The old process has exited: a tick from now on comes over a live connection, so every
+        // client of the stopped instance has reconnected before the next step.
+        every_client_ticks_after(&mut ticks, Some(Instant::now()), &cluster).await;
     }
     let restart_took = started.elapsed();
     stop_tx.send(true).expect("clients listen");
