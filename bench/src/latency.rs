@@ -35,6 +35,10 @@ pub const CLOSE_IDLE: Duration = Duration::from_millis(1);
 /// a Close, 125 bytes at most each, and the echo of nothing).
 const MAX_MESSAGE: usize = 64 * 1024;
 
+/// How far the timing client's write buffer may grow beyond one message: the Pong and Close
+/// frames it queues beside it.
+const WRITE_BUFFER_SLACK: usize = 1024;
+
 /// Bound on one connect-and-close, so a broken server fails the run instead of hanging it.
 const ONE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,8 +123,13 @@ async fn connect_and_close(url: &str, idle: Duration) -> anyhow::Result<CloseTim
     // with the default the client would time its own memset twice per sample.
     // A server that sends more than a Close or a Pong is answered with an error, not buffered:
     // `close-handshakes` talks to servers anyone starts.
+    // Its writes are bounded as the server's are: a server that floods Pings and reads nothing
+    // would otherwise grow the queue of Pongs without limit (880 MB in 5 s); with a bounded
+    // write buffer tungstenite keeps only the latest Pong pending.
     let config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_MESSAGE + WRITE_BUFFER_SLACK)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)

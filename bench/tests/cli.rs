@@ -130,3 +130,64 @@ fn close_handshakes_says_in_one_line_what_is_wrong() {
         assert!(output.stdout.is_empty(), "{args:?} measured something");
     }
 }
+
+/// A hostile server: completes the handshake, then writes Ping frames as fast as the socket
+/// takes them and never reads, until the client goes. Returns its address.
+async fn ping_flooder() -> std::net::SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    // Unmasked server Pings with 125-byte payloads, 512 to a write.
+    let one: Vec<u8> = [0x89, 125].into_iter().chain([0; 125]).collect();
+    let batch = one.repeat(512);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let batch = batch.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let mut tcp = ws.into_inner();
+                while tcp.write_all(&batch).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+/// Issue 30's done-when: `close-handshakes` against a server that floods Pings and reads
+/// nothing stays under 64 MiB (a release build reached 880 MB within its bound before its
+/// write buffer was bounded), and fails. The bound here is 16 MiB: this debug build reads the
+/// flood more slowly, and reached 46 MiB unbounded; bounded it holds about 6 MiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn close_handshakes_against_a_ping_flood_stays_small() {
+    const MAX_RSS_KIB: u64 = 16 << 10;
+    let addr = ping_flooder().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_close-handshakes"))
+        .args([
+            "--rounds",
+            "1",
+            "--handshakes",
+            "1",
+            &format!("ws://{addr}/ws"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start close-handshakes");
+    let pid = child.id().expect("a pid");
+    let mut peak = 0;
+    let status = loop {
+        if let Some(rss) = wsclose_e2e::server::rss_kib_of(pid) {
+            peak = peak.max(rss);
+        }
+        match tokio::time::timeout(Duration::from_millis(20), child.wait()).await {
+            Ok(status) => break status.expect("wait for close-handshakes"),
+            Err(_) => assert!(peak <= MAX_RSS_KIB, "{peak} KiB and growing"),
+        }
+    };
+    println!("close-handshakes against a Ping flood: peak RSS {peak} KiB, {status}");
+    assert!(peak <= MAX_RSS_KIB, "{peak} KiB");
+    assert_eq!(status.code(), Some(1), "the flooding server is a failure");
+}
