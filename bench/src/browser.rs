@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use fantoccini::wd::TimeoutConfiguration;
 use serde_json::{json, Value};
+
+use crate::results::{BrowserDetails, BrowserMeasured, EngineRun, Measured, PageAgainstBare};
 use wsclose_check::browser::{Browser, Driver, CHROMEDRIVER, WEBKITDRIVER, XVFB_RUN};
 use wsclose_e2e::ServerProcess;
 
@@ -260,9 +262,9 @@ pub fn phase(
                 format!("skipped: {why}"),
                 target,
             ));
-            report
-                .details
-                .insert("browser".into(), json!({ "skipped": why }));
+            report.details.browser = Some(BrowserDetails::Skipped {
+                skipped: why.to_string(),
+            });
             return;
         }
     };
@@ -320,25 +322,25 @@ pub fn phase(
         summary.p50_ms,
         report,
     );
-    report.details.insert(
-        "browser".into(),
-        json!({
-            "page_against_bare": pairs,
-            "webkit": webkit,
-            "browser_version": run.version,
-            "elapsed_ms": summary,
-            "clean": run.clean,
-            "attempted": run.attempted,
-            "errors": run.errors,
-            "samples_ms": report.browser.sorted_ms(),
-            "note": "performance.now() is coarsened to 100 µs in pages that are not cross-origin isolated",
-        }),
-    );
+    report.details.browser = Some(BrowserDetails::Measured(Box::new(BrowserMeasured {
+        page_against_bare: pairs,
+        webkit,
+        browser_version: run.version,
+        chromium: EngineRun {
+            elapsed_ms: summary,
+            clean: run.clean,
+            attempted: run.attempted,
+            errors: run.errors,
+            samples_ms: report.browser.sorted_ms().to_vec(),
+        },
+        note:
+            "performance.now() is coarsened to 100 µs in pages that are not cross-origin isolated",
+    })));
 }
 
 /// The demo page's figure against a bare `WebSocket`'s (a context figure: the page must not
 /// add its own drawing to the close it measures). Returns the details for `results.json`.
-fn page_against_bare(run: &BrowserRun, report: &mut Report) -> Value {
+fn page_against_bare(run: &BrowserRun, report: &mut Report) -> Measured<PageAgainstBare> {
     let key = "browser_page_vs_bare";
     let name = "demo page close p50 / bare WebSocket p50 (pairs)";
     let pairs = match &run.pairs {
@@ -347,13 +349,15 @@ fn page_against_bare(run: &BrowserRun, report: &mut Report) -> Value {
             report
                 .figures
                 .push(Figure::missing(key, name, Verdict::Skip, "no pair", ""));
-            return json!({ "error": "no pair" });
+            return Measured::Error {
+                error: "no pair".into(),
+            };
         }
         Err(why) => {
             report
                 .figures
                 .push(Figure::missing(key, name, Verdict::Skip, why.clone(), ""));
-            return json!({ "error": why });
+            return Measured::Error { error: why.clone() };
         }
     };
     let page = Samples::from_ms(pairs.page_ms.iter().copied());
@@ -380,12 +384,12 @@ fn page_against_bare(run: &BrowserRun, report: &mut Report) -> Value {
             per_pair.quantile(1.0),
         ),
     ));
-    json!({
-        "page_ms": page.summary(),
-        "bare_ms": bare.summary(),
-        "ratio_of_medians": ratio,
-        "page_samples_ms": pairs.page_ms,
-        "bare_samples_ms": pairs.bare_ms,
+    Measured::Ok(PageAgainstBare {
+        page_ms: page.summary(),
+        bare_ms: bare.summary(),
+        ratio_of_medians: ratio,
+        page_samples_ms: pairs.page_ms.clone(),
+        bare_samples_ms: pairs.bare_ms.clone(),
     })
 }
 
@@ -405,7 +409,7 @@ fn webkit_figure(
     run: anyhow::Result<BrowserRun>,
     chromium_p50_ms: f64,
     report: &mut Report,
-) -> Value {
+) -> Measured<EngineRun> {
     let key = "browser_close_p50_webkit";
     let failed = match run {
         Ok(run) if !run.elapsed_ms.is_empty() => Ok(run),
@@ -419,7 +423,7 @@ fn webkit_figure(
             report
                 .figures
                 .push(Figure::missing(key, name, Verdict::Skip, why.clone(), ""));
-            return json!({ "error": why });
+            return Measured::Error { error: why };
         }
     };
     let samples = Samples::from_ms(run.elapsed_ms.iter().copied());
@@ -435,11 +439,11 @@ fn webkit_figure(
             summary.p50_ms / chromium_p50_ms
         ),
     ));
-    json!({
-        "elapsed_ms": summary,
-        "clean": run.clean,
-        "attempted": run.attempted,
-        "errors": run.errors,
-        "samples_ms": samples.sorted_ms(),
+    Measured::Ok(EngineRun {
+        elapsed_ms: summary,
+        clean: run.clean,
+        attempted: run.attempted,
+        errors: run.errors,
+        samples_ms: samples.sorted_ms().to_vec(),
     })
 }

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::results::CloseHandshake;
 use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -290,8 +290,9 @@ pub fn phase(options: &Options, report: &mut Report) {
                 "ms",
                 ms(summary.p99_ms),
             ));
-            report.details.insert("tcp_rtt".into(), json!(summary));
-            Some(summary.p50_ms)
+            let p50_ms = summary.p50_ms;
+            report.details.tcp_rtt = Some(summary);
+            Some(p50_ms)
         }
         Err(error) => {
             report.error("tcp_rtt_p50", "loopback TCP RTT p50", &error, "");
@@ -309,9 +310,7 @@ pub fn phase(options: &Options, report: &mut Report) {
                 "ms",
                 format!("{} (p99 {})", ms(summary.p50_ms), ms(summary.p99_ms)),
             ));
-            report
-                .details
-                .insert("tcp_rtt_other_thread".into(), json!(summary));
+            report.details.tcp_rtt_other_thread = Some(summary);
         }
         Err(error) => report.error(
             "tcp_rtt_threads_p50",
@@ -409,14 +408,11 @@ pub fn phase(options: &Options, report: &mut Report) {
                     .figures
                     .push(Figure::info(key, name, Some(value), "ms", ms(value)));
             }
-            report.details.insert(
-                "close_handshake".into(),
-                json!({
-                    "to_close_frame": close,
-                    "to_fin": fin,
-                    "samples_ms": report.close.sorted_ms(),
-                }),
-            );
+            report.details.close_handshake = Some(CloseHandshake {
+                to_close_frame: close,
+                to_fin: fin,
+                samples_ms: report.close.sorted_ms().to_vec(),
+            });
         }
         Err(error) => report.error(
             "close_handshake_p50",

@@ -53,6 +53,7 @@ pub mod latency;
 pub mod limit;
 pub mod peers;
 pub mod report;
+pub mod results;
 pub mod scale;
 pub mod stats;
 pub mod tally;
@@ -61,7 +62,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde_json::json;
 use wsclose_e2e::server::workspace_root;
 use wsclose_e2e::ServerProcess;
 
@@ -212,36 +212,29 @@ pub fn run(options: &Options) -> anyhow::Result<usize> {
         .filter(|figure| figure.verdict == Verdict::Error)
         .count();
     let elapsed = started.elapsed().as_secs_f64();
-    let results = json!({
-        "machine": machine,
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "quick": options.quick,
-        "elapsed_s": elapsed,
-        "server_args": server_args(),
-        "targets": {
-            "close_handshake_p50_ms": TARGET_CLOSE_P50_MS,
-            "close_to_rtt_ratio": TARGET_CLOSE_RTT_RATIO,
-            "browser_close_p50_ms": TARGET_BROWSER_P50_MS,
-            "rss_per_connection_kib": TARGET_RSS_KIB,
-            "close_storm_ms": TARGET_STORM_MS,
-            "close_storm_clean_pct": 100.0,
+    let results = results::Results {
+        machine: &machine,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        quick: options.quick,
+        elapsed_s: elapsed,
+        server_args: server_args(),
+        targets: results::Targets {
+            close_handshake_p50_ms: TARGET_CLOSE_P50_MS,
+            close_to_rtt_ratio: TARGET_CLOSE_RTT_RATIO,
+            browser_close_p50_ms: TARGET_BROWSER_P50_MS,
+            rss_per_connection_kib: TARGET_RSS_KIB,
+            close_storm_ms: TARGET_STORM_MS,
+            close_storm_clean_pct: 100.0,
         },
-        "figures": report.figures,
-        "details": report.details,
-        "peers": peer_results,
-        "scale_limit": limit_run.as_ref().map(|run| json!({
-            "hard_nofile": run.hard_nofile,
-            "fd_margin": run.fd_margin,
-            "steps": run.steps,
-            "connections_per_client_process": limit::CONNECTIONS_PER_CLIENT,
-            "page_size": run.page_size,
-            "close_timeout_ms": run.close_timeout_ms,
-            "skipped": run.skipped,
-        })),
-        "scale_max": limit_run.as_ref().map(|run| &run.at_max),
-        "scale_steps": limit_run.as_ref().map(|run| &run.results),
-        "projection": limit_run.as_ref().map(|run| &run.projection),
-    });
+        figures: &report.figures,
+        details: &report.details,
+        peers: &peer_results,
+        scale_limit: None,
+        scale_max: None,
+        scale_steps: None,
+        projection: None,
+    }
+    .scale(limit_run.as_ref());
     let results_path = options.out.join("results.json");
     std::fs::write(&results_path, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("write {}", results_path.display()))?;

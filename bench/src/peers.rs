@@ -21,7 +21,6 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use serde_json::json;
 use wsclose_e2e::peers::{self, Peer};
 use wsclose_e2e::ServerProcess;
 
@@ -329,9 +328,7 @@ pub fn phase(options: &Options, report: &mut Report) -> Vec<PeerResult> {
     for why in &missing {
         eprintln!("bench: [peers] skipped {why}");
     }
-    report
-        .details
-        .insert("peers_skipped".into(), json!(missing));
+    report.details.peers_skipped = Some(missing.clone());
     eprintln!(
         "bench: [peers] {} servers, {} rounds: {}",
         specs.len(),

@@ -14,8 +14,8 @@ use crate::stats::Samples;
 pub struct Report {
     /// The table rows, in order.
     pub figures: Vec<Figure>,
-    /// Everything else for `results.json`, by key.
-    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Everything else for `results.json`.
+    pub details: crate::results::Details,
     /// Loopback TCP round trips, echo on the same thread.
     pub rtt: Samples,
     /// Loopback TCP round trips, echo on another thread.
