@@ -60,6 +60,16 @@ pub struct HttpResponse {
     pub body: String,
 }
 
+impl HttpResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 /// `GET path` on `addr` with `Connection: close`, through a hyper HTTP/1.1 client (which
 /// also decodes a chunked body), within [`crate::IO_TIMEOUT`].
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> {

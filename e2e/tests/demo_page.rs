@@ -106,6 +106,19 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
+/// Waits until the live panel has counted two more ticks than it has now.
+async fn two_more_ticks(page: &DemoPage) {
+    let ticks: u64 = page
+        .live_attr("data-ticks", |_| true)
+        .await
+        .parse()
+        .expect("n");
+    page.live_attr("data-ticks", |now| {
+        now.parse().is_ok_and(|n: u64| n >= ticks + 2)
+    })
+    .await;
+}
+
 /// Behind real nginx (`make serve-cluster`): the browser's close is as clean as direct, and
 /// the page's live subscription rides through a rolling restart of both instances: every
 /// socket it loses ends with 1012, it reconnects, and its `seq` has no gap and no duplicate.
@@ -145,29 +158,13 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
             .next_start(WAIT)
             .await
             .unwrap_or_else(|error| panic!("instance {k} did not come back: {error:#}"));
-        // The next restart needs the subscription open and ticking again: two more ticks
-        // than now. (If it was on instance k, its socket ended before k's restart was
-        // announced, so these ticks come over the new socket.)
-        let ticks: u64 = page
-            .live_attr("data-ticks", |_| true)
-            .await
-            .parse()
-            .expect("n");
-        page.live_attr("data-ticks", |now| {
-            now.parse().is_ok_and(|n: u64| n >= ticks + 2)
-        })
-        .await;
+        // The next restart needs the subscription open and ticking again. (If it was on
+        // instance k, its socket ended before k's restart was announced, so these ticks come
+        // over the new socket.)
+        two_more_ticks(&page).await;
         page.live_attr("data-state", |state| state == "open").await;
     }
-    let ticks_after: u64 = page
-        .live_attr("data-ticks", |_| true)
-        .await
-        .parse()
-        .expect("n");
-    page.live_attr("data-ticks", |ticks| {
-        ticks.parse().is_ok_and(|n: u64| n >= ticks_after + 2)
-    })
-    .await;
+    two_more_ticks(&page).await;
     let closes = page.live_attr("data-closes", |_| true).await;
     let reconnects = page.live_attr("data-reconnects", |_| true).await;
     let instances = page.live_attr("data-instances", |_| true).await;

@@ -27,15 +27,6 @@ fn assert_one_line(response: &HttpResponse, status: u16, needle: &str) {
     );
 }
 
-/// The first header called `name`.
-fn header<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {
-    response
-        .headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
-}
-
 /// Sends `request` as is, asserts that it is refused with `status` and one line that contains
 /// `needle`, and returns the response.
 async fn assert_refused(
@@ -86,7 +77,7 @@ async fn wrong_websocket_version_gets_426_naming_13() {
         "13",
     )
     .await;
-    assert_eq!(header(&response, "sec-websocket-version"), Some("13"));
+    assert_eq!(response.header("sec-websocket-version"), Some("13"));
     assert_healthy(&server).await;
 }
 
@@ -145,7 +136,7 @@ async fn post_healthz_is_405_with_allow() {
         "GET",
     )
     .await;
-    assert_eq!(header(&response, "allow"), Some("GET"));
+    assert_eq!(response.header("allow"), Some("GET"));
 }
 
 #[tokio::test]

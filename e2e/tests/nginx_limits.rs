@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use wsclose_e2e::cluster::Cluster;
 use wsclose_e2e::ws::Ws;
-use wsclose_e2e::{http_get_from, HttpResponse, MetricsSnapshot, IO_TIMEOUT};
+use wsclose_e2e::{http_get_from, MetricsSnapshot, IO_TIMEOUT};
 
 /// The address the flood comes from (the default source address towards 127.0.0.1).
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -191,15 +191,6 @@ async fn one_address_cannot_take_nginx_from_the_others() {
     );
 }
 
-/// The value of header `name` (case-insensitive), if present.
-fn header<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {
-    response
-        .headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
-}
-
 /// Issue 30, item 5: `/metrics` through nginx answers 127.0.0.1 and refuses 127.0.0.2 with
 /// 403, and nginx names itself without a version (`server_tokens off`) in the `Server` header
 /// and on its error pages.
@@ -232,7 +223,7 @@ async fn metrics_are_loopback_only_and_nginx_hides_its_version() {
     assert_eq!(health.status, 200, "/healthz from {OTHER}: {health:?}");
     for response in [&health, &denied] {
         assert_eq!(
-            header(response, "server"),
+            response.header("server"),
             Some("nginx"),
             "Server header without a version: {response:?}"
         );
