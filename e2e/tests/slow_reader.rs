@@ -42,12 +42,15 @@ const RSS_BOUND_KIB: u64 = 64 * 1024;
 #[tokio::test]
 async fn non_reading_peers_are_dropped_after_write_timeout_and_memory_stays_flat() {
     let _heavy = heavy_test_guard().await;
-    // One tick a millisecond fills the stalled peers' windows fast; allowed explicitly.
+    // One tick a millisecond to each of the 50 fills the stalled peers' windows fast; allowed
+    // explicitly, the floor and the server-wide rate both.
     let server = ServerProcess::start(&[
         "--write-timeout",
         WRITE_TIMEOUT,
         "--min-push-interval",
         "1ms",
+        "--max-push-rate",
+        "1000000",
     ])
     .await;
     let rss_start = server.rss_kib();
