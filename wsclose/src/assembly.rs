@@ -66,6 +66,7 @@ pub enum MessageRefused {
     Timeout,
 }
 
+// By hand, not thiserror: the crate depends on futures, tokio, tokio-util and tungstenite only.
 impl std::fmt::Display for MessageRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

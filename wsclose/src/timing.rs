@@ -159,6 +159,7 @@ pub enum TimingError {
     Env(String),
 }
 
+// By hand, not thiserror: the crate depends on futures, tokio, tokio-util and tungstenite only.
 impl fmt::Display for TimingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
