@@ -394,7 +394,7 @@ async fn a_server_that_dies_on_a_malformed_frame_is_a_finding_with_every_result_
     });
     let run = check(args(
         &format!("ws://{addr}/"),
-        &[&FAST[..], &["--json"]].concat(),
+        &[&FAST[..], &["--json", "--with", "protocol-errors"]].concat(),
     ))
     .await;
     server.abort();
@@ -513,7 +513,7 @@ async fn gorilla_read_loop(mut stream: TcpStream) {
 async fn a_gorilla_read_loop_passes_with_warnings_and_fails_only_with_strict() {
     let (addr, server) = serve(gorilla_read_loop).await;
     let url = format!("ws://{addr}/");
-    let run = check(args(&url, &[&FAST[..], &["--json"]].concat())).await;
+    let run = check(args(&url, &[&FAST[..], &["--json", "--all"]].concat())).await;
     run.assert(
         0,
         "ok: nothing browsers will see; warnings: close-code-echoed, origin, protocol-errors",

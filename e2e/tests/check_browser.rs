@@ -6,7 +6,7 @@
 //! The check serves the probe page itself on `--page-addr`; the server is told to accept that
 //! origin, as a user's server would have to.
 
-use wsclose_check::browser::{BrowserChoice, Measured};
+use wsclose_check::browser::{Browser, BrowserChoice, Measured};
 use wsclose_check::{report, Options, Report};
 use wsclose_e2e::ServerProcess;
 
@@ -34,8 +34,8 @@ fn assert_confirmed(report: &Report, options: &Options) {
     assert_eq!(measured.len(), chosen.len(), "{measured:?}");
     for browser in chosen {
         let name = browser.name();
-        let predicted = report.predicted.of(name).expect("predicted");
-        match &measured[name] {
+        let predicted = report.predicted.of(browser);
+        match &measured[&browser] {
             Measured::Outcome(outcome) => assert!(
                 report::agrees(predicted, *outcome),
                 "{}: {name} predicted {predicted:?}, measured {outcome:?}",
@@ -66,7 +66,7 @@ async fn the_browsers_confirm_the_prediction_for_the_fix_and_both_traps() {
 
 #[tokio::test]
 async fn webkit_confirms_5_s_for_no_drain() {
-    confirm(BrowserChoice::Webkit, &["/ws/no-drain"]).await;
+    confirm(BrowserChoice::One(Browser::WebKit), &["/ws/no-drain"]).await;
 }
 
 #[tokio::test]
