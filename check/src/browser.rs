@@ -362,7 +362,7 @@ fn programs(browser: Browser) -> Result<(PathBuf, PathBuf), BrowserError> {
                 return Err(BrowserError::Missing {
                     program: "MiniBrowser",
                     fallback: MINIBROWSER,
-                    package: "webkit2gtk-driver",
+                    package: "libwebkit2gtk-4.1-0",
                 });
             }
             (
