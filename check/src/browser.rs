@@ -54,6 +54,10 @@ pub const STATUS_POLL_MAX: Duration = Duration::from_millis(500);
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most of a `/status` answer that is read: its status line is all that counts.
 pub const STATUS_MAX_BYTES: usize = 4096;
+/// The browser's profile, inside a driver's temporary directory.
+const PROFILE_DIR: &str = "profile";
+/// The `TMPDIR` of a driver and all it starts, inside its temporary directory.
+const TMP_DIR: &str = "tmp";
 /// How long a driver gets to exit on SIGTERM before its process group is killed.
 pub const DRIVER_EXIT: Duration = Duration::from_secs(2);
 /// The longest a probe may wait for `close`: past Chromium's 60 s closing-handshake timeout.
@@ -411,18 +415,20 @@ pub fn chromium_args(profile: &Path, as_root: bool) -> Vec<String> {
 }
 
 /// A WebDriver server (ChromeDriver, geckodriver, or WebKitWebDriver under `xvfb-run`) in its
-/// own process group, with a fresh temporary profile directory. Dropping it ends the group
-/// (the driver, its browser, and for WebKit xvfb-run and its X server) and removes the
-/// directory, so no browser outlives it.
+/// own process group, with a fresh temporary directory: the browser's profile (`profile/`),
+/// the `TMPDIR` of the driver and everything it starts (`tmp/`: Chromium's and ChromeDriver's
+/// own temporary directories land there), and for WebKit xvfb-run's X authority file.
+/// Dropping it ends the group (the driver, its browser, and for WebKit xvfb-run and its X
+/// server) and removes the directory, so nothing outlives it.
 pub struct Driver {
     browser: Browser,
     /// The browser binary the session is told to run.
     binary: PathBuf,
     child: Child,
     port: u16,
-    /// The browser's profile, and for WebKit xvfb-run's X authority file (`-f`), so xvfb-run
+    /// `profile/`, `tmp/`, and for WebKit xvfb-run's X authority file (`-f`), so xvfb-run
     /// makes no `/tmp/xvfb-run.*` directory of its own.
-    profile: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Driver {
@@ -434,11 +440,15 @@ impl Driver {
             .and_then(|listener| listener.local_addr())
             .map_err(BrowserError::Port)?
             .port();
-        let profile = tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix(&format!("wsclose-{browser}-"))
             .tempdir()
             .map_err(BrowserError::Profile)?;
+        for sub in [PROFILE_DIR, TMP_DIR] {
+            std::fs::create_dir(dir.path().join(sub)).map_err(BrowserError::Profile)?;
+        }
         let mut command = Command::new(&program);
+        command.env("TMPDIR", dir.path().join(TMP_DIR));
         if browser == Browser::WebKit {
             let driver = Program {
                 name: "WebKitWebDriver",
@@ -449,7 +459,7 @@ impl Driver {
             command
                 .arg("-a")
                 .arg("-f")
-                .arg(profile.path().join("Xauthority"))
+                .arg(dir.path().join("Xauthority"))
                 .arg(driver);
         }
         let child = command
@@ -468,7 +478,7 @@ impl Driver {
             binary,
             child,
             port,
-            profile,
+            dir,
         };
         // Retry while the driver still runs: it is starting. Once it exited, it never answers.
         let child = &mut driver.child;
@@ -492,9 +502,9 @@ impl Driver {
         Ok(driver)
     }
 
-    /// The temporary directory that holds the profile.
-    pub fn profile(&self) -> &Path {
-        self.profile.path()
+    /// The browser's profile directory, inside the driver's temporary directory.
+    pub fn profile(&self) -> PathBuf {
+        self.dir.path().join(PROFILE_DIR)
     }
 
     /// A new headless session.
@@ -504,14 +514,14 @@ impl Driver {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "binary": self.binary,
-                    "args": chromium_args(self.profile.path(), running_as_root()),
+                    "args": chromium_args(&self.profile(), running_as_root()),
                 },
             }),
             Browser::Firefox => json!({
                 "browserName": "firefox",
                 "moz:firefoxOptions": {
                     "binary": self.binary,
-                    "args": ["-headless", "-profile", self.profile.path()],
+                    "args": ["-headless", "-profile", self.profile()],
                 },
             }),
             // Without `--automation` MiniBrowser never answers the session request.
@@ -543,14 +553,19 @@ async fn status_ok(port: u16) -> Result<(), std::io::Error> {
     let not_yet = || std::io::Error::other("not ready");
     let ask = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(b"GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await?;
+        // The Host with its port: ChromeDriver answers nothing to a Host it does not allow.
+        let request =
+            format!("GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        // The status line is enough: read until its end, at most STATUS_MAX_BYTES.
         let mut head = Vec::new();
-        (&mut stream)
-            .take(STATUS_MAX_BYTES as u64)
-            .read_to_end(&mut head)
-            .await?;
+        let mut chunk = [0u8; 512];
+        while !head.windows(2).any(|pair| pair == b"\r\n") && head.len() < STATUS_MAX_BYTES {
+            match stream.read(&mut chunk).await? {
+                0 => break,
+                read => head.extend_from_slice(&chunk[..read]),
+            }
+        }
         let status = head.split(|byte| *byte == b' ').nth(1).unwrap_or_default();
         if status == b"200" {
             Ok(())
@@ -582,7 +597,7 @@ impl Drop for Driver {
         let _ = exit.recv_timeout(DRIVER_EXIT);
         let _ = killpg(group, Signal::SIGKILL);
         let _ = waiter.join();
-        // The temporary directory is removed when `profile` drops, after this.
+        // The temporary directory is removed when `dir` drops, after this.
     }
 }
 
