@@ -128,12 +128,12 @@ fn probe_page(busy: bool) -> tempfile::TempDir {
 }
 
 /// A WebSocket server on `127.0.0.1:0` that accepts every upgrade and then holds the
-/// connection without reading; it says on the channel when a browser (a `User-Agent` of
-/// `Mozilla/...`) upgraded.
-async fn busy_server() -> (String, mpsc::Receiver<()>, tokio::task::JoinHandle<()>) {
+/// connection without reading; it says on the channel each upgrade it answered, `true` for a
+/// browser's (a `User-Agent` of `Mozilla/...`).
+async fn busy_server() -> (String, mpsc::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
-    let (came, browser) = mpsc::channel(8);
+    let (came, upgrades) = mpsc::channel(64);
     let task = tokio::spawn(async move {
         let mut held = tokio::task::JoinSet::new();
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -160,14 +160,13 @@ async fn busy_server() -> (String, mpsc::Receiver<()>, tokio::task::JoinHandle<(
                     derive_accept_key(key.as_bytes())
                 );
                 let _ = stream.write_all(response.as_bytes()).await;
-                if head.to_lowercase().contains("user-agent: mozilla") {
-                    let _ = came.send(()).await;
-                }
+                let browser = head.to_lowercase().contains("user-agent: mozilla");
+                let _ = came.send(browser).await;
                 std::future::pending::<()>().await;
             });
         }
     });
-    (url, browser, task)
+    (url, upgrades, task)
 }
 
 /// True when the programs of `browser` are installed (else the test says so and passes).
@@ -196,7 +195,15 @@ async fn ends_cleanly(browser: &str, end: End) {
     let tmp = tempfile::tempdir().expect("the check's TMPDIR");
     let _leftovers = KillLeftovers(tmp.path().to_path_buf());
     let www = probe_page(!matches!(end, End::Finished));
-    let (url, mut browser_came, server) = busy_server().await;
+    let (url, mut upgrades, server) = busy_server().await;
+    let browser_came = async {
+        while let Some(browser) = upgrades.recv().await {
+            if browser {
+                return true;
+            }
+        }
+        false
+    };
     let check = env!("CARGO_BIN_EXE_wsclose-check");
     let mut command = match end {
         End::Signal(_) | End::Finished => Command::new(check),
@@ -220,7 +227,7 @@ async fn ends_cleanly(browser: &str, end: End) {
         .expect("run wsclose-check");
     let up = matches!(end, End::Finished)
         || tokio::select! {
-            up = tokio::time::timeout(BROWSER_UP, browser_came.recv()) => matches!(up, Ok(Some(()))),
+            up = tokio::time::timeout(BROWSER_UP, browser_came) => matches!(up, Ok(true)),
             _ = child.wait() => false, // it ended on its own: the failure says how
         };
     if !up {
@@ -347,4 +354,43 @@ async fn webkit_sigterm() {
 #[tokio::test]
 async fn webkit_timeout() {
     ends_cleanly("webkit", End::Timeout).await;
+}
+
+/// SIGHUP (the terminal went away) in the middle of the checks, without a browser: the run
+/// ends at once with the report so far and exit status 129.
+#[tokio::test]
+async fn sighup_during_the_checks_prints_the_report_so_far() {
+    let (url, mut upgrades, server) = busy_server().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsclose-check"))
+        .arg(&url)
+        .args(["--close-wait", "60s", "--timeout", "2s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run wsclose-check");
+    // The handshake's upgrade, then close-answered's, which waits 60 s for a Close.
+    for _ in 0..2 {
+        let upgrade = tokio::time::timeout(ENDS_WITHIN, upgrades.recv()).await;
+        assert!(matches!(upgrade, Ok(Some(false))), "{upgrade:?}");
+    }
+    let pid = Pid::from_raw(child.id().expect("running") as i32);
+    kill(pid, Signal::SIGHUP).expect("signal the check");
+    let status = tokio::time::timeout(ENDS_WITHIN, child.wait())
+        .await
+        .expect("the check ended on SIGHUP")
+        .expect("its status");
+    let output = output(child).await;
+    server.abort();
+    assert_eq!(status.code(), Some(129), "{output}");
+    assert!(output.contains("handshake"), "{output}");
+    assert!(
+        output.contains("cut off: interrupted by SIGHUP"),
+        "{output}"
+    );
+    assert!(
+        output.contains("stopped early (interrupted by SIGHUP): what did not run is skip"),
+        "{output}"
+    );
 }
