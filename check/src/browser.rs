@@ -62,6 +62,9 @@ const TMP_DIR: &str = "tmp";
 pub const DRIVER_EXIT: Duration = Duration::from_secs(2);
 /// The longest a probe may wait for `close`: past Chromium's 60 s closing-handshake timeout.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How much longer than [`PROBE_TIMEOUT`] WebDriver lets the probe's script run, so the
+/// probe's own timeout always ends it first.
+pub const SCRIPT_SLACK: Duration = Duration::from_secs(10);
 /// How often the progress line on a terminal is redrawn.
 pub const PROGRESS_TICK: Duration = Duration::from_secs(1);
 
@@ -640,7 +643,7 @@ async fn measure_in(client: &Client, page: &str, url: &str) -> Result<Measured, 
     };
     client
         .update_timeouts(TimeoutConfiguration::new(
-            Some(PROBE_TIMEOUT + Duration::from_secs(10)),
+            Some(PROBE_TIMEOUT + SCRIPT_SLACK),
             Some(STARTUP),
             None,
         ))

@@ -9,6 +9,9 @@ use tokio::time::Instant;
 use crate::raw::{Frame, Io, RawClient, RawCloseOutcome, UpgradeResponse};
 use crate::{io_cause, no_answer_within, CheckError, CloseCode, Target};
 
+/// How long [`goodbye`] may take to send its Close(1000) before it drops the connection.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+
 /// A raw client over TCP, or over TLS for `wss://`.
 pub type Client = RawClient<Box<dyn Io>>;
 
@@ -106,7 +109,7 @@ pub(super) async fn connect(target: &Target, deadline: Instant) -> Result<Client
 pub(super) async fn goodbye(client: Option<Client>) {
     if let Some(mut client) = client {
         let close = Frame::close(CloseCode::Normal.into(), b"");
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.send(&close)).await;
+        let _ = tokio::time::timeout(GOODBYE_WAIT, client.send(&close)).await;
     }
 }
 
