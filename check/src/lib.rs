@@ -303,16 +303,21 @@ pub enum CheckError {
     /// `--skip` names a check that always runs.
     #[error("--skip {0}: handshake, close-answered and server-survived always run")]
     SkipAlwaysRuns(CheckId),
-    /// The argument is not a `ws://` URL.
-    #[error("not a WebSocket URL: {0}")]
-    BadUrl(String),
+    /// The argument is not a `ws://` or `wss://` URL.
+    #[error("not a WebSocket URL: {url} ({problem})")]
+    BadUrl {
+        /// The argument as given.
+        url: String,
+        /// What is wrong with it.
+        problem: UrlProblem,
+    },
     /// The host did not resolve, or nothing accepted the connection.
     #[error("cannot reach {host}: {cause}")]
     Unreachable {
         /// `host:port` from the URL.
         host: String,
         /// What went wrong ("connection refused", ...).
-        cause: String,
+        cause: Unreached,
     },
     /// The TLS handshake of a `wss://` URL failed.
     #[error("TLS with {host} failed: {cause}")]
@@ -331,6 +336,40 @@ pub enum CheckError {
     /// The server answered, but not as a WebSocket server.
     #[error("{0}")]
     NotWebSocket(String),
+}
+
+/// What is wrong with a URL that is not a WebSocket URL.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlProblem {
+    /// It does not parse as a URL.
+    #[error("{0}")]
+    Parse(#[from] url::ParseError),
+    /// Its scheme is not `ws` or `wss`.
+    #[error("the scheme is {0}:, expected ws:// or wss://")]
+    Scheme(String),
+    /// It has no host.
+    #[error("no host")]
+    NoHost,
+}
+
+/// Why a host could not be reached, as one short phrase ("connection refused").
+#[derive(Debug, thiserror::Error)]
+pub enum Unreached {
+    /// The lookup of the host name failed.
+    #[error("cannot resolve the host ({0})")]
+    Resolve(#[source] std::io::Error),
+    /// The lookup gave no answer within `--timeout`.
+    #[error("cannot resolve the host ({})", no_answer_within(*.0))]
+    ResolveTimeout(Duration),
+    /// The host name has no address.
+    #[error("the host has no address")]
+    NoAddress,
+    /// Connecting failed: refused, reset, ...
+    #[error("{}", io_cause(.0))]
+    Io(#[source] std::io::Error),
+    /// Nothing answered within `--timeout`.
+    #[error("{}", no_answer_within(*.0))]
+    NoAnswer(Duration),
 }
 
 /// Everything one run found: `{"url", "summary", "checks", "predicted"}` in JSON.
@@ -435,20 +474,19 @@ impl Report {
 /// connects share one `--timeout` (and end at `stop`); at most [`MAX_ADDRESSES`] addresses are
 /// tried, each with its share of the time left.
 pub async fn resolve(url: &str, options: &Options, stop: &Stop) -> Result<Target, CheckError> {
-    let parsed =
-        url::Url::parse(url).map_err(|error| CheckError::BadUrl(format!("{url} ({error})")))?;
+    let bad_url = |problem| CheckError::BadUrl {
+        url: url.to_owned(),
+        problem,
+    };
+    let parsed = url::Url::parse(url).map_err(|error| bad_url(UrlProblem::Parse(error)))?;
     let secure = match parsed.scheme() {
         "ws" => false,
         "wss" => true,
-        other => {
-            return Err(CheckError::BadUrl(format!(
-                "{url} (the scheme is {other}:, expected ws:// or wss://)"
-            )))
-        }
+        other => return Err(bad_url(UrlProblem::Scheme(other.to_owned()))),
     };
     let host_name = parsed
         .host_str()
-        .ok_or_else(|| CheckError::BadUrl(format!("{url} (no host)")))?
+        .ok_or_else(|| bad_url(UrlProblem::NoHost))?
         .to_owned();
     let port = parsed
         .port_or_known_default()
@@ -461,7 +499,7 @@ pub async fn resolve(url: &str, options: &Options, stop: &Stop) -> Result<Target
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let unreachable = |cause: String| CheckError::Unreachable {
+    let unreachable = |cause: Unreached| CheckError::Unreachable {
         host: format!("{host_name}:{port}"),
         cause,
     };
@@ -470,16 +508,11 @@ pub async fn resolve(url: &str, options: &Options, stop: &Stop) -> Result<Target
         let addrs: Vec<SocketAddr> =
             tokio::time::timeout_at(deadline, tokio::net::lookup_host((lookup.as_str(), port)))
                 .await
-                .map_err(|_| {
-                    unreachable(format!(
-                        "cannot resolve the host ({})",
-                        no_answer_within(options.timeout)
-                    ))
-                })?
-                .map_err(|error| unreachable(format!("cannot resolve the host ({error})")))?
+                .map_err(|_| unreachable(Unreached::ResolveTimeout(options.timeout)))?
+                .map_err(|error| unreachable(Unreached::Resolve(error)))?
                 .take(MAX_ADDRESSES)
                 .collect();
-        let mut last_error = String::from("the host has no address");
+        let mut last_error = Unreached::NoAddress;
         for (i, addr) in addrs.iter().enumerate() {
             // Each address gets an equal share of what is left, so one that hangs cannot
             // take the others' time.
@@ -488,8 +521,8 @@ pub async fn resolve(url: &str, options: &Options, stop: &Stop) -> Result<Target
             let connect = tokio::net::TcpStream::connect(*addr);
             match tokio::time::timeout(share, connect).await {
                 Ok(Ok(_)) => return Ok(*addr),
-                Ok(Err(error)) => last_error = io_cause(&error),
-                Err(_) => last_error = no_answer_within(options.timeout),
+                Ok(Err(error)) => last_error = Unreached::Io(error),
+                Err(_) => last_error = Unreached::NoAnswer(options.timeout),
             }
         }
         Err(unreachable(last_error))
