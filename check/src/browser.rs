@@ -20,7 +20,7 @@ use backon::{ExponentialBuilder, Retryable};
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -688,18 +688,18 @@ async fn measure_in(client: &Client, page: &str, url: &str) -> Result<Measured, 
 }
 
 /// Shows a live progress line on stderr while `work` runs (`LABEL: waiting for the close
-/// event… 12s`), then clears it. The line is drawn only when stderr is a terminal.
+/// event… 12s`), then clears it, also when the future is dropped before `work` ends (a stop).
+/// The line is drawn only when stderr is a terminal.
 pub async fn with_progress<T>(label: &str, work: impl std::future::Future<Output = T>) -> T {
-    let line = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let line = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        .with_finish(ProgressFinish::AndClear);
     line.set_style(
         ProgressStyle::with_template("{msg}: waiting for the close event… {elapsed}")
             .expect("a valid template"),
     );
     line.set_message(label.to_owned());
     line.enable_steady_tick(PROGRESS_TICK);
-    let result = work.await;
-    line.finish_and_clear();
-    result
+    work.await
 }
 
 #[cfg(test)]
