@@ -88,8 +88,7 @@ pub struct Options {
     /// --keepalive-wait). A server that misses it is reported as hung.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub timeout: Duration,
-    /// Do not run these checks (comma-separated ids), for example
-    /// `--skip protocol-errors,max-message-size` against production.
+    /// Do not run these checks (comma-separated ids), for example `--skip origin`.
     #[arg(
         long,
         value_enum,

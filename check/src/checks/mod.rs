@@ -4,19 +4,25 @@
 //! # Order: what a browser does first, what can only harm a fragile server last
 //! `handshake`, `close-answered`, `close-code-echoed`, `tcp-closed`, `ping-answered`,
 //! `keepalive` and `origin` send only what a browser (or a well-behaved client library) sends.
-//! `max-message-size` then sends one oversized, well-formed message, and `protocol-errors` sends
-//! malformed frames, one case at a time. `server-survived` comes last: one more upgrade, to see
-//! that the server still accepts connections.
+//! `max-message-size` then sends one oversized, well-formed message (only with `--max-size`),
+//! and `protocol-errors` sends malformed frames, one case at a time (only with
+//! `--with protocol-errors` or `--all`: see [`OptIn`]). `server-survived` comes last: one more
+//! upgrade, to see that the server still accepts connections.
+//!
+//! # A run that stops early
+//! Every deadline ends by `--max-time`, and every check is raced against the stop (`--max-time`
+//! or a signal): the check running then, and the ones after it, are `skip` with the reason.
 //!
 //! # A server that goes down is a finding
-//! When a check cannot connect after the first handshake, `Ctx::alive` (in `run`) asks whether
+//! When a check cannot connect after the first handshake, `Ctx::alive_by` (in `run`) asks whether
 //! the server still answers an upgrade. If it does not, the probe sent last (see `Ctx::sent`) is
 //! named in a failing `server-survived`, every result so far is kept, and the checks not yet run
 //! are `skip`.
 //!
 //! # Bounded against any server
 //! Each check has one deadline, `--timeout` plus the waits it is asked to make (`--close-wait`,
-//! `--keepalive-wait`), covering connect, TLS, the upgrade and every read and write. Frames the
+//! `--keepalive-wait`), covering connect, TLS, the upgrade and every read and write; the cases
+//! inside a check (`protocol-errors`' eleven, the liveness retries) share it. Frames the
 //! server sends are read with [`RawClient::read_control`], which counts data frames and never
 //! keeps them, and the oversized message is streamed, never held in memory.
 //!
