@@ -509,22 +509,10 @@ pub async fn resolve(url: &str, options: &Options, stop: &Stop) -> Result<Target
                 .await
                 .map_err(|_| unreachable(Unreached::ResolveTimeout(options.timeout)))?
                 .map_err(|error| unreachable(Unreached::Resolve(error)))?
-                .take(MAX_ADDRESSES)
                 .collect();
-        let mut last_error = Unreached::NoAddress;
-        for (i, addr) in addrs.iter().enumerate() {
-            // Each address gets an equal share of what is left, so one that hangs cannot
-            // take the others' time.
-            let left = deadline.saturating_duration_since(Instant::now());
-            let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
-            let connect = tokio::net::TcpStream::connect(*addr);
-            match tokio::time::timeout(share, connect).await {
-                Ok(Ok(_)) => return Ok(*addr),
-                Ok(Err(error)) => last_error = Unreached::Io(error),
-                Err(_) => last_error = Unreached::NoAnswer(options.timeout),
-            }
-        }
-        Err(unreachable(last_error))
+        first_reachable(&addrs, deadline, options.timeout)
+            .await
+            .map_err(unreachable)
     };
     let addr = tokio::select! {
         addr = reach => addr?,
@@ -557,6 +545,28 @@ pub async fn resolve(url: &str, options: &Options, stop: &Stop) -> Result<Target
         origin,
         timeout: options.timeout,
     })
+}
+
+/// The first of `addrs` (at most [`MAX_ADDRESSES`] of them) that accepts a TCP connection by
+/// `deadline`; each address gets an equal share of the time left, so one that hangs cannot
+/// take the others' time. `timeout` is only named in the error.
+async fn first_reachable(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<SocketAddr, Unreached> {
+    let addrs = &addrs[..addrs.len().min(MAX_ADDRESSES)];
+    let mut last_error = Unreached::NoAddress;
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
+        match tokio::time::timeout(share, tokio::net::TcpStream::connect(*addr)).await {
+            Ok(Ok(_)) => return Ok(*addr),
+            Ok(Err(error)) => last_error = Unreached::Io(error),
+            Err(_) => last_error = Unreached::NoAnswer(timeout),
+        }
+    }
+    Err(last_error)
 }
 
 /// [`run_until`] with no signal: the run ends at its end, or at `--max-time`.
@@ -692,5 +702,63 @@ fn io_cause(error: &std::io::Error) -> String {
         std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
         std::io::ErrorKind::TimedOut => "timed out".to_owned(),
         _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener whose accept queue is full: a connect to it hangs (its SYN is dropped).
+    /// Returns the listener and the queued connections, to hold.
+    async fn hanging() -> (
+        SocketAddr,
+        tokio::net::TcpListener,
+        Vec<tokio::net::TcpStream>,
+    ) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap(); // never accepts
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(Duration::from_millis(300), connect).await {
+                Ok(Ok(stream)) => queued.push(stream),
+                _ => break,
+            }
+        }
+        (addr, listener, queued)
+    }
+
+    #[tokio::test]
+    async fn many_hanging_addresses_cost_one_timeout_and_only_the_first_few_are_tried() {
+        let mut held = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..5 {
+            let (addr, listener, queued) = hanging().await;
+            addrs.push(addr);
+            held.push((listener, queued));
+        }
+        // One that accepts, past the addresses tried: never reached.
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(open.local_addr().unwrap());
+        let timeout = Duration::from_secs(2);
+        let started = Instant::now();
+        let reached = first_reachable(&addrs, started + timeout, timeout).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(reached, Err(Unreached::NoAnswer(_))),
+            "{reached:?}"
+        );
+        // One --timeout for all of them (a fresh one each would be 6 s), with room for a busy
+        // machine.
+        assert!(took < timeout + Duration::from_secs(2), "{took:?}");
+        // Within MAX_ADDRESSES, the one that accepts is found.
+        let mut few = addrs[..MAX_ADDRESSES - 1].to_vec();
+        few.push(open.local_addr().unwrap());
+        let started = Instant::now();
+        let reached = first_reachable(&few, started + timeout, timeout).await;
+        assert_eq!(reached.unwrap(), open.local_addr().unwrap());
     }
 }
