@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use fantoccini::wd::TimeoutConfiguration;
 use serde_json::{json, Value};
 
@@ -130,10 +130,8 @@ pub async fn run(
     count: usize,
 ) -> anyhow::Result<BrowserRun> {
     let pairs = count.clamp(1, PAGE_PAIRS);
-    let driver = tokio::task::spawn_blocking(move || Driver::start(browser))
-        .await?
-        .map_err(|error| anyhow!(error))?;
-    let client = driver.connect().await.map_err(|error| anyhow!(error))?;
+    let driver = Driver::start(browser).await?;
+    let client = driver.connect().await?;
     // Generous: a probe normally takes a few ms, and each gives up after 5 s.
     let script_timeout = Duration::from_secs(30) + Duration::from_secs(6) * count as u32;
     let outcome = async {
@@ -400,7 +398,7 @@ async fn run_webkit(page_url: &str, ws_url: &str, count: usize) -> anyhow::Resul
             bail!("{needed} not found (run `make setup`)");
         }
     }
-    run(Browser::Webkit, page_url, ws_url, count).await
+    run(Browser::WebKit, page_url, ws_url, count).await
 }
 
 /// WebKit's close p50 next to Chromium's (`chromium_p50_ms`), as a context figure. Returns the

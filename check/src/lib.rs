@@ -21,11 +21,14 @@
 //! * [`report`]: the table and the JSON.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 pub mod browser;
 pub mod checks;
@@ -34,7 +37,8 @@ pub mod raw;
 pub mod report;
 pub mod tls;
 
-pub use checks::{CheckId, CheckResult, Verdict};
+pub use browser::{Browser, BrowserChoice, BrowserError, Measured};
+pub use checks::{CheckId, CheckResult, OptIn, Verdict};
 pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
 /// tungstenite's close code, the type of every close code in this crate but the raw frames' (see
 /// [`raw::Frame::close_code`]).
@@ -44,6 +48,11 @@ pub use tungstenite::protocol::frame::coding::CloseCode;
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(3);
 /// `--timeout`'s default: what one check may take beyond the waits it is asked to make.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--max-time`'s default: the deadline of the whole run.
+pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(120);
+/// The most addresses of a host name the check tries to connect to (one after the other,
+/// sharing one `--timeout`).
+pub const MAX_ADDRESSES: usize = 3;
 
 /// Where to connect, and how to upgrade.
 #[derive(Debug, Clone)]
@@ -79,8 +88,7 @@ pub struct Options {
     /// --keepalive-wait). A server that misses it is reported as hung.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub timeout: Duration,
-    /// Do not run these checks (comma-separated ids), for example
-    /// `--skip protocol-errors,max-message-size` against production.
+    /// Do not run these checks (comma-separated ids), for example `--skip origin`.
     #[arg(
         long,
         value_enum,
@@ -93,6 +101,23 @@ pub struct Options {
     /// server-survived always run.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "ID,...")]
     pub only: Vec<CheckId>,
+    /// Also run these probes, which can crash a fragile server (comma-separated). Without it
+    /// `protocol-errors` (malformed frames) is reported `skip`.
+    #[arg(
+        long = "with",
+        value_enum,
+        value_delimiter = ',',
+        value_name = "ID,..."
+    )]
+    pub with: Vec<OptIn>,
+    /// Run every check, the probes that can crash a fragile server included (as
+    /// `--with protocol-errors`).
+    #[arg(long, conflicts_with = "only")]
+    pub all: bool,
+    /// The deadline of the whole run: the checks not done by then are `skip`, and the
+    /// report says so.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+    pub max_time: Duration,
     /// Warnings fail too: exit 1 on any `warn`, not only on what browsers will see.
     #[arg(long)]
     pub strict: bool,
@@ -126,6 +151,9 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT,
             skip: Vec::new(),
             only: Vec::new(),
+            with: Vec::new(),
+            all: false,
+            max_time: DEFAULT_MAX_TIME,
             strict: false,
             keepalive_wait: None,
             max_size: None,
@@ -144,24 +172,151 @@ impl Options {
         id.always_runs()
             || (!self.skip.contains(&id) && (self.only.is_empty() || self.only.contains(&id)))
     }
+
+    /// True unless `id` is a probe that can crash a fragile server and was not asked for by
+    /// `--with`, `--all` or `--only`.
+    pub fn opted_in(&self, id: CheckId) -> bool {
+        match OptIn::of(id) {
+            None => true,
+            Some(opt_in) => self.all || self.with.contains(&opt_in) || self.only.contains(&id),
+        }
+    }
+}
+
+/// A signal that ends a run the way its normal end does: the report so far, and nothing the
+/// check started left running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// SIGINT (Ctrl-C).
+    Int,
+    /// SIGTERM (`kill`, `timeout`).
+    Term,
+    /// SIGHUP (the terminal went away).
+    Hup,
+}
+
+impl Interrupt {
+    /// The signal's number.
+    pub fn number(self) -> i32 {
+        match self {
+            Interrupt::Int => nix::libc::SIGINT,
+            Interrupt::Term => nix::libc::SIGTERM,
+            Interrupt::Hup => nix::libc::SIGHUP,
+        }
+    }
+}
+
+impl fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Interrupt::Int => "SIGINT",
+            Interrupt::Term => "SIGTERM",
+            Interrupt::Hup => "SIGHUP",
+        })
+    }
+}
+
+/// Installs the handlers of SIGINT, SIGTERM and SIGHUP now, and returns the future that ends
+/// with the first of them, for [`run_until`]. Must be called within a tokio runtime.
+pub fn interrupts() -> std::io::Result<impl std::future::Future<Output = Interrupt>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => Interrupt::Int,
+            _ = term.recv() => Interrupt::Term,
+            _ = hup.recv() => Interrupt::Hup,
+        }
+    })
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// `--max-time` passed.
+    MaxTime(Duration),
+    /// The process got a signal.
+    Interrupted(Interrupt),
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stopped::MaxTime(max) => {
+                write!(f, "--max-time {} reached", humantime::format_duration(*max))
+            }
+            Stopped::Interrupted(signal) => write!(f, "interrupted by {signal}"),
+        }
+    }
+}
+
+/// When a run stops early: at `--max-time`, or on a signal. Every wait of the run ends by
+/// [`Stop::deadline`], and every check is raced against [`Stop::wait`].
+#[derive(Debug, Clone)]
+pub struct Stop {
+    deadline: Instant,
+    max_time: Duration,
+    interrupt: watch::Receiver<Option<Interrupt>>,
+}
+
+impl Stop {
+    /// A stop `max_time` from now, or when `interrupt` holds a signal.
+    fn new(max_time: Duration, interrupt: watch::Receiver<Option<Interrupt>>) -> Stop {
+        Stop {
+            deadline: Instant::now() + max_time,
+            max_time,
+            interrupt,
+        }
+    }
+
+    /// `--max-time` from the start of the run.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Why the run has stopped, if it has.
+    pub fn now(&self) -> Option<Stopped> {
+        if let Some(signal) = *self.interrupt.borrow() {
+            return Some(Stopped::Interrupted(signal));
+        }
+        (Instant::now() >= self.deadline).then_some(Stopped::MaxTime(self.max_time))
+    }
+
+    /// Ends when the run stops, and says why.
+    pub async fn wait(&self) -> Stopped {
+        let mut interrupt = self.interrupt.clone();
+        tokio::select! {
+            Ok(signal) = interrupt.wait_for(Option::is_some) => {
+                Stopped::Interrupted(signal.expect("waited for Some"))
+            }
+            () = tokio::time::sleep_until(self.deadline) => Stopped::MaxTime(self.max_time),
+        }
+    }
 }
 
 /// Why a check could not run at all. Each is one line; the binary exits with status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    /// The options contradict each other (`--skip handshake`).
-    #[error("{0}")]
-    Usage(String),
-    /// The argument is not a `ws://` URL.
-    #[error("not a WebSocket URL: {0}")]
-    BadUrl(String),
+    /// `--skip` names a check that always runs.
+    #[error("--skip {0}: handshake, close-answered and server-survived always run")]
+    SkipAlwaysRuns(CheckId),
+    /// The argument is not a `ws://` or `wss://` URL.
+    #[error("not a WebSocket URL: {url} ({problem})")]
+    BadUrl {
+        /// The argument as given.
+        url: String,
+        /// What is wrong with it.
+        problem: UrlProblem,
+    },
     /// The host did not resolve, or nothing accepted the connection.
     #[error("cannot reach {host}: {cause}")]
     Unreachable {
         /// `host:port` from the URL.
         host: String,
         /// What went wrong ("connection refused", ...).
-        cause: String,
+        cause: Unreached,
     },
     /// The TLS handshake of a `wss://` URL failed.
     #[error("TLS with {host} failed: {cause}")]
@@ -173,10 +328,47 @@ pub enum CheckError {
     },
     /// `--browser` could not run (no built page, no driver).
     #[error("--browser: {0}")]
-    Browser(String),
+    Browser(#[from] BrowserError),
+    /// The run stopped (`--max-time`, a signal) before the first upgrade was answered.
+    #[error("stopped before anything was checked: {0}")]
+    Stopped(Stopped),
     /// The server answered, but not as a WebSocket server.
     #[error("{0}")]
     NotWebSocket(String),
+}
+
+/// What is wrong with a URL that is not a WebSocket URL.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlProblem {
+    /// It does not parse as a URL.
+    #[error("{0}")]
+    Parse(#[from] url::ParseError),
+    /// Its scheme is not `ws` or `wss`.
+    #[error("the scheme is {0}:, expected ws:// or wss://")]
+    Scheme(String),
+    /// It has no host.
+    #[error("no host")]
+    NoHost,
+}
+
+/// Why a host could not be reached, as one short phrase ("connection refused").
+#[derive(Debug, thiserror::Error)]
+pub enum Unreached {
+    /// The lookup of the host name failed.
+    #[error("cannot resolve the host ({0})")]
+    Resolve(#[source] std::io::Error),
+    /// The lookup gave no answer within `--timeout`.
+    #[error("cannot resolve the host ({})", no_answer_within(*.0))]
+    ResolveTimeout(Duration),
+    /// The host name has no address.
+    #[error("the host has no address")]
+    NoAddress,
+    /// Connecting failed: refused, reset, ...
+    #[error("{}", io_cause(.0))]
+    Io(#[source] std::io::Error),
+    /// Nothing answered within `--timeout`.
+    #[error("{}", no_answer_within(*.0))]
+    NoAnswer(Duration),
 }
 
 /// Everything one run found: `{"url", "summary", "checks", "predicted"}` in JSON.
@@ -188,14 +380,17 @@ pub struct Report {
     pub summary: String,
     /// Every check, in the order it ran.
     pub checks: Vec<CheckResult>,
-    /// What Chromium and Firefox will show after `close()`.
+    /// What each browser engine will show after `close()`.
     pub predicted: Predicted,
-    /// What each browser showed, with `--browser`.
+    /// What each browser showed, with `--browser`, keyed by engine (`"chromium"`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub browser: Option<BTreeMap<&'static str, browser::Measured>>,
+    pub browser: Option<BTreeMap<Browser, Measured>>,
     /// What the close handshake did, which the prediction follows.
     #[serde(skip)]
     pub behaviour: CloseBehaviour,
+    /// Why the run stopped before its end, if it did (the summary says it too).
+    #[serde(skip)]
+    pub stopped: Option<Stopped>,
 }
 
 impl Report {
@@ -214,6 +409,17 @@ impl Report {
         self.checks
             .iter()
             .any(|check| check.verdict == Verdict::Fail)
+    }
+
+    /// The binary's exit status: 128 + the signal's number when a signal ended the run,
+    /// else 1 when the report [`fails`](Report::fails), else 0.
+    pub fn exit_status(&self, strict: bool) -> u8 {
+        match self.stopped {
+            Some(Stopped::Interrupted(signal)) => {
+                u8::try_from(128 + signal.number()).unwrap_or(u8::MAX)
+            }
+            _ => u8::from(self.fails(strict)),
+        }
     }
 
     /// True when the binary exits with status 1: a check failed, or, with `strict`, warned.
@@ -263,22 +469,23 @@ impl Report {
     }
 }
 
-/// Parses `url` and finds a server that accepts TCP connections there.
-pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError> {
-    let parsed =
-        url::Url::parse(url).map_err(|error| CheckError::BadUrl(format!("{url} ({error})")))?;
+/// Parses `url` and finds a server that accepts TCP connections there. The lookup and the
+/// connects share one `--timeout` (and end at `stop`); at most [`MAX_ADDRESSES`] addresses are
+/// tried, each with its share of the time left.
+pub async fn resolve(url: &str, options: &Options, stop: &Stop) -> Result<Target, CheckError> {
+    let bad_url = |problem| CheckError::BadUrl {
+        url: url.to_owned(),
+        problem,
+    };
+    let parsed = url::Url::parse(url).map_err(|error| bad_url(UrlProblem::Parse(error)))?;
     let secure = match parsed.scheme() {
         "ws" => false,
         "wss" => true,
-        other => {
-            return Err(CheckError::BadUrl(format!(
-                "{url} (the scheme is {other}:, expected ws:// or wss://)"
-            )))
-        }
+        other => return Err(bad_url(UrlProblem::Scheme(other.to_owned()))),
     };
     let host_name = parsed
         .host_str()
-        .ok_or_else(|| CheckError::BadUrl(format!("{url} (no host)")))?
+        .ok_or_else(|| bad_url(UrlProblem::NoHost))?
         .to_owned();
     let port = parsed
         .port_or_known_default()
@@ -291,27 +498,26 @@ pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError>
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let unreachable = |cause: String| CheckError::Unreachable {
+    let unreachable = |cause: Unreached| CheckError::Unreachable {
         host: format!("{host_name}:{port}"),
         cause,
     };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
-        .await
-        .map_err(|error| unreachable(format!("cannot resolve the host ({error})")))?
-        .collect();
-    let mut last_error = String::from("the host has no address");
-    let mut reachable = None;
-    for addr in addrs {
-        match tokio::time::timeout(options.timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => {
-                reachable = Some(addr);
-                break;
-            }
-            Ok(Err(error)) => last_error = io_cause(&error),
-            Err(_) => last_error = no_answer_within(options.timeout),
-        }
-    }
-    let addr = reachable.ok_or_else(|| unreachable(last_error))?;
+    let deadline = (Instant::now() + options.timeout).min(stop.deadline());
+    let reach = async {
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout_at(deadline, tokio::net::lookup_host((lookup.as_str(), port)))
+                .await
+                .map_err(|_| unreachable(Unreached::ResolveTimeout(options.timeout)))?
+                .map_err(|error| unreachable(Unreached::Resolve(error)))?
+                .collect();
+        first_reachable(&addrs, deadline, options.timeout)
+            .await
+            .map_err(unreachable)
+    };
+    let addr = tokio::select! {
+        addr = reach => addr?,
+        stopped = stop.wait() => return Err(CheckError::Stopped(stopped)),
+    };
     let path = match parsed.query() {
         Some(query) => format!("{}?{query}", parsed.path()),
         None => parsed.path().to_owned(),
@@ -341,67 +547,144 @@ pub async fn resolve(url: &str, options: &Options) -> Result<Target, CheckError>
     })
 }
 
-/// Runs every check against `url` and predicts what browsers will show. An error (exit 2)
-/// means there was nothing to check: a usage error, no server, or no WebSocket server at the
-/// first upgrade. What happens after the first upgrade, the server going down included, is a
-/// finding in the report.
-pub async fn run(url: &str, options: &Options) -> Result<Report, CheckError> {
-    if let Some(id) = options.skip.iter().find(|id| id.always_runs()) {
-        return Err(CheckError::Usage(format!(
-            "--skip {id}: handshake, close-answered and server-survived always run"
-        )));
+/// The first of `addrs` (at most [`MAX_ADDRESSES`] of them) that accepts a TCP connection by
+/// `deadline`; each address gets an equal share of the time left, so one that hangs cannot
+/// take the others' time. `timeout` is only named in the error.
+async fn first_reachable(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<SocketAddr, Unreached> {
+    let addrs = &addrs[..addrs.len().min(MAX_ADDRESSES)];
+    let mut last_error = Unreached::NoAddress;
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
+        match tokio::time::timeout(share, tokio::net::TcpStream::connect(*addr)).await {
+            Ok(Ok(_)) => return Ok(*addr),
+            Ok(Err(error)) => last_error = Unreached::Io(error),
+            Err(_) => last_error = Unreached::NoAnswer(timeout),
+        }
     }
-    let target = resolve(url, options).await?;
-    let (checks, behaviour) = checks::run_all(&target, options).await?;
+    Err(last_error)
+}
+
+/// [`run_until`] with no signal: the run ends at its end, or at `--max-time`.
+pub async fn run(url: &str, options: &Options) -> Result<Report, CheckError> {
+    run_until(url, options, std::future::pending()).await
+}
+
+/// Runs every check against `url` and predicts what browsers will show, until `--max-time`
+/// or until `interrupt` ends (the binary passes [`interrupts`]), whichever comes first: then
+/// the checks not run are `skip`, the browsers not measured say why, every process started
+/// is ended and every temporary file removed, and the report says it stopped.
+///
+/// An error (exit 2) means there was nothing to check: a usage error, no server, or no
+/// WebSocket server at the first upgrade. What happens after the first upgrade, the server
+/// going down included, is a finding in the report.
+pub async fn run_until(
+    url: &str,
+    options: &Options,
+    interrupt: impl std::future::Future<Output = Interrupt>,
+) -> Result<Report, CheckError> {
+    let (interrupted, interrupt_seen) = watch::channel(None);
+    let stop = Stop::new(options.max_time, interrupt_seen);
+    let run = run_with(url, options, &stop);
+    let mut run = std::pin::pin!(run);
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut signalled = false;
+    loop {
+        tokio::select! {
+            report = &mut run => return report,
+            // The run sees the signal through `stop`, and ends as it does at --max-time.
+            signal = &mut interrupt, if !signalled => {
+                signalled = true;
+                let _ = interrupted.send(Some(signal));
+            }
+        }
+    }
+}
+
+async fn run_with(url: &str, options: &Options, stop: &Stop) -> Result<Report, CheckError> {
+    if let Some(id) = options.skip.iter().find(|id| id.always_runs()) {
+        return Err(CheckError::SkipAlwaysRuns(*id));
+    }
+    let target = resolve(url, options, stop).await?;
+    let (checks, behaviour) = checks::run_all(&target, options, stop).await?;
     let predicted = predict::predict(&behaviour);
     let browser = match options.browser {
-        Some(choice) => Some(in_browsers(url, choice, &predicted, options).await?),
+        Some(choice) => Some(in_browsers(url, choice, &predicted, options, stop).await?),
         None => None,
     };
+    let stopped = stop.now();
+    let mut summary = Report::summary(&checks, options.strict);
+    if let Some(stopped) = stopped {
+        summary.push_str(&format!(
+            "; stopped early ({stopped}): what did not run is skip"
+        ));
+    }
     Ok(Report {
         url: url.to_owned(),
-        summary: Report::summary(&checks, options.strict),
+        summary,
         checks,
         predicted,
         browser,
         behaviour,
+        stopped,
     })
 }
 
-/// `--browser`: serves the probe page and measures `close()` in each browser chosen.
+/// `--browser`: serves the probe page and measures `close()` in each browser chosen. A
+/// browser the run has no time for (`--max-time`, a signal) is [`Measured::Failed`] with why.
 async fn in_browsers(
     url: &str,
-    choice: browser::BrowserChoice,
+    choice: BrowserChoice,
     predicted: &Predicted,
     options: &Options,
-) -> Result<BTreeMap<&'static str, browser::Measured>, CheckError> {
-    let (page_addr, page) = browser::serve_page(&options.www, options.page_addr)
-        .await
-        .map_err(CheckError::Browser)?;
+    stop: &Stop,
+) -> Result<BTreeMap<Browser, Measured>, CheckError> {
+    let (page_addr, page) = browser::serve_page(&options.www, options.page_addr).await?;
+    // The task serving the page ends with this guard, however this function ends.
+    let _page = AbortOnDrop(page);
     let page_url = format!("http://{page_addr}/");
     let mut measured = BTreeMap::new();
-    for name in choice.browsers() {
-        let expected = predicted
-            .of(name.name())
-            .expect("every browser is predicted");
-        let label = format!(
-            "{} (predicted {})",
-            name.name(),
-            report::duration_text(expected.close_after_ms)
-        );
-        let result = browser::with_progress(&label, browser::measure(name, &page_url, url)).await;
-        match result {
-            Ok(outcome) => {
-                measured.insert(name.name(), outcome);
-            }
-            Err(error) => {
-                page.abort();
-                return Err(CheckError::Browser(error));
-            }
+    for engine in choice.browsers() {
+        if engine == Browser::Chromium && browser::running_as_root() {
+            eprintln!("wsclose-check: running as root, so Chromium runs without its sandbox");
         }
+        let label = format!(
+            "{engine} (predicted {})",
+            report::duration_text(predicted.of(engine).close_after_ms)
+        );
+        let result = match stop.now() {
+            Some(stopped) => Measured::Failed {
+                error: format!("not run: {stopped}"),
+            },
+            None => {
+                let measure =
+                    browser::with_progress(&label, browser::measure(engine, &page_url, url));
+                // On a stop the measurement is dropped, and with it the driver: its process
+                // group is ended and its profile removed before this returns.
+                tokio::select! {
+                    result = measure => result?,
+                    stopped = stop.wait() => Measured::Failed {
+                        error: format!("cut off: {stopped}"),
+                    },
+                }
+            }
+        };
+        measured.insert(engine, result);
     }
-    page.abort();
     Ok(measured)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `no answer within 10s (--timeout)`.
@@ -419,5 +702,63 @@ fn io_cause(error: &std::io::Error) -> String {
         std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
         std::io::ErrorKind::TimedOut => "timed out".to_owned(),
         _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener whose accept queue is full: a connect to it hangs (its SYN is dropped).
+    /// Returns the listener and the queued connections, to hold.
+    async fn hanging() -> (
+        SocketAddr,
+        tokio::net::TcpListener,
+        Vec<tokio::net::TcpStream>,
+    ) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap(); // never accepts
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(Duration::from_millis(300), connect).await {
+                Ok(Ok(stream)) => queued.push(stream),
+                _ => break,
+            }
+        }
+        (addr, listener, queued)
+    }
+
+    #[tokio::test]
+    async fn many_hanging_addresses_cost_one_timeout_and_only_the_first_few_are_tried() {
+        let mut held = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..5 {
+            let (addr, listener, queued) = hanging().await;
+            addrs.push(addr);
+            held.push((listener, queued));
+        }
+        // One that accepts, past the addresses tried: never reached.
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(open.local_addr().unwrap());
+        let timeout = Duration::from_secs(2);
+        let started = Instant::now();
+        let reached = first_reachable(&addrs, started + timeout, timeout).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(reached, Err(Unreached::NoAnswer(_))),
+            "{reached:?}"
+        );
+        // One --timeout for all of them (a fresh one each would be 6 s), with room for a busy
+        // machine.
+        assert!(took < timeout + Duration::from_secs(2), "{took:?}");
+        // Within MAX_ADDRESSES, the one that accepts is found.
+        let mut few = addrs[..MAX_ADDRESSES - 1].to_vec();
+        few.push(open.local_addr().unwrap());
+        let started = Instant::now();
+        let reached = first_reachable(&few, started + timeout, timeout).await;
+        assert_eq!(reached.unwrap(), open.local_addr().unwrap());
     }
 }

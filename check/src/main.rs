@@ -1,5 +1,6 @@
-//! `wsclose-check URL`: parses flags, runs the checks, prints the report and a one-line
-//! verdict, and exits 0, 1 or 2 (see [`EXIT_STATUS`]).
+//! `wsclose-check URL`: parses flags, runs the checks until they end, `--max-time` or a
+//! signal (SIGINT, SIGTERM, SIGHUP), prints the report and a one-line verdict, and exits 0,
+//! 1 or 2 (see [`EXIT_STATUS`]), or 128 + the signal's number.
 
 use std::process::ExitCode;
 
@@ -11,16 +12,19 @@ const EXIT_STATUS: &str = "\
 Exit status:
   0  no browser will have a problem; warnings (conformance findings no browser triggers:
      protocol errors, an Origin accepted from anywhere, a close code or reason not echoed)
-     do not fail unless --strict
+     do not fail unless --strict; checks skipped (not asked for, --max-time) do not fail
   1  browsers will have a problem: a close event 1 s or more after close(), code 1006, or a
      refused upgrade; or the server went down or hung during the check (server-survived)
   2  usage error, or nothing to check: unreachable, or not a WebSocket server at the first
      upgrade
+  128+N  ended by signal N (SIGINT, SIGTERM, SIGHUP), after the report so far; every
+     browser, driver and temporary file it made is gone
 
 The report goes to stdout (a table, or JSON with --json); the verdict, one line, to stderr.
 
-protocol-errors sends malformed frames and max-message-size (--max-size) an oversized
-message; they run last. Against production: --skip protocol-errors,max-message-size";
+protocol-errors sends malformed frames that can crash a fragile server: it runs only with
+--with protocol-errors (or --all). max-message-size (--max-size) sends an oversized message.
+Both run last.";
 
 /// Diagnose a WebSocket server's close behaviour and predict what browsers will show.
 #[derive(Parser)]
@@ -47,7 +51,11 @@ fn main() -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    match runtime.block_on(wsclose_check::run(&cli.url, &cli.options)) {
+    let result = runtime.block_on(async {
+        let interrupts = wsclose_check::interrupts().expect("signal handlers");
+        wsclose_check::run_until(&cli.url, &cli.options, interrupts).await
+    });
+    match result {
         Ok(report) => {
             if cli.json {
                 println!("{}", report::json(&report));
@@ -55,15 +63,16 @@ fn main() -> ExitCode {
                 println!("{}", report::table(&report));
             }
             eprintln!("wsclose-check: {}", report.summary);
-            if report.fails(cli.options.strict) {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
+            ExitCode::from(report.exit_status(cli.options.strict))
         }
         Err(error) => {
             eprintln!("wsclose-check: {error}");
-            ExitCode::from(2)
+            match error {
+                wsclose_check::CheckError::Stopped(wsclose_check::Stopped::Interrupted(signal)) => {
+                    ExitCode::from(u8::try_from(128 + signal.number()).unwrap_or(u8::MAX))
+                }
+                _ => ExitCode::from(2),
+            }
         }
     }
 }

@@ -15,6 +15,8 @@
 //! timeouts are not measured here.
 
 use serde::{Serialize, Serializer};
+
+use crate::browser::Browser;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// Chromium's closing-handshake timeout: with no Close answer, `close` fires after this.
@@ -84,7 +86,7 @@ fn code_number<S: Serializer>(code: &CloseCode, serializer: S) -> Result<S::Ok, 
     serializer.serialize_u16(u16::from(code))
 }
 
-/// The prediction for the three engines.
+/// The prediction for every engine, one field each, named as [`Browser`] is in the JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Predicted {
     /// Headless Chromium (156 measured).
@@ -96,13 +98,12 @@ pub struct Predicted {
 }
 
 impl Predicted {
-    /// The outcome predicted for the engine called `name` (`chromium`, `firefox`, `webkit`).
-    pub fn of(&self, name: &str) -> Option<BrowserOutcome> {
-        match name {
-            "chromium" => Some(self.chromium),
-            "firefox" => Some(self.firefox),
-            "webkit" => Some(self.webkit),
-            _ => None,
+    /// The outcome predicted for `browser`.
+    pub fn of(&self, browser: Browser) -> BrowserOutcome {
+        match browser {
+            Browser::Chromium => self.chromium,
+            Browser::Firefox => self.firefox,
+            Browser::WebKit => self.webkit,
         }
     }
 }

@@ -7,10 +7,12 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement,
 /// The table's width when stdout is not a terminal (a file, a pipe, CI logs).
 pub const WIDTH_OFF_TERMINAL: u16 = 110;
 
-use crate::browser::Measured;
+use crate::browser::{Browser, Measured};
 use crate::{BrowserOutcome, Report, Verdict};
 
-/// The report as JSON: `{"url", "checks": [...], "predicted": {"chromium", "firefox"}}`.
+/// The report as JSON: `{"url", "summary", "checks": [...], "predicted": {"chromium",
+/// "firefox", "webkit"}}`, and `"browser"` (the same keys, for the engines measured) with
+/// `--browser`.
 pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).expect("a report always serialises")
 }
@@ -52,12 +54,8 @@ pub fn table(report: &Report) -> String {
         "code",
         "wasClean",
     ]);
-    for (name, outcome) in [
-        ("Chromium", report.predicted.chromium),
-        ("Firefox", report.predicted.firefox),
-        ("WebKit", report.predicted.webkit),
-    ] {
-        predicted.add_row(outcome_row(name, outcome));
+    for browser in Browser::all() {
+        predicted.add_row(outcome_row(browser.label(), report.predicted.of(*browser)));
     }
     let mut text = format!(
         "wsclose-check {}\n{checks}\npredicted (from the native observations above):\n{predicted}",
@@ -72,11 +70,9 @@ pub fn table(report: &Report) -> String {
             "wasClean",
             "as predicted",
         ]);
-        for (name, result) in measured {
-            let predicted = report
-                .predicted
-                .of(name)
-                .expect("measured engines are predicted");
+        for (browser, result) in measured {
+            let name = browser.name();
+            let predicted = report.predicted.of(*browser);
             match result {
                 Measured::Outcome(outcome) => {
                     let mut row = outcome_row(name, *outcome).to_vec();
@@ -135,4 +131,109 @@ fn outcome_row(name: &str, outcome: BrowserOutcome) -> [Cell; 4] {
         Cell::new(outcome.code),
         Cell::new(outcome.was_clean),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::predict::{predict, CloseBehaviour};
+    use crate::{CheckId, CheckResult, CloseCode};
+
+    /// The keys of every object in `value`, recursively, as `path.key` lines, for a pin of the
+    /// shape that ignores the values.
+    fn shape(value: &Value, path: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let path = format!("{path}.{key}");
+                    out.push(path.clone());
+                    shape(value, &path, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    shape(item, &format!("{path}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_json_keys_and_shape_are_the_contract() {
+        let behaviour = CloseBehaviour::Answered {
+            close_ms: 0.4,
+            code: Some(CloseCode::Normal),
+            tcp_end_ms: Some(0.1),
+        };
+        let predicted = predict(&behaviour);
+        let mut browser = BTreeMap::new();
+        browser.insert(Browser::WebKit, Measured::Outcome(predicted.webkit));
+        browser.insert(
+            Browser::Chromium,
+            Measured::Failed {
+                error: "refused".into(),
+            },
+        );
+        let checks = vec![
+            CheckResult::new(CheckId::Handshake, Verdict::Pass, Some(1.5), "101".into()),
+            CheckResult::skip(CheckId::ProtocolErrors, "not run by default").fix("run it"),
+        ];
+        let report = Report {
+            url: "ws://127.0.0.1:1/".into(),
+            summary: Report::summary(&checks, false),
+            checks,
+            predicted,
+            browser: Some(browser),
+            behaviour,
+            stopped: None,
+        };
+        let value: Value = serde_json::from_str(&json(&report)).unwrap();
+        let mut keys = Vec::new();
+        shape(&value, "", &mut keys);
+        keys.sort();
+        keys.dedup();
+        let outcome = ["close_after_ms", "code", "was_clean"];
+        let mut expected: Vec<String> = [".url", ".summary", ".checks", ".predicted", ".browser"]
+            .map(str::to_owned)
+            .to_vec();
+        for key in ["id", "verdict", "ms", "detail"] {
+            expected.push(format!(".checks[].{key}"));
+        }
+        expected.push(".checks[].fix".into());
+        for engine in ["chromium", "firefox", "webkit"] {
+            expected.push(format!(".predicted.{engine}"));
+            expected.extend(outcome.map(|key| format!(".predicted.{engine}.{key}")));
+        }
+        expected.extend(
+            [
+                ".browser.chromium",
+                ".browser.chromium.error",
+                ".browser.webkit",
+            ]
+            .map(str::to_owned),
+        );
+        expected.extend(outcome.map(|key| format!(".browser.webkit.{key}")));
+        expected.sort();
+        assert_eq!(keys, expected);
+        // The values' types: numbers, ids and verdicts as the README gives them.
+        assert_eq!(value["checks"][0]["id"], "handshake");
+        assert_eq!(value["checks"][0]["verdict"], "pass");
+        assert_eq!(value["checks"][0]["ms"], 1.5);
+        assert_eq!(value["checks"][1]["ms"], Value::Null);
+        assert_eq!(value["checks"][1]["verdict"], "skip");
+        assert_eq!(value["predicted"]["webkit"]["code"], 1000);
+        assert_eq!(value["browser"]["webkit"]["was_clean"], json!(true));
+        // Without --browser there is no "browser" key at all.
+        let without = Report {
+            browser: None,
+            ..report
+        };
+        assert!(serde_json::from_str::<Value>(&json(&without)).unwrap()["browser"].is_null());
+        assert!(!json(&without).contains("\"browser\""));
+    }
 }

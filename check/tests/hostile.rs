@@ -394,7 +394,7 @@ async fn a_server_that_dies_on_a_malformed_frame_is_a_finding_with_every_result_
     });
     let run = check(args(
         &format!("ws://{addr}/"),
-        &[&FAST[..], &["--json"]].concat(),
+        &[&FAST[..], &["--json", "--with", "protocol-errors"]].concat(),
     ))
     .await;
     server.abort();
@@ -513,7 +513,7 @@ async fn gorilla_read_loop(mut stream: TcpStream) {
 async fn a_gorilla_read_loop_passes_with_warnings_and_fails_only_with_strict() {
     let (addr, server) = serve(gorilla_read_loop).await;
     let url = format!("ws://{addr}/");
-    let run = check(args(&url, &[&FAST[..], &["--json"]].concat())).await;
+    let run = check(args(&url, &[&FAST[..], &["--json", "--all"]].concat())).await;
     run.assert(
         0,
         "ok: nothing browsers will see; warnings: close-code-echoed, origin, protocol-errors",
@@ -556,6 +556,119 @@ async fn skip_keeps_the_malformed_probes_away_from_a_fragile_server() {
     assert_eq!(
         detail(&json(&run), "protocol-errors"),
         "not selected (--skip)"
+    );
+    assert_eq!(errors.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// How long the slow-failing server takes to answer anything: just under the `--timeout` and
+/// `--close-wait` it is checked with, so every probe gets its answer, late.
+const SLOW_ANSWER: Duration = Duration::from_millis(8500);
+
+/// Answers the upgrade, then every frame (Close, Ping, a malformed one) after
+/// [`SLOW_ANSWER`]: with a fresh deadline for each case, a run against it took minutes.
+async fn slow_failing(mut stream: TcpStream) {
+    if accept_upgrade(&mut stream).await.is_none() {
+        return;
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match Frame::decode(&buf) {
+            Ok(Some((frame, used))) => {
+                buf.advance(used);
+                tokio::time::sleep(SLOW_ANSWER).await;
+                let reply = match frame.opcode {
+                    OP_PING => Frame::new(OP_PONG, frame.payload),
+                    OP_CLOSE => Frame::close(frame.close_code().unwrap_or(1000), b""),
+                    _ => Frame::close(1002, b""),
+                };
+                let _ = stream.write_all(&reply.unmasked().encode()).await;
+            }
+            Ok(None) => match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            Err(_) => {
+                tokio::time::sleep(SLOW_ANSWER).await;
+                let _ = stream
+                    .write_all(&Frame::close(1002, b"").unmasked().encode())
+                    .await;
+                return;
+            }
+        }
+    }
+}
+
+/// `--max-time` in the test, and how far past it a run may end on a busy machine.
+const MAX_TIME: Duration = Duration::from_secs(5);
+const MAX_TIME_MARGIN: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_slow_failing_server_cannot_keep_a_run_past_max_time() {
+    let run = check_served(
+        "ws",
+        &[
+            "--timeout",
+            "10s",
+            "--close-wait",
+            "9s",
+            "--all",
+            "--json",
+            "--max-time",
+            "5s",
+        ],
+        slow_failing,
+    )
+    .await;
+    assert!(run.elapsed < MAX_TIME + MAX_TIME_MARGIN, "{run:#?}");
+    assert!(run.peak_rss_kib < RSS_BOUND_KIB, "{run:#?}");
+    // The report is what it has, and says so in its one line.
+    assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("stopped early (--max-time 5s reached): what did not run is skip"),
+        "{run:#?}"
+    );
+    let json = json(&run);
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 10, "every check has its row: {json}");
+    assert_eq!(checks[0]["verdict"], "pass", "{json}");
+    for check in &checks[1..] {
+        assert_eq!(check["verdict"], "skip", "{json}");
+        assert!(
+            check["detail"].as_str().unwrap().contains("--max-time 5s"),
+            "{json}"
+        );
+    }
+    // A skip does not fail the run.
+    assert_eq!(run.status, Some(0), "{run:#?}");
+}
+
+#[tokio::test]
+async fn a_default_run_leaves_a_server_that_dies_on_a_malformed_frame_alive() {
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = errors.clone();
+    let run = check_served("ws", &[&FAST[..], &["--json"]].concat(), move |stream| {
+        let seen = seen.clone();
+        async move {
+            if echo(stream).await.is_some() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    })
+    .await;
+    run.assert(0, "ok: nothing browsers will see; warnings: origin");
+    let json = json(&run);
+    let protocol = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["id"] == "protocol-errors")
+        .unwrap();
+    assert_eq!(protocol["verdict"], "skip", "{json}");
+    assert_eq!(
+        protocol["detail"],
+        "not run by default: it sends malformed frames that can crash a server; run it with \
+         --with protocol-errors"
     );
     assert_eq!(errors.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

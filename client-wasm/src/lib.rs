@@ -3,7 +3,8 @@
 //! Call `ws.close()` in a browser and time the `close` event. Against a server that keeps
 //! reading its socket, the event fires in about a millisecond with the code you sent and
 //! `wasClean == true`. Against a server that never reads, nobody answers the Close frame, and
-//! the browser waits for its closing-handshake timeout (Chromium 60 s, Firefox about 20 s)
+//! the browser waits for its closing-handshake timeout (Chromium 60 s, Firefox about 20 s,
+//! WebKit 5 s)
 //! before it gives up with code 1006 and `wasClean == false`.
 //!
 //! This crate measures exactly that, from Rust compiled to wasm, and drives the demo page.

@@ -1,6 +1,6 @@
 //! Fast headless-browser tests of the close probe against a running `wsclose-server`.
 //!
-//! Run by `make test-browser`, in Chromium and in Firefox. The server's base URL comes from
+//! Run by `make test-browser`, in Chromium, Firefox and WebKit. The server's base URL comes from
 //! `WSCLOSE_SERVER_URL` at compile time; without it every test fails and says how to start
 //! the server. The whole file stays well under wasm-bindgen-test's default 20 s budget: the
 //! longest test waits 3 s.

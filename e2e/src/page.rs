@@ -34,7 +34,9 @@ const ROWS: &str = "#results tbody tr";
 pub async fn served_page(browser: Browser) -> (ServerProcess, Driver, DemoPage) {
     let www = built_page();
     let server = ServerProcess::start(&["--static-dir", www.to_str().expect("utf-8 path")]).await;
-    let driver = Driver::start(browser).expect("start the WebDriver server");
+    let driver = Driver::start(browser)
+        .await
+        .expect("start the WebDriver server");
     let page = DemoPage::connect(&driver).await;
     page.open(&server.http_url("/")).await;
     (server, driver, page)

@@ -12,9 +12,11 @@ use wsclose_e2e::ServerProcess;
 /// The checks' wait for a Close: shorter than the default 3 s, to keep the unanswered cases short.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// The options of every run here: every check, `protocol-errors` included (`--all`).
 fn options() -> Options {
     Options {
         close_wait: CLOSE_WAIT,
+        all: true,
         ..Options::default()
     }
 }

@@ -1,15 +1,17 @@
 //! `wsclose-check` against real servers nobody here wrote, installed by `make setup-peers`:
 //!
-//! * Node `ws` with no `'error'` listener (the express-ws README's pattern) dies on the check's
-//!   unmasked frame. The report keeps every check measured before, fails `server-survived`
-//!   naming that probe, and says to add an error handler (exit status 1).
+//! * Node `ws` with no `'error'` listener (the express-ws README's pattern) survives a default
+//!   run, which skips `protocol-errors` and says how to run it (exit status 0). With
+//!   `--with protocol-errors` it dies on the check's unmasked frame: the report keeps every
+//!   check measured before, fails `server-survived` naming that probe, and says to add an
+//!   error handler (exit status 1).
 //! * gorilla/websocket's documented read loop, the fix its users are told to write, passes
 //!   with warnings only (exit status 0): it does not validate UTF-8 and drops TCP on a 64-bit
 //!   length with its top bit set, which no browser ever sends. `--strict` fails it.
 
 use std::time::Duration;
 
-use wsclose_check::{report, CloseCode, Options, Report, Verdict};
+use wsclose_check::{report, CloseCode, OptIn, Options, Report, Verdict};
 use wsclose_e2e::peers::{gorilla, node_ws, Peer};
 use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
 
@@ -29,9 +31,11 @@ async fn start(peer: &Peer) -> ServerProcess {
         .unwrap_or_else(|error| panic!("{} did not start: {error:#}", peer.name))
 }
 
-async fn check(server: &ServerProcess, peer: &Peer) -> Report {
+/// The check of `peer`, with the probes in `with` (`--with`) on top of the default ones.
+async fn check(server: &ServerProcess, peer: &Peer, with: &[OptIn]) -> Report {
     let options = Options {
         close_wait: CLOSE_WAIT,
+        with: with.to_vec(),
         ..Options::default()
     };
     let url = server.ws_url(peer.path);
@@ -51,7 +55,7 @@ async fn check(server: &ServerProcess, peer: &Peer) -> Report {
 async fn node_ws_without_an_error_handler_dies_and_the_report_names_the_probe() {
     let peer = node_ws();
     let mut server = start(&peer).await;
-    let report = check(&server, &peer).await;
+    let report = check(&server, &peer, &[OptIn::ProtocolErrors]).await;
 
     let survived = report
         .check("server-survived")
@@ -91,10 +95,29 @@ async fn node_ws_without_an_error_handler_dies_and_the_report_names_the_probe() 
 }
 
 #[tokio::test]
+async fn node_ws_without_an_error_handler_survives_a_default_run() {
+    let peer = node_ws();
+    let mut server = start(&peer).await;
+    let report = check(&server, &peer, &[]).await;
+    assert_eq!(report.verdict("server-survived"), Some(Verdict::Pass));
+    let skipped = report.check("protocol-errors").expect("protocol-errors");
+    assert_eq!(skipped.verdict, Verdict::Skip, "{skipped:?}");
+    assert!(
+        skipped.detail.contains("--with protocol-errors"),
+        "{skipped:?}"
+    );
+    assert!(!report.fails(false), "exit status 0: {}", report.summary);
+    assert!(
+        server.wait_exit(Duration::from_millis(500)).await.is_none(),
+        "node died of a default run"
+    );
+}
+
+#[tokio::test]
 async fn gorillas_read_loop_passes_with_warnings_only() {
     let peer = gorilla();
     let server = start(&peer).await;
-    let report = check(&server, &peer).await;
+    let report = check(&server, &peer, &[OptIn::ProtocolErrors]).await;
     for id in [
         "handshake",
         "close-answered",

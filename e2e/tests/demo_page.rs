@@ -129,7 +129,9 @@ async fn behind_nginx_close_is_clean_and_the_live_panel_survives_a_rolling_resta
     let www = www.to_str().expect("utf-8 path");
     let mut cluster =
         Cluster::start("60s", &["--shutdown-code", "1012", "--static-dir", www]).await;
-    let driver = Driver::start(Browser::Chromium).expect("start chromedriver");
+    let driver = Driver::start(Browser::Chromium)
+        .await
+        .expect("start chromedriver");
     let page = DemoPage::connect(&driver).await;
 
     page.open(&format!("http://{}/", cluster.instance(1).addr))
@@ -483,7 +485,7 @@ async fn the_tool_works_in_firefox() {
 /// its own timeout (5 s) on the chart, runs with a summary, the export naming WebKit, Cancel.
 #[tokio::test]
 async fn the_tool_works_in_webkit() {
-    the_tool_works_in(Browser::Webkit, "Safari", "5000", "webkit").await;
+    the_tool_works_in(Browser::WebKit, "Safari", "5000", "webkit").await;
 }
 
 /// The tool features in `browser`, whose user agent names it `name`, whose closing-handshake

@@ -7,7 +7,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::raw::{Frame, Io, RawClient, RawCloseOutcome, UpgradeResponse};
-use crate::{io_cause, no_answer_within, CheckError, CloseCode, Target};
+use crate::{io_cause, no_answer_within, CheckError, CloseCode, Target, Unreached};
+
+/// How long [`goodbye`] may take to send its Close(1000) before it drops the connection.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
 /// A raw client over TCP, or over TLS for `wss://`.
 pub type Client = RawClient<Box<dyn Io>>;
@@ -20,17 +23,17 @@ pub(super) async fn upgrade(
     deadline: Instant,
 ) -> Result<(UpgradeResponse, Option<Client>), CheckError> {
     let timeout = || no_answer_within(target.timeout);
-    let unreachable = |cause: String| CheckError::Unreachable {
+    let unreachable = |cause: Unreached| CheckError::Unreachable {
         host: target.addr.to_string(),
         cause,
     };
     let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(target.addr)).await {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(error)) => return Err(unreachable(io_cause(&error))),
-        Err(_) => return Err(unreachable(timeout())),
+        Ok(Err(error)) => return Err(unreachable(Unreached::Io(error))),
+        Err(_) => return Err(unreachable(Unreached::NoAnswer(target.timeout))),
     };
     tcp.set_nodelay(true)
-        .map_err(|error| unreachable(io_cause(&error)))?;
+        .map_err(|error| unreachable(Unreached::Io(error)))?;
     let Some(tls) = &target.tls else {
         return finish_upgrade(target, origin, deadline, Box::new(tcp)).await;
     };
@@ -65,12 +68,12 @@ async fn finish_upgrade(
     match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(error)) if Instant::now() < deadline => {
-            Err(match error.downcast_ref::<std::io::Error>() {
-                Some(io) => CheckError::Unreachable {
+            Err(match error.downcast::<std::io::Error>() {
+                Ok(io) => CheckError::Unreachable {
                     host: target.addr.to_string(),
-                    cause: io_cause(io),
+                    cause: Unreached::Io(io),
                 },
-                None => CheckError::NotWebSocket(format!(
+                Err(error) => CheckError::NotWebSocket(format!(
                     "{} is not a WebSocket endpoint: {error:#}",
                     target.url
                 )),
@@ -106,7 +109,7 @@ pub(super) async fn connect(target: &Target, deadline: Instant) -> Result<Client
 pub(super) async fn goodbye(client: Option<Client>) {
     if let Some(mut client) = client {
         let close = Frame::close(CloseCode::Normal.into(), b"");
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.send(&close)).await;
+        let _ = tokio::time::timeout(GOODBYE_WAIT, client.send(&close)).await;
     }
 }
 

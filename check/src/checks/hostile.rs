@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::connect::{close_code, connect, millis, outcome_text};
 use super::run::Ctx;
-use super::{CheckId, CheckResult, Verdict, DEADLINE_GRACE};
+use super::{CheckId, CheckResult, Verdict, DEADLINE_GRACE, PROTOCOL_ERRORS_WAITS};
 use crate::predict::shown;
 use crate::raw::{Frame, RawCloseOutcome, RSV1};
 use crate::{CheckError, CloseCode};
@@ -72,9 +72,13 @@ fn protocol_cases() -> Vec<ProtocolCase> {
     ]
 }
 
-/// One protocol case on its own connection: connect, send, wait for the Close.
-async fn protocol_case(ctx: &Ctx<'_>, case: &ProtocolCase) -> Result<RawCloseOutcome, CheckError> {
-    let deadline = ctx.deadline(ctx.options.close_wait);
+/// One protocol case on its own connection: connect, send, wait for the Close, by the
+/// check's `deadline` (every case shares it).
+async fn protocol_case(
+    ctx: &Ctx<'_>,
+    case: &ProtocolCase,
+    deadline: Instant,
+) -> Result<RawCloseOutcome, CheckError> {
     let run = async {
         let mut client = connect(ctx.target, deadline).await?;
         let sent = Instant::now();
@@ -95,8 +99,13 @@ async fn protocol_case(ctx: &Ctx<'_>, case: &ProtocolCase) -> Result<RawCloseOut
 /// server that goes down is caught after the case that did it. Once a case gets no answer at
 /// all (a server that does not read), the rest run at once rather than each waiting
 /// `--close-wait`. Browsers never send any of these, so a wrong answer is a warning; a
-/// server that goes down is reported by `server-survived` (returned here as the second value).
-pub(super) async fn protocol_errors(ctx: &Ctx<'_>) -> (CheckResult, Option<String>) {
+/// server that goes down is recorded for `server-survived` ([`Ctx::went_down`]). Every case,
+/// and every question whether the server is still up, shares the check's `deadline`: the
+/// cases not sent by then are named in the detail.
+pub(super) async fn protocol_errors(
+    ctx: &Ctx<'_>,
+    deadline: Instant,
+) -> Result<CheckResult, CheckError> {
     let id = CheckId::ProtocolErrors;
     let started = Instant::now();
     let cases = protocol_cases();
@@ -104,7 +113,10 @@ pub(super) async fn protocol_errors(ctx: &Ctx<'_>) -> (CheckResult, Option<Strin
     let mut down = None;
     let mut rest_from = cases.len();
     for (i, case) in cases.iter().enumerate() {
-        match protocol_case(ctx, case).await {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match protocol_case(ctx, case, deadline).await {
             Ok(outcome) => {
                 let unanswered = outcome == RawCloseOutcome::TimedOut;
                 outcomes[i] = Some(Ok(outcome));
@@ -113,7 +125,7 @@ pub(super) async fn protocol_errors(ctx: &Ctx<'_>) -> (CheckResult, Option<Strin
                     break;
                 }
             }
-            Err(error) => match ctx.alive().await {
+            Err(error) => match ctx.alive_by(deadline).await {
                 Ok(()) => outcomes[i] = Some(Err(error.to_string())),
                 Err(how) => {
                     down = Some(how);
@@ -126,7 +138,7 @@ pub(super) async fn protocol_errors(ctx: &Ctx<'_>) -> (CheckResult, Option<Strin
         let rest = join_all(
             cases[rest_from..]
                 .iter()
-                .map(|case| protocol_case(ctx, case)),
+                .map(|case| protocol_case(ctx, case, deadline)),
         )
         .await;
         let mut failed = false;
@@ -135,7 +147,7 @@ pub(super) async fn protocol_errors(ctx: &Ctx<'_>) -> (CheckResult, Option<Strin
             *slot = Some(outcome.map_err(|error| error.to_string()));
         }
         if failed {
-            if let Err(how) = ctx.alive().await {
+            if let Err(how) = ctx.alive_by(deadline).await {
                 let names: Vec<&str> = cases[rest_from..].iter().map(|case| case.name).collect();
                 ctx.sent(
                     id,
@@ -188,15 +200,24 @@ pub(super) async fn protocol_errors(ctx: &Ctx<'_>) -> (CheckResult, Option<Strin
             "; {} not sent: the server went down (see server-survived)",
             cases.len() - ran.len()
         ));
+    } else if ran.len() < cases.len() {
+        detail.push_str(&format!(
+            "; {} not sent: the check's deadline passed (--timeout plus {PROTOCOL_ERRORS_WAITS} × --close-wait)",
+            cases.len() - ran.len()
+        ));
     }
-    let result = if wrong.is_empty() && down.is_none() {
+    let complete = down.is_none() && ran.len() == cases.len();
+    let result = if wrong.is_empty() && complete {
         CheckResult::new(id, Verdict::Pass, ms, detail)
     } else {
         CheckResult::new(id, Verdict::Warn, ms, detail).fix(
             "fail the connection on a protocol error: Close 1002 (1007 for bad UTF-8), then drop it (RFC 6455 §7.4.1); browsers never send these frames, so no browser sees this.",
         )
     };
-    (result, down)
+    if let Some(how) = down {
+        ctx.went_down(how);
+    }
+    Ok(result)
 }
 
 /// `max-message-size`: with `--max-size N`, a message of N+1 bytes gets 1009. The message is

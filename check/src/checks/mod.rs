@@ -4,19 +4,25 @@
 //! # Order: what a browser does first, what can only harm a fragile server last
 //! `handshake`, `close-answered`, `close-code-echoed`, `tcp-closed`, `ping-answered`,
 //! `keepalive` and `origin` send only what a browser (or a well-behaved client library) sends.
-//! `max-message-size` then sends one oversized, well-formed message, and `protocol-errors` sends
-//! malformed frames, one case at a time. `server-survived` comes last: one more upgrade, to see
-//! that the server still accepts connections.
+//! `max-message-size` then sends one oversized, well-formed message (only with `--max-size`),
+//! and `protocol-errors` sends malformed frames, one case at a time (only with
+//! `--with protocol-errors` or `--all`: see [`OptIn`]). `server-survived` comes last: one more
+//! upgrade, to see that the server still accepts connections.
+//!
+//! # A run that stops early
+//! Every deadline ends by `--max-time`, and every check is raced against the stop (`--max-time`
+//! or a signal): the check running then, and the ones after it, are `skip` with the reason.
 //!
 //! # A server that goes down is a finding
-//! When a check cannot connect after the first handshake, `Ctx::alive` (in `run`) asks whether
+//! When a check cannot connect after the first handshake, `Ctx::alive_by` (in `run`) asks whether
 //! the server still answers an upgrade. If it does not, the probe sent last (see `Ctx::sent`) is
 //! named in a failing `server-survived`, every result so far is kept, and the checks not yet run
 //! are `skip`.
 //!
 //! # Bounded against any server
 //! Each check has one deadline, `--timeout` plus the waits it is asked to make (`--close-wait`,
-//! `--keepalive-wait`), covering connect, TLS, the upgrade and every read and write. Frames the
+//! `--keepalive-wait`), covering connect, TLS, the upgrade and every read and write; the cases
+//! inside a check (`protocol-errors`' eleven, the liveness retries) share it. Frames the
 //! server sends are read with [`RawClient::read_control`], which counts data frames and never
 //! keeps them, and the oversized message is streamed, never held in memory.
 //!
@@ -64,6 +70,9 @@ pub const PING_PAYLOAD: &[u8] = b"wsclose-check";
 pub const ALIVE_TRIES: u32 = 3;
 /// The pause between two of the [`ALIVE_TRIES`].
 pub const ALIVE_PAUSE: Duration = Duration::from_millis(200);
+/// `protocol-errors`' deadline is `--timeout` plus this many `--close-wait`s, for all its
+/// cases together: a server that answers each case late cannot stretch the run.
+pub const PROTOCOL_ERRORS_WAITS: u32 = 2;
 /// A check's own waits end at its deadline; this much later the check is cut off whatever it
 /// is doing (a backstop, so an inner wait always wins the race).
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);
@@ -141,6 +150,15 @@ impl CheckId {
         }
     }
 
+    /// True for the checks that need the first upgrade to have given a connection: `skip`
+    /// when it was refused.
+    pub fn needs_connection(self) -> bool {
+        !matches!(
+            self,
+            CheckId::Handshake | CheckId::Origin | CheckId::ServerSurvived
+        )
+    }
+
     /// The checks `--skip` cannot remove: the prediction is made of the first two, and the
     /// last is the crash finding.
     pub fn always_runs(self) -> bool {
@@ -148,6 +166,34 @@ impl CheckId {
             self,
             CheckId::Handshake | CheckId::CloseAnswered | CheckId::ServerSurvived
         )
+    }
+}
+
+/// A probe that can crash a fragile server, run only when asked for (`--with ID` or `--all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum OptIn {
+    /// `protocol-errors`: malformed frames, which crash a Node `ws` server that has no
+    /// `'error'` listener.
+    ProtocolErrors,
+}
+
+impl OptIn {
+    /// The opt-in for check `id`, if it needs one.
+    pub fn of(id: CheckId) -> Option<OptIn> {
+        match id {
+            CheckId::ProtocolErrors => Some(OptIn::ProtocolErrors),
+            _ => None,
+        }
+    }
+
+    /// Why the check is `skip` when not asked for, and how to ask.
+    pub fn not_asked_for(self) -> &'static str {
+        match self {
+            OptIn::ProtocolErrors => {
+                "not run by default: it sends malformed frames that can crash a server; run it \
+                 with --with protocol-errors"
+            }
+        }
     }
 }
 
@@ -174,7 +220,7 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn new(id: CheckId, verdict: Verdict, ms: Option<f64>, detail: String) -> Self {
+    pub(crate) fn new(id: CheckId, verdict: Verdict, ms: Option<f64>, detail: String) -> Self {
         CheckResult {
             id,
             verdict,
@@ -184,11 +230,11 @@ impl CheckResult {
         }
     }
 
-    fn skip(id: CheckId, detail: impl Into<String>) -> Self {
+    pub(crate) fn skip(id: CheckId, detail: impl Into<String>) -> Self {
         CheckResult::new(id, Verdict::Skip, None, detail.into())
     }
 
-    fn fix(mut self, fix: &str) -> Self {
+    pub(crate) fn fix(mut self, fix: &str) -> Self {
         self.fix = Some(fix.to_owned());
         self
     }
