@@ -40,8 +40,9 @@ use wsclose::CloseCode;
 
 /// How often the server pushes a tick on `/ws/drain` and `/ws/no-drain`.
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Largest incoming message, in bytes. Larger ones get Close 1009.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Largest incoming message, in bytes. Larger ones get Close 1009. The crate's recommended
+/// default ([`wsclose::config::DEFAULT_MAX_MESSAGE_SIZE`]).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = wsclose::config::DEFAULT_MAX_MESSAGE_SIZE;
 /// Most WebSocket connections open at once. Upgrades beyond this get HTTP 503.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The smallest push interval a client may ask for with `push_ms` (a floor against clients

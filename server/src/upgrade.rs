@@ -5,8 +5,9 @@
 //! hyper's upgraded connection and wraps it in a `WebSocketStream`. It is done here rather than
 //! by `Ws::on_upgrade` because warp offers no way to set tungstenite's read buffer. Its default
 //! is 128 KiB, and tungstenite zero-fills the whole buffer before every read, so each idle
-//! connection kept 136 KiB resident (and paid a 128 KiB memset per read); with
-//! [`READ_BUFFER_SIZE`] it is a few KiB (`docs/performance.md` has the measurement).
+//! connection kept 136 KiB resident (and paid a 128 KiB memset per read); with the crate's
+//! [`wsclose::config::READ_BUFFER_SIZE`] (in [`recommended_config`]) it is a few KiB
+//! (`docs/performance.md` has the measurement).
 
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
@@ -15,22 +16,12 @@ use warp::http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use warp::hyper::upgrade::OnUpgrade;
 
 use wsclose::assembly::{MessageBudget, MessageGuard};
+use wsclose::config::recommended_config;
 
 use crate::accept::ConnectionSlot;
 use crate::endpoints::{self, Session};
 use crate::linger::LingeringClose;
 use crate::routes::App;
-
-/// Tungstenite's read buffer per connection, zero-filled before every read. Clients send this
-/// server small frames (Close, Pong, short messages); a larger one is read in several steps.
-pub const READ_BUFFER_SIZE: usize = 2 * 1024;
-
-/// How far tungstenite's write buffer may grow beyond one message of `--max-message-size`: a
-/// frame header and the Pong and Close frames it may queue beside it (at most 127 bytes each).
-/// The buffer is bounded so that a peer that pings without reading cannot grow it: tungstenite
-/// then keeps only the latest Pong pending, and the lifecycle drops the peer once a flush
-/// takes longer than `write_timeout`.
-pub const WRITE_BUFFER_SLACK: usize = 1024;
 
 /// The `101 Switching Protocols` answer, built by tungstenite from the request's headers
 /// (`Sec-WebSocket-Accept` from the key), plus `Sec-WebSocket-Protocol` when the client offered
@@ -73,12 +64,9 @@ fn choose_subprotocol(headers: &HeaderMap, supported: &[String]) -> Option<Heade
 /// holding its connection slot, and runs `session`'s endpoint to its end.
 pub fn start(on_upgrade: OnUpgrade, slot: Option<ConnectionSlot>, app: &App, session: Session) {
     let config = &app.config;
-    let socket_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .write_buffer_size(0)
-        .max_write_buffer_size(config.max_message_size + WRITE_BUFFER_SLACK)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
+    // The crate's recommended buffers and limits: a 2 KiB read buffer, a write buffer bound to
+    // one message and its control frames, and frames no larger than a message.
+    let socket_config = recommended_config(config.max_message_size);
     let bounds = Bounds {
         linger: config.timing.close_timeout,
         message_budget: app.message_budget.clone(),

@@ -28,9 +28,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+// The README's handler, as written there (`e2e/tests/examples_bounded.rs` checks that).
 async fn upgrade(State(lifecycle): State<Lifecycle>, ws: WebSocketUpgrade) -> Response {
+    // Bounded buffers, messages (64 KiB) and frames: without it, a few peers hold hundreds of MiB.
+    let ws = wsclose::axum::recommended(ws);
     ws.on_upgrade(move |socket| async move {
-        // An echo socket: nothing pushed, every message sent back.
+        // Nothing pushed (`stream::pending()`); every message sent back (`Some`).
         wsclose::axum::serve(socket, &lifecycle, stream::pending(), Some).await;
     })
 }

@@ -8,7 +8,7 @@ use futures::stream;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wsclose::config::{recommended_config, DEFAULT_MAX_MESSAGE_SIZE};
 use wsclose::{serve_websocket, Lifecycle, Timing};
 
 /// A client gets this long for its upgrade request; one that stalls would hold its task.
@@ -43,11 +43,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Err(not_found)
                 }
             };
-            // Bounded buffers: at most one queued Pong, no message over 64 KiB.
-            let config = WebSocketConfig::default()
-                .write_buffer_size(0)
-                .max_write_buffer_size(65 << 10)
-                .max_message_size(Some(64 << 10));
+            // Bounded buffers, messages (64 KiB) and frames: without it, a few peers hold
+            // hundreds of MiB.
+            let config = recommended_config(DEFAULT_MAX_MESSAGE_SIZE);
             let handshake =
                 tokio_tungstenite::accept_hdr_async_with_config(tcp, only_ws, Some(config));
             if let Ok(Ok(socket)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {

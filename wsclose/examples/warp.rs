@@ -16,6 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let lifecycle = lifecycle.clone();
         move |ws: warp::ws::Ws| {
             let lifecycle = lifecycle.clone();
+            // Bounded write buffer, messages (64 KiB) and frames; warp cannot set the read buffer.
+            let ws = wsclose::warp::recommended(ws);
             ws.on_upgrade(move |socket| async move {
                 // An echo socket: nothing pushed, every message sent back.
                 wsclose::warp::serve(socket, &lifecycle, stream::pending(), Some).await;

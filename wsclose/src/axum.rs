@@ -7,6 +7,8 @@
 //! use wsclose::Lifecycle;
 //!
 //! async fn upgrade(State(lifecycle): State<Lifecycle>, ws: WebSocketUpgrade) -> Response {
+//!     // Bounded buffers, messages and frames (wsclose::config::recommended_config).
+//!     let ws = wsclose::axum::recommended(ws);
 //!     ws.on_upgrade(move |socket| async move {
 //!         // An echo socket: nothing pushed, every message sent back.
 //!         wsclose::axum::serve(socket, &lifecycle, stream::pending(), Some).await;
@@ -16,11 +18,35 @@
 
 use std::future::{ready, Future};
 
-use axum::extract::ws::{CloseFrame, Message as AxumMessage, WebSocket};
+use axum::extract::ws::{CloseFrame, Message as AxumMessage, WebSocket, WebSocketUpgrade};
 use futures::{Sink, SinkExt, Stream, TryStreamExt};
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
+use crate::config::{recommended_config, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::{close, serve_websocket, Ending, Lifecycle};
+
+/// `ws` with the recommended socket configuration for messages up to
+/// [`DEFAULT_MAX_MESSAGE_SIZE`] (64 KiB): [`recommended_config`], applied by [`configure`].
+///
+/// Without it axum keeps tungstenite's defaults: a 128 KiB read buffer per connection,
+/// messages up to 64 MiB in frames up to 16 MiB, and an unbounded write buffer, so that a few
+/// peers can make the server hold hundreds of MiB (the crate's README has the figures).
+pub fn recommended<F>(ws: WebSocketUpgrade<F>) -> WebSocketUpgrade<F> {
+    configure(ws, &recommended_config(DEFAULT_MAX_MESSAGE_SIZE))
+}
+
+/// `ws` with every field of `config` that axum's upgrade exposes, which is all the ones
+/// [`recommended_config`] sets: the read buffer, the write buffer and its bound, and the
+/// message and frame limits (`None` meaning no limit). For another message limit:
+/// `configure(ws, &recommended_config(1 << 20))`.
+pub fn configure<F>(ws: WebSocketUpgrade<F>, config: &WebSocketConfig) -> WebSocketUpgrade<F> {
+    ws.read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(config.write_buffer_size)
+        .max_write_buffer_size(config.max_write_buffer_size)
+        .max_message_size(config.max_message_size.unwrap_or(usize::MAX))
+        .max_frame_size(config.max_frame_size.unwrap_or(usize::MAX))
+}
 
 /// [`serve_websocket`] for axum's socket: runs it to its end under `lifecycle`, with
 /// `outgoing` and `on_message` as there.

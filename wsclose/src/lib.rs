@@ -13,19 +13,22 @@
 //! * [`Lifecycle`]: the timing, the shutdown signal and code, and the count of running
 //!   sockets that [`Lifecycle::shutdown`] waits for.
 //! * [`Timing`]: the four timing values, their defaults and how they relate.
+//! * [`config`]: [`recommended_config`], the socket configuration that bounds what a peer can
+//!   make a connection hold (read buffer, write buffer, message and frame size).
 //! * [`Ending`], [`EndReason`], [`Initiator`]: how a connection ended.
 //! * [`close`]: Close frames, and the close code a read error deserves.
 //! * [`assembly`]: a deadline for each incoming message to arrive, and one budget for the
 //!   bytes of every message still arriving, below tungstenite.
 //! * [`io`]: writes bounded by `write_timeout`.
 //! * `axum` and `warp` (features of the same names): the adapters for those frameworks'
-//!   sockets; `test_util` (feature `test-util`): a connected pair of sockets for tests.
+//!   sockets, and `recommended` to apply the recommended configuration to their upgrades; `test_util` (feature `test-util`): a connected pair of sockets for tests.
 //!
 //! Without a framework, over tokio-tungstenite:
 //!
 //! ```no_run
 //! use futures::stream;
 //! use tokio::net::TcpListener;
+//! use wsclose::config::{recommended_config, DEFAULT_MAX_MESSAGE_SIZE};
 //! use wsclose::{serve_websocket, Lifecycle};
 //!
 //! # async fn run() -> std::io::Result<()> {
@@ -37,7 +40,9 @@
 //!     lifecycle.spawn({
 //!         let lifecycle = lifecycle.clone();
 //!         async move {
-//!             let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else { return };
+//!             let config = recommended_config(DEFAULT_MAX_MESSAGE_SIZE);
+//!             let accept = tokio_tungstenite::accept_async_with_config(tcp, Some(config));
+//!             let Ok(socket) = accept.await else { return };
 //!             // Nothing to push; every message is sent back.
 //!             serve_websocket(socket, &lifecycle, stream::pending(), Some).await;
 //!         }
@@ -53,6 +58,7 @@ pub mod assembly;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod close;
+pub mod config;
 mod ending;
 pub mod io;
 mod lifecycle;
@@ -63,6 +69,7 @@ pub mod timing;
 #[cfg(feature = "warp")]
 pub mod warp;
 
+pub use config::recommended_config;
 pub use ending::{EndReason, Ending, Initiator};
 pub use lifecycle::{Lifecycle, SHUTDOWN_GRACE};
 pub use serve::serve_websocket;
