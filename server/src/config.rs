@@ -19,7 +19,7 @@
 //! most `message_budget` for arriving messages, whatever `max_connections` ×
 //! `max_message_size` would allow.
 //!
-//! [`crate::anchor::ANCHOR_PERIOD`] (1 s, a constant) is shorter than every timeout a
+//! `ANCHOR_PERIOD` (`src/anchor.rs`) (1 s, a constant) is shorter than every timeout a
 //! connection arms with the defaults (`close_timeout` 5 s, `write_timeout` and
 //! `header_timeout` 10 s, `ping_interval` 54 s), so arming one never wakes tokio's timer
 //! driver; a timeout set shorter than it still works.

@@ -4,20 +4,20 @@
 //! crate's [`wsclose::serve_websocket`], and endpoints that do not, on purpose. The lifecycle
 //! itself is the `wsclose` crate; this crate is what a server adds around it.
 //!
-//! * [`endpoints`]: the demo's endpoints as users of the lifecycle (ticks, echo, metrics).
-//! * [`broken`]: the bug and the two Rust traps, broken on purpose, each next to a pointer to
+//! * `endpoints` (`src/endpoints.rs`): the demo's endpoints as users of the lifecycle (ticks, echo, metrics).
+//! * `broken` (`src/broken.rs`): the bug and the two Rust traps, broken on purpose, each next to a pointer to
 //!   the fix.
-//! * [`routes`]: the HTTP surface, and admission (Origin, shutdown) before the handshake.
-//! * [`upgrade`]: the hand-finished WebSocket upgrade, with a small read buffer, a bounded
+//! * `routes` (`src/routes.rs`): the HTTP surface, and admission (Origin, shutdown) before the handshake.
+//! * `upgrade` (`src/upgrade.rs`): the hand-finished WebSocket upgrade, with a small read buffer, a bounded
 //!   write buffer, and each message held to a deadline and the server's message budget
 //!   (`wsclose::assembly`).
-//! * [`linger`]: the lingering close of an upgraded connection (FIN, then drain), so a reset
+//! * `linger` (`src/linger.rs`): the lingering close of an upgraded connection (FIN, then drain), so a reset
 //!   never destroys the server's last Close frame.
-//! * [`anchor`]: one timer that spares the connections' timers a wake-up of tokio's driver.
-//! * [`accept`]: the connection cap on TCP connections, and HTTP/1.1 with a timer from accept.
+//! * `anchor` (`src/anchor.rs`): one timer that spares the connections' timers a wake-up of tokio's driver.
+//! * `accept` (`src/accept.rs`): the connection cap on TCP connections, and HTTP/1.1 with a timer from accept.
 //! * [`config`]: every timing value and limit, with defaults and how they relate.
-//! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
-//! * [`logs`]: logging a peer cannot amplify (values cut short, refusals once a second).
+//! * `metrics` (`src/metrics.rs`): the Prometheus metrics behind `GET /metrics`.
+//! * `logs` (`src/logs.rs`): logging a peer cannot amplify (values cut short, refusals once a second).
 //! * [`run`]: serve on a listener until a shutdown future resolves, then close every
 //!   socket with 1001 and wait for them (mini-redis style).
 //!
@@ -30,19 +30,19 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-pub mod accept;
-pub mod anchor;
-pub mod broken;
+mod accept;
+mod anchor;
+mod broken;
 pub mod config;
-pub mod endpoints;
-pub mod linger;
-pub mod logs;
-pub mod metrics;
-pub mod routes;
-pub mod upgrade;
+mod endpoints;
+mod linger;
+mod logs;
+mod metrics;
+mod routes;
+mod upgrade;
 
 pub use config::{Config, ConfigError};
-pub use routes::App;
+use routes::App;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsclose::SHUTDOWN_GRACE;
@@ -74,7 +74,7 @@ pub const LISTENING_ON: &str = "wsclose-server listening on http://";
 /// Each accepted TCP connection takes a slot under the connection cap (past it, `503` and
 /// closed at once) and is served as HTTP/1.1 by hyper, with a timer from accept: a connection
 /// whose request head has not arrived within `header_timeout` is dropped, whatever it sent
-/// (see [`accept`]). Shutdown happens in this order:
+/// (see `accept` (`src/accept.rs`)). Shutdown happens in this order:
 ///
 /// 1. **The listener is closed** before anything else: new connects are refused, so a proxy
 ///    moves each new upgrade to another instance at once.
