@@ -329,11 +329,15 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Flags of every server the bench starts. Push and ping run every second (the scale phase
-/// needs keepalive to actually run); the latency connections turn pushing off with `push_ms=0`.
+/// needs keepalive to actually run), to every connection: the server-wide push rate is raised
+/// past 19,000 ticks a second, as the peers push; the latency connections turn pushing off
+/// with `push_ms=0`.
 pub fn server_args() -> Vec<String> {
     [
         "--max-connections",
         "100000",
+        "--max-push-rate",
+        "1000000",
         "--push-interval",
         SCALE_PERIOD,
         "--ping-interval",
