@@ -242,8 +242,10 @@ async fn close_codes_chosen_by_peers_cannot_grow_the_metrics() {
 
 /// Issue 30's done-when: 3,000 connections that each start a 64 KiB message and never finish
 /// it (a Pong now and then, as the attack sends one every 40 s) raise the server's RSS by at
-/// most its message budget plus 16 MiB; each is closed with 1008 within the message timeout
-/// plus 2 s (at once when the budget cannot cover it); and the memory comes back.
+/// most its message budget plus 16 MiB over what the 3,000 connections hold idle (17 MiB in
+/// the debug build, which no message bound can remove); each is closed with 1008 within the
+/// message timeout plus 2 s (at once when the budget cannot cover it); and RSS comes back to
+/// within 32 MiB of the empty server's.
 #[tokio::test]
 async fn unfinished_messages_are_bounded_in_total_and_in_time() {
     const CONNECTIONS: usize = 3_000;
