@@ -30,6 +30,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod netns;
 pub mod page;
 pub mod peers;
 pub mod server;

@@ -148,8 +148,20 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], but returns the error instead of panicking.
     pub async fn try_start(args: &[&str]) -> anyhow::Result<ServerProcess> {
+        Self::try_start_on("127.0.0.1:0", args).await
+    }
+
+    /// Like [`ServerProcess::start`], listening on `listen` (`IP:0` for a free port there).
+    pub async fn start_on(listen: &str, args: &[&str]) -> ServerProcess {
+        match Self::try_start_on(listen, args).await {
+            Ok(server) => server,
+            Err(err) => panic!("wsclose-server --addr {listen} {args:?} did not start: {err:#}"),
+        }
+    }
+
+    async fn try_start_on(listen: &str, args: &[&str]) -> anyhow::Result<ServerProcess> {
         let mut command = server_command();
-        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        command.args(["--addr", listen]).args(args);
         Self::spawn(command).await
     }
 

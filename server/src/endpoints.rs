@@ -180,9 +180,11 @@ where
             Endpoint::Drain | Endpoint::Echo => {
                 let ending = serve_websocket(&mut socket, lifecycle, ticks(), handler()).await;
                 // The TCP connection closes now, as the lifecycle promises: at once after a
-                // complete close handshake, with a lingering drain otherwise.
-                if ending.close_handshake.is_some() {
-                    socket.handshake_completed();
+                // complete close handshake or a peer silent for pong_timeout (nothing unread,
+                // and a vanished peer would hold its slot for the linger), with a lingering
+                // drain otherwise.
+                if ending.close_handshake.is_some() || ending.reason == EndReason::PongTimeout {
+                    socket.nothing_to_drain();
                 }
                 drop(socket);
                 ending.into()

@@ -12,10 +12,13 @@
 //! the peer closes too, for at most the linger time, in a task of its own.
 //!
 //! After a complete close handshake there is nothing to drain: the peer's Close was read, and a
-//! peer sends nothing after its Close (RFC 6455, section 5.5.1). [`Linger::handshake_completed`]
-//! says so, and the drop then closes the socket at once, with no task and no timer: that is how
-//! nearly every connection ends, and the task and its timer were most of what a close cost the
-//! server beyond the bare loop (`docs/performance.md`, "Where the close handshake goes").
+//! peer sends nothing after its Close (RFC 6455, section 5.5.1). Nor after `pong_timeout`: the
+//! peer sent nothing for that long, so nothing is unread, and it has most likely vanished (a
+//! lost network), where draining would only hold its slot for the linger time.
+//! [`Linger::nothing_to_drain`] says so, and the drop then closes the socket at once, with no
+//! task and no timer: that is how nearly every connection ends, and the task and its timer
+//! were most of what a close cost the server beyond the bare loop (`docs/performance.md`,
+//! "Where the close handshake goes").
 
 use std::io;
 use std::pin::Pin;
@@ -37,7 +40,7 @@ pub struct LingeringClose<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     linger: Duration,
     /// The connection's place under the cap, held until the socket is really closed.
     slot: Option<ConnectionSlot>,
-    /// Whether the drop drains; false once the close handshake completed.
+    /// Whether the drop drains; false once [`Linger::nothing_to_drain`] was called.
     drain: bool,
 }
 
@@ -86,18 +89,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Lingerin
     }
 }
 
-/// A socket that can be told that its close handshake completed, so that its TCP connection
-/// closes at once instead of lingering.
+/// A socket that can be told that nothing is left to drain, so that its TCP connection closes
+/// at once instead of lingering.
 pub trait Linger {
-    /// The peer's Close has been read and answered (or it answered ours): nothing more will
-    /// arrive, so the drop closes the connection without draining.
-    fn handshake_completed(&mut self);
+    /// Nothing more will arrive (the close handshake completed), or nothing arrived for
+    /// `pong_timeout`: the drop closes the connection without draining.
+    fn nothing_to_drain(&mut self);
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Linger
     for WebSocketStream<MessageGuard<LingeringClose<T>>>
 {
-    fn handshake_completed(&mut self) {
+    fn nothing_to_drain(&mut self) {
         self.get_mut().get_mut().drain = false;
     }
 }
@@ -105,7 +108,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Linger
 /// The in-memory pipe of the tests has no TCP connection to linger.
 #[cfg(test)]
 impl Linger for WebSocketStream<tokio::io::DuplexStream> {
-    fn handshake_completed(&mut self) {}
+    fn nothing_to_drain(&mut self) {}
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for LingeringClose<T> {
@@ -162,7 +165,7 @@ mod tests {
         let mut socket =
             WebSocketStream::from_raw_socket(guarded, tungstenite::protocol::Role::Server, None)
                 .await;
-        socket.handshake_completed();
+        socket.nothing_to_drain();
         drop(socket);
         // Closed, not draining: what the peer sends now is refused.
         let mut got = Vec::new();
