@@ -187,7 +187,7 @@ async fn keepalive_passes_only_when_a_ping_comes_in_time() {
     let report = check(&pinging, "/ws/echo", &options).await;
     assert_eq!(report.verdict("keepalive"), Some(Verdict::Pass));
 
-    let default = ServerProcess::start(&[]).await; // pings every 54 s
+    let default = ServerProcess::start(&[]).await; // pings every 25 s
     let report = check(&default, "/ws/echo", &options).await;
     assert_eq!(report.verdict("keepalive"), Some(Verdict::Fail));
 }

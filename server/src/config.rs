@@ -21,7 +21,7 @@
 //!
 //! `ANCHOR_PERIOD` (`src/anchor.rs`) (1 s, a constant) is shorter than every timeout a
 //! connection arms with the defaults (`close_timeout` 5 s, `write_timeout` and
-//! `header_timeout` 10 s, `ping_interval` 54 s), so arming one never wakes tokio's timer
+//! `header_timeout` 10 s, `ping_interval` 25 s), so arming one never wakes tokio's timer
 //! driver; a timeout set shorter than it still works.
 //!
 //! All sockets close in parallel on shutdown, and [`crate::run`] waits at most
@@ -133,7 +133,7 @@ pub struct Config {
     pub subprotocols: Vec<String>,
 }
 
-/// A duration as the flags take it (`54s`, `250ms`), for the CLI's defaults.
+/// A duration as the flags take it (`25s`, `250ms`), for the CLI's defaults.
 fn text(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
 }

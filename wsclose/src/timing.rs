@@ -1,17 +1,22 @@
 //! The timing one connection obeys, with its defaults and how they relate.
 //!
-//! The values follow gorilla/websocket's chat example:
+//! The bounds follow gorilla/websocket's chat example; the ping interval is shorter than its, to
+//! fit the proxies in front of servers:
 //!
 //! ```text
-//! ping_interval (54 s)  <  pong_timeout (60 s)   a healthy peer always answers one ping
-//!                                                before its read deadline expires
+//! ping_interval (25 s)  <  pong_timeout (60 s)   a healthy peer answers two pings before its
+//!                                                read deadline expires
 //! write_timeout (10 s)                           bounds every single write or flush
 //! close_timeout (5 s)                            bounds the wait for the peer's Close after
 //!                                                one was sent or received
 //! ```
 //!
-//! Behind a proxy, `ping_interval` must also be shorter than the proxy's idle timeout (nginx's
-//! `proxy_read_timeout`, 60 s by default): the pings are what keeps an idle socket alive.
+//! Behind a proxy, `ping_interval` must also be shorter than every idle timeout on the path: a
+//! browser never pings, so the server's pings (and their pongs) are what keeps a quiet socket
+//! alive. 25 s is under the shortest of the common defaults: HAProxy's 50 s in Debian's
+//! `haproxy.cfg` (`timeout client`/`timeout server`; it cut a socket pinged every 54 s at
+//! 50.0 s), nginx's `proxy_read_timeout` and an AWS ALB's 60 s, and the 30 s that many HAProxy
+//! configs set. The crate's README has the table; `wsclose-check URL --idle` measures a path.
 //! [`Lifecycle::shutdown`](crate::Lifecycle::shutdown) waits at most `close_timeout` plus
 //! [`SHUTDOWN_GRACE`](crate::SHUTDOWN_GRACE) for every socket.
 
@@ -20,8 +25,9 @@ use std::time::Duration;
 
 /// How long a peer may stay silent (no frame at all, pongs included) before it is dropped.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often the server pings: nine tenths of the pong timeout, as in gorilla's `pingPeriod`.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(54);
+/// How often the server pings: under the shortest idle timeout of the common proxies (30 s; see
+/// the [module docs](self)), and under half of `pong_timeout`.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
 /// How long one write or flush may block before the peer counts as too slow and is dropped.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a Close frame, how long the connection keeps draining while it waits for the other one.
@@ -40,7 +46,7 @@ pub const ENV_VARS: [&str; 4] = [
 /// writes and on the close handshake. How they relate is in the [module docs](self).
 ///
 /// `Timing::default()` gives the defaults above. With the `clap` feature it derives
-/// `clap::Args` (`--ping-interval 54s` and so on, each with its `WSCLOSE_*` variable); with the
+/// `clap::Args` (`--ping-interval 25s` and so on, each with its `WSCLOSE_*` variable); with the
 /// `env` feature, [`Timing::from_env`] reads the same variables.
 ///
 /// ```
@@ -105,7 +111,7 @@ impl Timing {
 
     /// The defaults, with each value the environment sets replaced: `WSCLOSE_PING_INTERVAL`,
     /// `WSCLOSE_PONG_TIMEOUT`, `WSCLOSE_WRITE_TIMEOUT`, `WSCLOSE_CLOSE_TIMEOUT` (durations such
-    /// as `54s` or `250ms`). Validated. Needs the `env` feature.
+    /// as `25s` or `250ms`). Validated. Needs the `env` feature.
     ///
     /// ```
     /// // With none of the variables set, the defaults.
@@ -133,7 +139,7 @@ impl Timing {
     }
 }
 
-/// A duration as the flags take it (`54s`, `250ms`), for the CLI's defaults.
+/// A duration as the flags take it (`25s`, `250ms`), for the CLI's defaults.
 #[cfg(feature = "clap")]
 fn text(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
@@ -180,10 +186,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid_and_ping_is_nine_tenths_of_pong() {
+    fn defaults_are_valid_and_ping_fits_the_usual_proxies() {
+        // The shortest idle timeout in the module docs' list (HAProxy configs that set 30 s).
+        const SHORTEST_PROXY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
         let timing = Timing::default();
         assert_eq!(timing.validate(), Ok(()));
-        assert_eq!(timing.ping_interval, timing.pong_timeout * 9 / 10);
+        assert!(timing.ping_interval * 2 <= timing.pong_timeout);
+        assert!(timing.ping_interval < SHORTEST_PROXY_IDLE_TIMEOUT);
     }
 
     #[test]
