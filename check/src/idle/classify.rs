@@ -462,3 +462,264 @@ pub fn quiet_tab(idle: &IdleReport) -> Option<Predicted> {
         webkit: outcome,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idle::IdleMode::{AppMessage, Browser, ClientPing};
+
+    /// A connection of `mode` that ended `how` after `ms` (`None`: still open).
+    fn held(mode: IdleMode, how: How, ms: Option<f64>) -> ModeReport {
+        ModeReport {
+            mode,
+            ended_after_ms: ms,
+            how,
+            close_code: None,
+            close_reason: None,
+            server_pings: 0,
+            server_ping_interval_ms: None,
+            data_frames: 0,
+            error: None,
+        }
+    }
+
+    fn open(mode: IdleMode) -> ModeReport {
+        held(mode, How::Open, None)
+    }
+
+    fn fin(mode: IdleMode, ms: f64) -> ModeReport {
+        held(mode, How::Fin, Some(ms))
+    }
+
+    fn closed(mode: IdleMode, code: u16, ms: f64) -> ModeReport {
+        ModeReport {
+            close_code: Some(code),
+            close_reason: Some("idle".into()),
+            ..held(mode, How::Close, Some(ms))
+        }
+    }
+
+    fn report_of(modes: Vec<ModeReport>, upstream: Option<Vec<ModeReport>>) -> IdleReport {
+        let observed = Observed {
+            modes,
+            upstream: upstream.map(Ok),
+            dead_peer: open(Browser).into(),
+            stopped: None,
+        };
+        report(&observed, Duration::from_secs(130), Duration::from_secs(10)).0
+    }
+
+    #[test]
+    fn nothing_cut_is_no_cut_with_nothing_to_recommend() {
+        let modes = [open(Browser), open(ClientPing), open(AppMessage)];
+        let classified = classify(&modes, None);
+        assert_eq!(
+            classified,
+            Classified {
+                classification: Classification::NoCut,
+                cut_after_ms: None,
+                cut_by: CutBy::Unknown,
+                recommended_ping_interval_ms: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_quiet_connection_cut_and_traffic_surviving_is_an_idle_timeout() {
+        let modes = [fin(Browser, 60_004.0), open(ClientPing), open(AppMessage)];
+        let classified = classify(&modes, None);
+        assert_eq!(classified.classification, Classification::IdleTimeout);
+        assert_eq!(classified.cut_after_ms, Some(60_004.0));
+        assert_eq!(classified.cut_by, CutBy::Unknown);
+        assert_eq!(classified.recommended_ping_interval_ms, Some(30_000.0));
+        // One mode with traffic lasting clearly longer (more than 1 s) is enough.
+        let longer = [
+            fin(Browser, 10_000.0),
+            fin(ClientPing, 10_200.0),
+            fin(AppMessage, 11_500.0),
+        ];
+        assert_eq!(
+            classify(&longer, None).classification,
+            Classification::IdleTimeout
+        );
+    }
+
+    #[test]
+    fn every_mode_cut_within_a_second_is_a_lifetime_cap_and_no_interval_helps() {
+        let modes = [
+            fin(Browser, 10_000.0),
+            fin(ClientPing, 10_900.0),
+            held(AppMessage, How::Rst, Some(9_100.0)),
+        ];
+        let classified = classify(&modes, None);
+        assert_eq!(classified.classification, Classification::LifetimeCap);
+        assert_eq!(classified.recommended_ping_interval_ms, None);
+        // 1.5 s apart is no longer "the same time": the traffic bought time.
+        let apart = [
+            fin(Browser, 10_000.0),
+            fin(ClientPing, 10_900.0),
+            fin(AppMessage, 11_500.0),
+        ];
+        assert_ne!(
+            classify(&apart, None).classification,
+            Classification::LifetimeCap
+        );
+    }
+
+    #[test]
+    fn a_close_frame_on_the_quiet_connection_is_the_server_dropping_it() {
+        let modes = [
+            closed(Browser, 4000, 5_000.0),
+            open(ClientPing),
+            open(AppMessage),
+        ];
+        let classified = classify(&modes, None);
+        assert_eq!(classified.classification, Classification::ServerDropsQuiet);
+        assert_eq!(classified.recommended_ping_interval_ms, Some(2_000.0));
+        // Closed whatever flows: no interval helps.
+        let all = [
+            closed(Browser, 1001, 5_000.0),
+            closed(ClientPing, 1001, 5_001.0),
+            closed(AppMessage, 1001, 5_002.0),
+        ];
+        let classified = classify(&all, None);
+        assert_eq!(classified.classification, Classification::ServerDropsQuiet);
+        assert_eq!(classified.recommended_ping_interval_ms, None);
+    }
+
+    #[test]
+    fn traffic_ending_sooner_than_the_quiet_connection_is_inconclusive() {
+        let modes = [
+            fin(Browser, 10_000.0),
+            closed(ClientPing, 1003, 3_000.0),
+            closed(AppMessage, 1003, 3_000.0),
+        ];
+        let classified = classify(&modes, None);
+        assert_eq!(classified.classification, Classification::Inconclusive);
+        assert_eq!(classified.recommended_ping_interval_ms, None);
+    }
+
+    #[test]
+    fn upstream_names_the_proxy_or_the_server() {
+        let modes = [fin(Browser, 10_000.0), open(ClientPing), open(AppMessage)];
+        let direct_open = [open(Browser), open(ClientPing), open(AppMessage)];
+        assert_eq!(classify(&modes, Some(&direct_open)).cut_by, CutBy::Proxy);
+        let direct_cut = [fin(Browser, 10_300.0), open(ClientPing), open(AppMessage)];
+        assert_eq!(classify(&modes, Some(&direct_cut)).cut_by, CutBy::Server);
+        // Cut much later straight to the app: the proxy cut first.
+        let direct_later = [fin(Browser, 30_000.0), open(ClientPing), open(AppMessage)];
+        assert_eq!(classify(&modes, Some(&direct_later)).cut_by, CutBy::Proxy);
+    }
+
+    #[test]
+    fn half_rounds_down_to_whole_seconds_from_a_second_on() {
+        assert_eq!(half(60_004.0), 30_000.0);
+        assert_eq!(half(2_001.0), 1_000.0);
+        assert_eq!(half(1_993.0), 996.0);
+    }
+
+    #[test]
+    fn the_idle_verdict_fails_a_1006_warns_a_close_and_passes_an_open_connection() {
+        let cut = report_of(
+            vec![fin(Browser, 5_000.0), open(ClientPing), open(AppMessage)],
+            Some(vec![open(Browser), open(ClientPing), open(AppMessage)]),
+        );
+        let check = idle_check(&cut, false);
+        assert_eq!((check.id, check.verdict), (CheckId::Idle, Verdict::Fail));
+        assert_eq!(check.ms, Some(5_000.0));
+        assert!(
+            check.detail.contains("cut by the proxy"),
+            "{}",
+            check.detail
+        );
+        let fix = check.fix.unwrap();
+        assert!(
+            fix.contains("the server sends no Pings: send one every <= 2.0 s")
+                && fix.contains("proxy_read_timeout"),
+            "{fix}"
+        );
+        // A crash cuts every connection: no finding about idleness.
+        assert_eq!(idle_check(&cut, true).verdict, Verdict::Skip);
+
+        let closed = report_of(
+            vec![
+                closed(Browser, 4000, 5_000.0),
+                open(ClientPing),
+                open(AppMessage),
+            ],
+            None,
+        );
+        let check = idle_check(&closed, false);
+        assert_eq!(check.verdict, Verdict::Warn);
+        assert!(check.fix.unwrap().contains("reconnect on close code 4000"));
+
+        let quiet = report_of(
+            vec![open(Browser), open(ClientPing), open(AppMessage)],
+            None,
+        );
+        let check = idle_check(&quiet, false);
+        assert_eq!((check.verdict, check.fix), (Verdict::Pass, None));
+        let stopped = IdleReport {
+            stopped: Some(crate::Stopped::MaxTime(Duration::from_secs(60))),
+            ..quiet
+        };
+        assert_eq!(idle_check(&stopped, false).verdict, Verdict::Skip);
+    }
+
+    #[test]
+    fn the_dead_peer_passes_when_dropped_and_warns_when_never() {
+        let cut = report_of(
+            vec![fin(Browser, 5_000.0), open(ClientPing), open(AppMessage)],
+            None,
+        );
+        let never: DeadPeerReport = open(Browser).into();
+        let check = dead_peer_check(&never, &cut);
+        assert_eq!(
+            (check.id, check.verdict),
+            (CheckId::DeadPeer, Verdict::Warn)
+        );
+        assert!(check.fix.unwrap().contains("Timing::pong_timeout"));
+        let dropped: DeadPeerReport = closed(Browser, 1011, 30_000.0).into();
+        let check = dead_peer_check(&dropped, &cut);
+        assert_eq!((check.verdict, check.ms), (Verdict::Pass, Some(30_000.0)));
+        assert!(check.detail.contains("with Close 1011"), "{}", check.detail);
+        // Dropped with the quiet connection: the cut, not a check of the peer.
+        let with_cut: DeadPeerReport = fin(Browser, 5_200.0).into();
+        let check = dead_peer_check(&with_cut, &cut);
+        assert_eq!(check.verdict, Verdict::Pass);
+        assert!(check.detail.contains("the idle cut"), "{}", check.detail);
+    }
+
+    #[test]
+    fn a_quiet_tab_sees_1006_at_the_cut_or_the_servers_code() {
+        let cut = report_of(
+            vec![fin(Browser, 5_000.0), open(ClientPing), open(AppMessage)],
+            None,
+        );
+        let seen = quiet_tab(&cut).unwrap();
+        for outcome in [seen.chromium, seen.firefox, seen.webkit] {
+            assert_eq!(
+                (outcome.close_after_ms, outcome.code, outcome.was_clean),
+                (5_000.0, CloseCode::Abnormal, false)
+            );
+        }
+        let closed = report_of(
+            vec![
+                closed(Browser, 4000, 5_000.0),
+                open(ClientPing),
+                open(AppMessage),
+            ],
+            None,
+        );
+        let seen = quiet_tab(&closed).unwrap();
+        assert_eq!(
+            (seen.webkit.code, seen.webkit.was_clean),
+            (CloseCode::from(4000), true)
+        );
+        let quiet = report_of(
+            vec![open(Browser), open(ClientPing), open(AppMessage)],
+            None,
+        );
+        assert_eq!(quiet_tab(&quiet), None);
+    }
+}
