@@ -701,11 +701,14 @@ async fn run_with(url: &str, options: &Options, stop: &Stop) -> Result<Report, C
     let target = resolve(url, options, stop).await?;
     let upstream = match &options.upstream {
         Some(upstream) => {
-            let mut upstream = resolve(upstream, options, stop)
+            // Its own origin unless --origin says otherwise, like the URL's: a proxy that keeps
+            // the Host (nginx's `proxy_set_header Host $http_host`) shows the app the page's
+            // Origin with the proxy's Host, and an app that admits an Origin matching its Host
+            // (gorilla's default CheckOrigin, the demo server) refuses that Origin with its
+            // own Host: the upgrade straight to it would get 403.
+            let upstream = resolve(upstream, options, stop)
                 .await
                 .map_err(|error| CheckError::Upstream(Box::new(error)))?;
-            // The Origin a browser's page sends through the proxy reaches the app unchanged.
-            upstream.origin = target.origin.clone();
             Some(upstream)
         }
         None => None,
