@@ -26,6 +26,9 @@ pub enum How {
     Rst,
     /// Still open at MAX.
     Open,
+    /// Ended by the check itself, the server having broken the protocol (the check's addition
+    /// to the contract's four).
+    Error,
 }
 
 /// What the cut looks like across the modes (`classification`).
@@ -40,6 +43,9 @@ pub enum Classification {
     ServerDropsQuiet,
     /// Nothing was cut within MAX.
     NoCut,
+    /// Traffic was cut sooner than the quiet connection (the check's addition to the
+    /// contract's four).
+    Inconclusive,
 }
 
 /// Who cut it (`cut_by`).
@@ -90,6 +96,10 @@ pub struct Idle {
     pub cut_by: CutBy,
     /// The ping interval that keeps a quiet connection open; `None` when none does.
     pub recommended_ping_interval_ms: Option<f64>,
+    /// Why `--upstream` has no modes, when it could not be held (the check's addition to the
+    /// contract).
+    #[serde(default)]
+    pub upstream_error: Option<String>,
 }
 
 /// The top-level `dead_peer` object: the connection that answers nothing.
@@ -174,7 +184,7 @@ impl IdleReport {
                 after_ms,
                 code: browser.close_code.expect("a Close frame has a code"),
             },
-            (How::Fin | How::Rst, Some(after_ms)) => QuietTab::Closed {
+            (How::Fin | How::Rst | How::Error, Some(after_ms)) => QuietTab::Closed {
                 after_ms,
                 code: 1006,
             },
@@ -209,7 +219,7 @@ impl IdleReport {
             self.idle
                 .upstream_modes
                 .as_deref()
-                .map_or("-".to_owned(), modes),
+                .map_or_else(|| format!("none: {:?}", self.idle.upstream_error), modes),
             self.dead_peer.how,
             self.dead_peer.dropped_after_ms,
         )

@@ -19,7 +19,8 @@ use std::time::Duration;
 use wsclose_e2e::idle::{run_idle, Classification, CutBy, How, IdleRun};
 use wsclose_e2e::peers::{gorilla, node_ws};
 use wsclose_e2e::proxy::{Proxy, ProxyKind};
-use wsclose_e2e::ServerProcess;
+use wsclose_e2e::server::check_binary;
+use wsclose_e2e::{server_binary, ServerProcess};
 
 /// Every proxy's idle timeout here (and the quiet-closer's, and the lifetime cap).
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -344,6 +345,11 @@ type Case = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// does not stop the others, and the failure names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_proxy_and_server_combination() {
+    // Built first, off the runtime's threads: a build inside a case would hold a worker thread
+    // (and the other one, waiting for the same build) while the others' startup waits run out.
+    tokio::task::spawn_blocking(|| (server_binary(), check_binary()))
+        .await
+        .expect("build the server and the check");
     let mut cases: Vec<(String, Case)> = Vec::new();
     for kind in [ProxyKind::Nginx, ProxyKind::Haproxy, ProxyKind::Apache] {
         cases.push((
