@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::checks::{connect, goodbye};
+use crate::checks::{connect, goodbye, Client};
 use crate::{CheckError, Options, Stop, Stopped, Target};
 
 mod classify;
@@ -248,19 +248,26 @@ pub async fn observe(
         .map(Peer::Mode)
         .chain([Peer::Dead])
         .collect();
-    let opened = futures::future::join_all(peers.iter().map(|_| connect(target, deadline))).await;
-    let upstream_opened = match upstream {
-        Some(upstream) => Some(
-            futures::future::join_all(IdleMode::ALL.map(|_| connect(upstream, deadline))).await,
-        ),
-        None => None,
-    };
+    // Every connection at once, to the URL and to the upstream: each one's time runs from its
+    // own upgrade's answer.
+    let (opened, upstream_opened) = tokio::join!(
+        futures::future::join_all(peers.iter().map(|_| upgraded(target, deadline))),
+        async {
+            match upstream {
+                Some(upstream) => Some(
+                    futures::future::join_all(IdleMode::ALL.map(|_| upgraded(upstream, deadline)))
+                        .await,
+                ),
+                None => None,
+            }
+        }
+    );
     let (clients, failed) = partition(opened);
     if let Some(error) = failed {
-        for client in clients {
+        for (client, _) in clients {
             goodbye(Some(client)).await;
         }
-        for client in upstream_opened.into_iter().flatten().flatten() {
+        for (client, _) in upstream_opened.into_iter().flatten().flatten() {
             goodbye(Some(client)).await;
         }
         return Err(error);
@@ -269,7 +276,7 @@ pub async fn observe(
         (clients, None) => Ok(clients),
         (clients, Some(error)) => Err((clients, error.to_string())),
     });
-    let hold = |peer, client| hold::hold(client, peer, options, max, stop);
+    let hold = |peer, (client, opened)| hold::hold(client, opened, peer, options, max, stop);
     let held = futures::future::join_all(peers.iter().zip(clients).map(|(p, c)| hold(*p, c)));
     let upstream_held = async {
         match upstream_clients {
@@ -282,7 +289,7 @@ pub async fn observe(
             )
             .await)),
             Some(Err((clients, error))) => {
-                for client in clients {
+                for (client, _) in clients {
                     goodbye(Some(client)).await;
                 }
                 Some(Err(error))
@@ -297,6 +304,12 @@ pub async fn observe(
         dead_peer,
         stopped: stop.now(),
     })
+}
+
+/// A connection upgraded for an idle mode, with the instant its upgrade's answer was read.
+async fn upgraded(target: &Target, deadline: Instant) -> Result<(Client, Instant), CheckError> {
+    let client = connect(target, deadline).await?;
+    Ok((client, Instant::now()))
 }
 
 /// The clients opened, and the first error if one was not.
