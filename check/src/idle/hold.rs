@@ -129,18 +129,26 @@ pub(super) async fn hold(
         let writer = write_until_stalled(write, peer, options, opened, pong_rx);
         tokio::pin!(reader, writer);
         let mut writing = true;
-        loop {
+        let mut write_reset = false;
+        let mut ending = loop {
             tokio::select! {
                 ending = &mut reader => break ending,
-                stalled = &mut writer, if writing => {
+                end = &mut writer, if writing => {
                     writing = false;
-                    if let Some(stalled) = stalled {
-                        break Ending::error(stalled);
+                    match end {
+                        WriteEnd::Stalled(stalled) => break Ending::error(stalled),
+                        // The connection is ending, which the reader will see.
+                        WriteEnd::Failed { reset } => write_reset = reset,
                     }
-                    // The write failed: the connection is ending, which the reader will see.
                 }
             }
+        };
+        // A socket reports a reset once, to the first read or write after it: when a write
+        // took it, the reader sees only the end of the stream.
+        if write_reset && ending.how == How::Fin {
+            ending.how = How::Rst;
         }
+        ending
     };
     match (&ending.close, peer) {
         (Some(close), Peer::Mode(_)) => {
@@ -232,16 +240,27 @@ async fn read_until_end(
     }
 }
 
+/// How the writer ended.
+enum WriteEnd {
+    /// A write did not finish within `--timeout` (the server does not read): why.
+    Stalled(String),
+    /// A write failed: the connection is ending; `reset` when the write is what learnt of a
+    /// reset (ECONNRESET).
+    Failed {
+        /// The write failed with ECONNRESET.
+        reset: bool,
+    },
+}
+
 /// Writes the Pongs the reader hands over and, every `--idle-interval` from `opened`, what the
-/// peer sends. Ends with why when a write does not finish within `--timeout` (the server does
-/// not read), with `None` when a write fails (the connection is ending); otherwise never.
+/// peer sends, until a write stalls or fails (see [`WriteEnd`]).
 async fn write_until_stalled(
     mut write: WriteHalf<'_, Box<dyn Io>>,
     peer: Peer,
     options: &Options,
     opened: Instant,
     mut pong: watch::Receiver<Option<Vec<u8>>>,
-) -> Option<String> {
+) -> WriteEnd {
     let every = peer.every_interval(options);
     let mut ticks = tokio::time::interval_at(opened + options.idle_interval, options.idle_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -260,9 +279,13 @@ async fn write_until_stalled(
         };
         match tokio::time::timeout(options.timeout, write.send(&frame)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return None,
+            Ok(Err(error)) => {
+                return WriteEnd::Failed {
+                    reset: error.kind() == std::io::ErrorKind::ConnectionReset,
+                }
+            }
             Err(_) => {
-                return Some(format!(
+                return WriteEnd::Stalled(format!(
                     "a write got {}: the server does not read",
                     crate::no_answer_within(options.timeout)
                 ))
