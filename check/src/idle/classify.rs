@@ -491,6 +491,15 @@ mod tests {
         held(mode, How::Fin, Some(ms))
     }
 
+    /// The three modes cut (FIN) after these many ms.
+    fn all_fin(browser: f64, ping: f64, message: f64) -> [ModeReport; 3] {
+        [
+            fin(Browser, browser),
+            fin(ClientPing, ping),
+            fin(AppMessage, message),
+        ]
+    }
+
     fn closed(mode: IdleMode, code: u16, ms: f64) -> ModeReport {
         ModeReport {
             close_code: Some(code),
@@ -533,11 +542,7 @@ mod tests {
         assert_eq!(classified.cut_by, CutBy::Unknown);
         assert_eq!(classified.recommended_ping_interval_ms, Some(30_000.0));
         // One mode with traffic lasting clearly longer (more than 1 s) is enough.
-        let longer = [
-            fin(Browser, 10_000.0),
-            fin(ClientPing, 10_200.0),
-            fin(AppMessage, 11_500.0),
-        ];
+        let longer = all_fin(10_000.0, 10_200.0, 11_500.0);
         assert_eq!(
             classify(&longer, None).classification,
             Classification::IdleTimeout
@@ -555,11 +560,7 @@ mod tests {
         assert_eq!(classified.classification, Classification::LifetimeCap);
         assert_eq!(classified.recommended_ping_interval_ms, None);
         // 1.5 s apart is no longer "the same time": the traffic bought time.
-        let apart = [
-            fin(Browser, 10_000.0),
-            fin(ClientPing, 10_900.0),
-            fin(AppMessage, 11_500.0),
-        ];
+        let apart = all_fin(10_000.0, 10_900.0, 11_500.0);
         assert_ne!(
             classify(&apart, None).classification,
             Classification::LifetimeCap

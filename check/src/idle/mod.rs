@@ -234,7 +234,8 @@ pub struct Observed {
 
 /// Opens every idle connection (the three modes and the dead peer to `target`, the three modes
 /// to `upstream`), all at once, and holds them until each ends, MAX passes or `stop`. An error
-/// means a connection to `target` could not be opened (the others are closed at once).
+/// means a connection to `target` could not be opened (the others are closed at once), or the
+/// run stopped while they were being opened.
 pub async fn observe(
     target: &Target,
     upstream: Option<&Target>,
@@ -248,12 +249,22 @@ pub async fn observe(
         .map(Peer::Mode)
         .chain([Peer::Dead])
         .collect();
-    let opened = futures::future::join_all(peers.iter().map(|_| connect(target, deadline))).await;
-    let upstream_opened = match upstream {
-        Some(upstream) => Some(
-            futures::future::join_all(IdleMode::ALL.map(|_| connect(upstream, deadline))).await,
-        ),
-        None => None,
+    let connects = async {
+        let opened = futures::future::join_all(peers.iter().map(|_| connect(target, deadline)));
+        let upstream_opened = async {
+            match upstream {
+                Some(upstream) => Some(
+                    futures::future::join_all(IdleMode::ALL.map(|_| connect(upstream, deadline)))
+                        .await,
+                ),
+                None => None,
+            }
+        };
+        tokio::join!(opened, upstream_opened)
+    };
+    let (opened, upstream_opened) = tokio::select! {
+        opened = connects => opened,
+        stopped = stop.wait() => return Err(CheckError::Stopped(stopped)),
     };
     let (clients, failed) = partition(opened);
     if let Some(error) = failed {
