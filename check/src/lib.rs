@@ -701,11 +701,12 @@ async fn run_with(url: &str, options: &Options, stop: &Stop) -> Result<Report, C
     let target = resolve(url, options, stop).await?;
     let upstream = match &options.upstream {
         Some(upstream) => {
-            let mut upstream = resolve(upstream, options, stop)
+            // Its Origin is --origin, or its own (http://APP), as the URL's is: a proxy that
+            // forwards Host makes the app compare the page's Origin with the public host, and
+            // straight to the app the same check needs the app's own.
+            let upstream = resolve(upstream, options, stop)
                 .await
                 .map_err(|error| CheckError::Upstream(Box::new(error)))?;
-            // The Origin a browser's page sends through the proxy reaches the app unchanged.
-            upstream.origin = target.origin.clone();
             Some(upstream)
         }
         None => None,

@@ -295,7 +295,7 @@ async fn a_server_that_never_pings_behind_an_idle_timeout_is_cut_and_the_proxy_n
     );
     let fix = check_field(&json, "idle", "fix");
     assert!(
-        fix.contains("the server sends no Pings: send one every <= "),
+        fix.contains("the server sent no Ping on any connection (in up to 4.0 s): ping every <= "),
         "{fix}"
     );
     assert_eq!(run.status, Some(1), "{run:#?}");
@@ -316,7 +316,7 @@ async fn without_upstream_who_cut_is_unknown_and_the_table_says_what_a_quiet_tab
         "a quiet tab (predicted)",
         "1006",
         "--upstream ws://APP/PATH would tell which",
-        "fix: the server sends no Pings",
+        "fix: the server sent no Ping on any connection",
     ] {
         assert!(run.stdout.contains(line), "no {line:?} in {}", run.stdout);
     }

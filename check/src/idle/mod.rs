@@ -145,6 +145,9 @@ pub struct ModeReport {
     pub server_pings: u64,
     /// The median gap between two of the server's Pings; `None` with fewer than two.
     pub server_ping_interval_ms: Option<f64>,
+    /// From the upgrade's answer to the server's first Ping.
+    #[serde(skip)]
+    pub first_ping_ms: Option<f64>,
     /// Data frames the server sent (counted, discarded).
     #[serde(skip)]
     pub data_frames: u64,
