@@ -701,11 +701,9 @@ async fn run_with(url: &str, options: &Options, stop: &Stop) -> Result<Report, C
     let target = resolve(url, options, stop).await?;
     let upstream = match &options.upstream {
         Some(upstream) => {
-            // Its own origin unless --origin says otherwise, like the URL's: a proxy that keeps
-            // the Host (nginx's `proxy_set_header Host $http_host`) shows the app the page's
-            // Origin with the proxy's Host, and an app that admits an Origin matching its Host
-            // (gorilla's default CheckOrigin, the demo server) refuses that Origin with its
-            // own Host: the upgrade straight to it would get 403.
+            // Its Origin is --origin, or its own (http://APP), as the URL's is: a proxy that
+            // forwards Host makes the app compare the page's Origin with the public host, and
+            // straight to the app the same check needs the app's own.
             let upstream = resolve(upstream, options, stop)
                 .await
                 .map_err(|error| CheckError::Upstream(Box::new(error)))?;

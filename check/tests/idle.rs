@@ -15,6 +15,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -49,8 +50,10 @@ const IDLE: [&str; 9] = [
 ];
 
 /// What a test server does besides echoing messages (tungstenite answers Pings and Closes).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Behaviour {
+    /// Each text message it gets is also sent here.
+    heard: Option<mpsc::UnboundedSender<String>>,
     /// Sends a Ping this often.
     ping_every: Option<Duration>,
     /// Drops TCP (FIN, no Close) when the client sent no frame (a Pong included) for this long.
@@ -90,6 +93,9 @@ async fn ws_server(stream: TcpStream, behaviour: Behaviour) {
             message = ws.next() => match message {
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                     heard = Instant::now();
+                    if let (Some(to), Message::Text(text)) = (&behaviour.heard, &message) {
+                        let _ = to.send(text.to_string());
+                    }
                     let _ = ws.send(message).await;
                 }
                 Some(Ok(_)) => heard = Instant::now(),
@@ -117,7 +123,7 @@ async fn ws_server(stream: TcpStream, behaviour: Behaviour) {
 
 /// A server of `behaviour` on `127.0.0.1:0`, aborted when the handle drops.
 async fn server(behaviour: Behaviour) -> (SocketAddr, Aborted) {
-    let (addr, task) = serve(move |stream| ws_server(stream, behaviour)).await;
+    let (addr, task) = serve(move |stream| ws_server(stream, behaviour.clone())).await;
     (addr, Aborted(task))
 }
 
@@ -197,13 +203,7 @@ fn mode<'a>(modes: &'a Value, mode: &str) -> &'a Value {
 
 /// The verdict of check `id`.
 fn verdict<'a>(json: &'a Value, id: &str) -> &'a str {
-    json["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|check| check["id"] == id)
-        .and_then(|check| check["verdict"].as_str())
-        .unwrap_or_else(|| panic!("no {id} in {json}"))
+    check_field(json, id, "verdict")
 }
 
 /// Asserts that `ms` is [`CUT`] within the issue's ±1 s.
@@ -296,15 +296,9 @@ async fn a_server_that_never_pings_behind_an_idle_timeout_is_cut_and_the_proxy_n
         detail(&json, "dead-peer").contains("the idle cut"),
         "{json}"
     );
-    let fix = json["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|check| check["id"] == "idle")
-        .and_then(|check| check["fix"].as_str())
-        .unwrap();
+    let fix = check_field(&json, "idle", "fix");
     assert!(
-        fix.contains("the server sends no Pings: send one every <= "),
+        fix.contains("the server sent no Ping on any connection (in up to 4.0 s): ping every <= "),
         "{fix}"
     );
     assert_eq!(run.status, Some(1), "{run:#?}");
@@ -325,7 +319,7 @@ async fn without_upstream_who_cut_is_unknown_and_the_table_says_what_a_quiet_tab
         "a quiet tab (predicted)",
         "1006",
         "--upstream ws://APP/PATH would tell which",
-        "fix: the server sends no Pings",
+        "fix: the server sent no Ping on any connection",
     ] {
         assert!(run.stdout.contains(line), "no {line:?} in {}", run.stdout);
     }
@@ -508,6 +502,54 @@ async fn a_max_time_shorter_than_idle_needs_is_a_usage_error() {
         run.stderr.contains("not provided: --idle [<MAX>]"),
         "{run:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_signal_during_idle_ends_the_run_at_once_with_what_the_connections_saw() {
+    let (heard, mut messages) = mpsc::unbounded_channel();
+    let (app, _app) = server(Behaviour {
+        heard: Some(heard),
+        ..Behaviour::default()
+    })
+    .await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsclose-check"))
+        .arg(format!("ws://{app}/"))
+        .args(&IDLE[..4])
+        .args(["--idle", "60s", "--idle-interval", "200ms", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run wsclose-check");
+    // app-message's first message: the idle connections are open and held.
+    let message = tokio::time::timeout(Duration::from_secs(20), messages.recv()).await;
+    assert_eq!(message, Ok(Some("wsclose-check idle".to_owned())));
+    let signalled = Instant::now();
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal the check");
+    let mut stdout = String::new();
+    let mut out = child.stdout.take().unwrap();
+    let read = async { out.read_to_string(&mut stdout).await.map(|_| ()) };
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(child.wait(), read)
+    })
+    .await
+    .expect("the check ended on SIGINT");
+    // The connections end with a Close(1000) each, sent at once: well under the 60 s MAX.
+    assert!(signalled.elapsed() < Duration::from_secs(5), "{stdout}");
+    assert_eq!(status.unwrap().code(), Some(130), "{stdout}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    for held in json["idle"]["modes"].as_array().unwrap() {
+        assert_eq!(held["how"], "open", "{json}");
+    }
+    for id in ["idle", "dead-peer"] {
+        assert_eq!(verdict(&json, id), "skip", "{json}");
+        assert!(
+            detail(&json, id).contains("cut off: interrupted by SIGINT"),
+            "{json}"
+        );
+    }
 }
 
 // Hostile servers: whatever they send during --idle, the check's memory stays bounded and the

@@ -296,6 +296,7 @@ pub async fn run_all(
         (Some(_), observed) => {
             let why = match (observed, refused) {
                 (_, Some(refused)) => refused.why().to_owned(),
+                (Some(Err(CheckError::Stopped(stopped))), _) => format!("not run: {stopped}"),
                 (Some(Err(error)), _) => {
                     format!("the idle connections could not be opened: {error}")
                 }

@@ -244,29 +244,52 @@ fn others_text(modes: &[ModeReport]) -> String {
         .join(", ")
 }
 
+/// What the server's Pings were, on any connection (the quiet one may have been cut before the
+/// first), and the keepalive that helps: a Ping every `every`.
+fn keepalive_text(idle: &IdleReport, cut: f64, every: &str) -> String {
+    let held = idle
+        .modes
+        .iter()
+        .chain(idle.upstream_modes.iter().flatten());
+    let interval = held.clone().find_map(|held| held.server_ping_interval_ms);
+    let first = held
+        .clone()
+        .filter_map(|held| held.first_ping_ms)
+        .reduce(f64::min);
+    let longest = held
+        .map(|held| held.ended_after_ms.unwrap_or(idle.max_ms))
+        .reduce(f64::max)
+        .unwrap_or(idle.max_ms);
+    let cut_ms = cut;
+    let cut = secs(cut);
+    let ping = format!("ping every <= {every} (the wsclose crate: `Timing::ping_interval`)");
+    match (interval, first) {
+        (Some(interval), _) if interval * 2.0 > cut_ms => format!(
+            "the server pings every {}, too seldom for a cut after {cut}: {ping}",
+            secs(interval)
+        ),
+        (None, Some(first)) if first >= cut_ms => format!(
+            "the server's first Ping came {} after the upgrade, after the cut at {cut}: {ping}",
+            secs(first)
+        ),
+        (Some(_), _) | (None, Some(_)) => format!(
+            "the server pings, yet a quiet connection is cut after {cut} (what cuts it does not \
+             count the server's Pings): the client must send too, a message every <= {every}"
+        ),
+        (None, None) => format!(
+            "the server sent no Ping on any connection (in up to {}): {ping}",
+            secs(longest)
+        ),
+    }
+}
+
 /// The fix, in concrete terms; `None` when nothing was cut.
 pub fn fix(idle: &IdleReport) -> Option<String> {
     let browser = of(&idle.modes, IdleMode::Browser)?;
     let cut = idle.cut_after_ms?;
-    let keepalive = idle.recommended_ping_interval_ms.map(|every| {
-        let every = secs(every);
-        match (browser.server_pings, browser.server_ping_interval_ms) {
-            (0, _) => format!(
-                "the server sends no Pings: send one every <= {every} (the wsclose crate: \
-                 `Timing::ping_interval`)"
-            ),
-            (_, Some(interval)) if interval >= cut => format!(
-                "the server pings every {}, but a quiet connection is cut after {}: ping \
-                 every <= {every} (the wsclose crate: `Timing::ping_interval`)",
-                secs(interval),
-                secs(cut)
-            ),
-            _ => format!(
-                "the server's Pings do not keep it open: send one every <= {every} (the \
-                 wsclose crate: `Timing::ping_interval`)"
-            ),
-        }
-    });
+    let keepalive = idle
+        .recommended_ping_interval_ms
+        .map(|every| keepalive_text(idle, cut, &secs(every)));
     Some(match idle.classification {
         Classification::IdleTimeout => {
             let keepalive = keepalive.expect("an idle timeout has an interval");
@@ -478,6 +501,7 @@ mod tests {
             close_reason: None,
             server_pings: 0,
             server_ping_interval_ms: None,
+            first_ping_ms: None,
             data_frames: 0,
             error: None,
         }
@@ -489,6 +513,15 @@ mod tests {
 
     fn fin(mode: IdleMode, ms: f64) -> ModeReport {
         held(mode, How::Fin, Some(ms))
+    }
+
+    /// The three modes cut (FIN) after these many ms.
+    fn all_fin(browser: f64, ping: f64, message: f64) -> [ModeReport; 3] {
+        [
+            fin(Browser, browser),
+            fin(ClientPing, ping),
+            fin(AppMessage, message),
+        ]
     }
 
     fn closed(mode: IdleMode, code: u16, ms: f64) -> ModeReport {
@@ -533,11 +566,7 @@ mod tests {
         assert_eq!(classified.cut_by, CutBy::Unknown);
         assert_eq!(classified.recommended_ping_interval_ms, Some(30_000.0));
         // One mode with traffic lasting clearly longer (more than 1 s) is enough.
-        let longer = [
-            fin(Browser, 10_000.0),
-            fin(ClientPing, 10_200.0),
-            fin(AppMessage, 11_500.0),
-        ];
+        let longer = all_fin(10_000.0, 10_200.0, 11_500.0);
         assert_eq!(
             classify(&longer, None).classification,
             Classification::IdleTimeout
@@ -555,11 +584,7 @@ mod tests {
         assert_eq!(classified.classification, Classification::LifetimeCap);
         assert_eq!(classified.recommended_ping_interval_ms, None);
         // 1.5 s apart is no longer "the same time": the traffic bought time.
-        let apart = [
-            fin(Browser, 10_000.0),
-            fin(ClientPing, 10_900.0),
-            fin(AppMessage, 11_500.0),
-        ];
+        let apart = all_fin(10_000.0, 10_900.0, 11_500.0);
         assert_ne!(
             classify(&apart, None).classification,
             Classification::LifetimeCap
@@ -634,8 +659,10 @@ mod tests {
         );
         let fix = check.fix.unwrap();
         assert!(
-            fix.contains("the server sends no Pings: send one every <= 2.0 s")
-                && fix.contains("proxy_read_timeout"),
+            fix.contains(
+                "the server sent no Ping on any connection (in up to 130.0 s): ping every <= \
+                 2.0 s"
+            ) && fix.contains("proxy_read_timeout"),
             "{fix}"
         );
         // A crash cuts every connection: no finding about idleness.
@@ -664,6 +691,40 @@ mod tests {
             ..quiet
         };
         assert_eq!(idle_check(&stopped, false).verdict, Verdict::Skip);
+    }
+
+    #[test]
+    fn the_fix_names_the_servers_pings_seen_on_any_connection() {
+        let fix_for = |ping: ModeReport| {
+            let modes = vec![fin(Browser, 10_003.0), ping, open(AppMessage)];
+            fix(&report_of(modes, None)).unwrap()
+        };
+        // The quiet connection was cut before the first Ping; another one saw it at 27 s.
+        let late = ModeReport {
+            server_pings: 1,
+            first_ping_ms: Some(27_000.0),
+            ..open(ClientPing)
+        };
+        let fix = fix_for(late.clone());
+        assert!(
+            fix.starts_with(
+                "the server's first Ping came 27.0 s after the upgrade, after the cut at 10.0 s: \
+                 ping every <= 5.0 s"
+            ),
+            "{fix}"
+        );
+        let every = ModeReport {
+            server_pings: 3,
+            server_ping_interval_ms: Some(27_000.0),
+            ..late.clone()
+        };
+        assert!(fix_for(every).starts_with("the server pings every 27.0 s, too seldom"));
+        let often = ModeReport {
+            server_pings: 9,
+            server_ping_interval_ms: Some(1_000.0),
+            ..late
+        };
+        assert!(fix_for(often).contains("the client must send too"));
     }
 
     #[test]

@@ -74,6 +74,7 @@ impl Ending {
 #[derive(Default)]
 struct Pings {
     count: u64,
+    first: Option<Instant>,
     last: Option<Instant>,
     gaps_ms: Vec<f64>,
 }
@@ -81,6 +82,7 @@ struct Pings {
 impl Pings {
     fn seen(&mut self, at: Instant) {
         self.count += 1;
+        self.first.get_or_insert(at);
         if let Some(last) = self.last.replace(at) {
             if self.gaps_ms.len() < MAX_PING_GAPS {
                 self.gaps_ms.push(millis(at - last));
@@ -173,6 +175,7 @@ pub(super) async fn hold(
             .map(|close| String::from_utf8_lossy(close.close_reason()).into_owned()),
         server_pings: pings.count,
         server_ping_interval_ms: pings.median_ms(),
+        first_ping_ms: pings.first.map(|at| millis(at - opened)),
         data_frames,
         error: ending.error,
     }

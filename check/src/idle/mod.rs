@@ -145,6 +145,9 @@ pub struct ModeReport {
     pub server_pings: u64,
     /// The median gap between two of the server's Pings; `None` with fewer than two.
     pub server_ping_interval_ms: Option<f64>,
+    /// From the upgrade's answer to the server's first Ping.
+    #[serde(skip)]
+    pub first_ping_ms: Option<f64>,
     /// Data frames the server sent (counted, discarded).
     #[serde(skip)]
     pub data_frames: u64,
@@ -234,7 +237,8 @@ pub struct Observed {
 
 /// Opens every idle connection (the three modes and the dead peer to `target`, the three modes
 /// to `upstream`), all at once, and holds them until each ends, MAX passes or `stop`. An error
-/// means a connection to `target` could not be opened (the others are closed at once).
+/// means a connection to `target` could not be opened (the others are closed at once), or the
+/// run stopped while they were being opened.
 pub async fn observe(
     target: &Target,
     upstream: Option<&Target>,
@@ -250,9 +254,9 @@ pub async fn observe(
         .collect();
     // Every connection at once, to the URL and to the upstream: each one's time runs from its
     // own upgrade's answer.
-    let (opened, upstream_opened) = tokio::join!(
-        futures::future::join_all(peers.iter().map(|_| upgraded(target, deadline))),
-        async {
+    let connects = async {
+        let opened = futures::future::join_all(peers.iter().map(|_| upgraded(target, deadline)));
+        let upstream_opened = async {
             match upstream {
                 Some(upstream) => Some(
                     futures::future::join_all(IdleMode::ALL.map(|_| upgraded(upstream, deadline)))
@@ -260,8 +264,13 @@ pub async fn observe(
                 ),
                 None => None,
             }
-        }
-    );
+        };
+        tokio::join!(opened, upstream_opened)
+    };
+    let (opened, upstream_opened) = tokio::select! {
+        opened = connects => opened,
+        stopped = stop.wait() => return Err(CheckError::Stopped(stopped)),
+    };
     let (clients, failed) = partition(opened);
     if let Some(error) = failed {
         for (client, _) in clients {

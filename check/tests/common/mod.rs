@@ -110,15 +110,20 @@ pub fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|error| panic!("{error}: {run:#?}"))
 }
 
-/// The detail of check `id` in a JSON report.
-pub fn detail<'a>(json: &'a serde_json::Value, id: &str) -> &'a str {
+/// The text field `key` (`"detail"`, `"verdict"`, `"fix"`) of check `id` in a JSON report.
+pub fn check_field<'a>(json: &'a serde_json::Value, id: &str, key: &str) -> &'a str {
     json["checks"]
         .as_array()
         .unwrap()
         .iter()
         .find(|check| check["id"] == id)
-        .and_then(|check| check["detail"].as_str())
-        .unwrap_or_else(|| panic!("no {id} in {json}"))
+        .and_then(|check| check[key].as_str())
+        .unwrap_or_else(|| panic!("no {key} of {id} in {json}"))
+}
+
+/// The detail of check `id` in a JSON report.
+pub fn detail<'a>(json: &'a serde_json::Value, id: &str) -> &'a str {
+    check_field(json, id, "detail")
 }
 
 pub fn args(url: &str, extra: &[&str]) -> Vec<String> {
