@@ -11,7 +11,12 @@ BINARYEN_VERSION    := 132.0.0
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock)
 # WebKit: Debian's WebKitGTK WebDriver drives MiniBrowser, which has no headless mode, so it
 # runs on a virtual X display (xvfb-run).
-APT_PACKAGES        := chromium chromium-driver firefox-esr nginx webkit2gtk-driver xvfb xauth
+APT_PACKAGES        := chromium chromium-driver firefox-esr nginx webkit2gtk-driver xvfb xauth \
+                       haproxy apache2 caddy
+# The proxies e2e/tests/idle.rs starts in front of the servers (Debian's packages).
+HAPROXY             := /usr/sbin/haproxy
+APACHE              := /usr/sbin/apache2
+CADDY               := /usr/bin/caddy
 # The bench's peers (make bench only): Debian's Go and gorilla/websocket (built without module
 # downloads), npm's ws, PyPI's websockets in a venv; all under target/peers.
 PEER_APT_PACKAGES   := golang-go golang-github-gorilla-websocket-dev
@@ -66,10 +71,11 @@ setup-wasm: ## Install the wasm32 target, wasm-pack, wasm-bindgen-cli and wasm-o
 	@$(WASM_OPT) --version 2>/dev/null | grep -qF "version $(firstword $(subst ., ,$(BINARYEN_VERSION)))" \
 	  || npm install --prefix $(BINARYEN_DIR) --no-save --no-audit --no-fund binaryen@$(BINARYEN_VERSION)
 
-setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, WebKitGTK's driver, Xvfb, nginx (apt), geckodriver
+setup-browsers: ## Install Chromium, ChromeDriver, Firefox ESR, WebKitGTK's driver, Xvfb, nginx, HAProxy, Apache, Caddy (apt), geckodriver
 	@if ! command -v chromium >/dev/null || ! test -x $(CHROMEDRIVER) || ! command -v firefox-esr >/dev/null \
 	    || ! test -x $(NGINX) || ! test -x $(WEBKITDRIVER) || ! test -x $(XVFB_RUN) \
-	    || ! command -v xauth >/dev/null; then \
+	    || ! command -v xauth >/dev/null || ! test -x $(HAPROXY) || ! test -x $(APACHE) \
+	    || ! test -x $(CADDY); then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
@@ -154,6 +160,7 @@ test-slow: setup build ## The full-length no-drain and lingering-TCP cases in al
 	WASM_BINDGEN_TEST_TIMEOUT=$(SLOW_TEST_TIMEOUT) $(WITH_SERVER) $(SERVER_DEBUG) -- \
 	  $(WEBKIT_TEST) client-wasm --test slow -- --nocapture
 	cargo test -p wsclose-e2e --test check_browser -- --ignored --nocapture
+	cargo test -p wsclose-e2e --test idle_browser -- --ignored --nocapture
 
 setup-peers: ## Install and build the bench's peers if missing (gorilla, Node ws, Python websockets)
 	@if ! command -v go >/dev/null || ! test -d /usr/share/gocode/src/github.com/gorilla/websocket; then \

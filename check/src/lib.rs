@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 pub mod browser;
 pub mod checks;
+pub mod idle;
 pub mod predict;
 pub mod raw;
 pub mod report;
@@ -39,6 +40,7 @@ pub mod tls;
 
 pub use browser::{Browser, BrowserChoice, BrowserError, Measured};
 pub use checks::{CheckId, CheckResult, OptIn, Verdict};
+pub use idle::{DeadPeerReport, IdleReport};
 pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
 /// tungstenite's close code, the type of every close code in this crate but the raw frames' (see
 /// [`raw::Frame::close_code`]).
@@ -115,9 +117,10 @@ pub struct Options {
     #[arg(long, conflicts_with = "only")]
     pub all: bool,
     /// The deadline of the whole run: the checks not done by then are `skip`, and the
-    /// report says so.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
-    pub max_time: Duration,
+    /// report says so. Default: 2m; with --idle, MAX + 3 × --timeout + 5s when that is longer
+    /// (and a shorter --max-time is refused).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_time: Option<Duration>,
     /// Warnings fail too: exit 1 on any `warn`, not only on what browsers will see.
     #[arg(long)]
     pub strict: bool,
@@ -141,6 +144,46 @@ pub struct Options {
     /// The built probe page for --browser (`make build` puts it in target/www).
     #[arg(long, default_value_os_t = browser::default_www())]
     pub www: PathBuf,
+    /// Hold quiet connections open for up to MAX (default 130s), beside the other checks, and
+    /// see who cuts them, when and how: `browser` (sends nothing, answers Pings),
+    /// `client-ping` (also pings every --idle-interval), `app-message` (also sends
+    /// --idle-message), and a dead peer (answers nothing). Put it after the URL, or write
+    /// --idle=MAX.
+    #[arg(
+        long,
+        value_name = "MAX",
+        num_args = 0..=1,
+        default_missing_value = "130s",
+        value_parser = parse_idle_max
+    )]
+    pub idle: Option<Duration>,
+    /// --idle: how often `client-ping` sends a Ping and `app-message` its message.
+    #[arg(long, value_parser = parse_interval, default_value = "10s", requires = "idle")]
+    pub idle_interval: Duration,
+    /// --idle: the text message `app-message` sends every --idle-interval.
+    #[arg(long, value_name = "TEXT", default_value = idle::DEFAULT_IDLE_MESSAGE, requires = "idle")]
+    pub idle_message: String,
+    /// --idle: the application itself, without the proxy (ws://APP/PATH): the three modes are
+    /// held there too, to tell whether the proxy or the server cuts.
+    #[arg(long, value_name = "URL", requires = "idle")]
+    pub upstream: Option<String>,
+}
+
+/// `--idle`'s MAX: a duration over zero; a URL in its place gets a hint.
+fn parse_idle_max(text: &str) -> Result<Duration, String> {
+    if text.contains("://") {
+        return Err("expected a duration such as 130s; put the URL before --idle".to_owned());
+    }
+    parse_interval(text)
+}
+
+/// A duration over zero (humantime: `500ms`, `10s`, `2m`).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be longer than 0s".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 impl Default for Options {
@@ -153,7 +196,7 @@ impl Default for Options {
             only: Vec::new(),
             with: Vec::new(),
             all: false,
-            max_time: DEFAULT_MAX_TIME,
+            max_time: None,
             strict: false,
             keepalive_wait: None,
             max_size: None,
@@ -161,11 +204,31 @@ impl Default for Options {
             browser: None,
             page_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             www: browser::default_www(),
+            idle: None,
+            idle_interval: idle::DEFAULT_IDLE_INTERVAL,
+            idle_message: idle::DEFAULT_IDLE_MESSAGE.to_owned(),
+            upstream: None,
         }
     }
 }
 
 impl Options {
+    /// The deadline of the whole run: `--max-time`, or by default [`DEFAULT_MAX_TIME`], grown
+    /// with `--idle` to cover MAX (see [`idle::max_time_for`]). An explicit `--max-time` that
+    /// does not cover `--idle` is an error.
+    pub fn max_time(&self) -> Result<Duration, CheckError> {
+        let needed = self.idle.map(|max| idle::max_time_for(max, self.timeout));
+        match (self.max_time, needed) {
+            (Some(max_time), Some(needed)) if max_time < needed => Err(CheckError::MaxTimeShort {
+                max_time,
+                idle: self.idle.unwrap_or_default(),
+                needed,
+            }),
+            (Some(max_time), _) => Ok(max_time),
+            (None, needed) => Ok(needed.map_or(DEFAULT_MAX_TIME, |n| n.max(DEFAULT_MAX_TIME))),
+        }
+    }
+
     /// True when `id` is to run: not in `--skip`, and in `--only` when that is given. The
     /// checks the prediction and the crash finding are made of always run.
     pub fn selected(&self, id: CheckId) -> bool {
@@ -335,6 +398,25 @@ pub enum CheckError {
     /// The server answered, but not as a WebSocket server.
     #[error("{0}")]
     NotWebSocket(String),
+    /// `--max-time` is too short for `--idle`.
+    #[error(
+        "--max-time {} is shorter than --idle {} needs: give {} or more (MAX + 3 × --timeout + \
+         5s), or leave --max-time out",
+        humantime::format_duration(*max_time),
+        humantime::format_duration(*idle),
+        humantime::format_duration(*needed)
+    )]
+    MaxTimeShort {
+        /// `--max-time` as given.
+        max_time: Duration,
+        /// `--idle`'s MAX.
+        idle: Duration,
+        /// The least `--max-time` that covers it.
+        needed: Duration,
+    },
+    /// `--upstream` is not a WebSocket URL, or cannot be reached.
+    #[error("--upstream: {0}")]
+    Upstream(Box<CheckError>),
 }
 
 /// What is wrong with a URL that is not a WebSocket URL.
@@ -385,6 +467,12 @@ pub struct Report {
     /// What each browser showed, with `--browser`, keyed by engine (`"chromium"`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub browser: Option<BTreeMap<Browser, Measured>>,
+    /// With `--idle`: what the quiet connections saw and what cut them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleReport>,
+    /// With `--idle`: what happened to the peer that answers no Ping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_peer: Option<DeadPeerReport>,
     /// What the close handshake did, which the prediction follows.
     #[serde(skip)]
     pub behaviour: CloseBehaviour,
@@ -587,8 +675,9 @@ pub async fn run_until(
     options: &Options,
     interrupt: impl std::future::Future<Output = Interrupt>,
 ) -> Result<Report, CheckError> {
+    let max_time = options.max_time()?;
     let (interrupted, interrupt_seen) = watch::channel(None);
-    let stop = Stop::new(options.max_time, interrupt_seen);
+    let stop = Stop::new(max_time, interrupt_seen);
     let run = run_with(url, options, &stop);
     let mut run = std::pin::pin!(run);
     let mut interrupt = std::pin::pin!(interrupt);
@@ -610,7 +699,24 @@ async fn run_with(url: &str, options: &Options, stop: &Stop) -> Result<Report, C
         return Err(CheckError::SkipAlwaysRuns(*id));
     }
     let target = resolve(url, options, stop).await?;
-    let (checks, behaviour) = checks::run_all(&target, options, stop).await?;
+    let upstream = match &options.upstream {
+        Some(upstream) => {
+            // Its Origin is --origin, or its own (http://APP), as the URL's is: a proxy that
+            // forwards Host makes the app compare the page's Origin with the public host, and
+            // straight to the app the same check needs the app's own.
+            let upstream = resolve(upstream, options, stop)
+                .await
+                .map_err(|error| CheckError::Upstream(Box::new(error)))?;
+            Some(upstream)
+        }
+        None => None,
+    };
+    let checks::Ran {
+        checks,
+        behaviour,
+        idle,
+        dead_peer,
+    } = checks::run_all(&target, upstream.as_ref(), options, stop).await?;
     let predicted = predict::predict(&behaviour);
     let browser = match options.browser {
         Some(choice) => Some(in_browsers(url, choice, &predicted, options, stop).await?),
@@ -629,6 +735,8 @@ async fn run_with(url: &str, options: &Options, stop: &Stop) -> Result<Report, C
         checks,
         predicted,
         browser,
+        idle,
+        dead_peer,
         behaviour,
         stopped,
     })

@@ -44,9 +44,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => error.exit(), // --help, --version
         Err(error) => {
+            // clap's first line, with the lines indented under it ("the following required
+            // arguments were not provided:\n  --idle [<MAX>]").
             let message = error.to_string();
-            let first_line = message.lines().next().unwrap_or("invalid arguments");
-            eprintln!("wsclose-check: {first_line} (see --help)");
+            let mut lines = message.lines();
+            let mut line = lines.next().unwrap_or("invalid arguments").to_owned();
+            for more in lines.take_while(|more| more.starts_with("  ")) {
+                line.push(' ');
+                line.push_str(more.trim());
+            }
+            eprintln!("wsclose-check: {line} (see --help)");
             return ExitCode::from(2);
         }
     };

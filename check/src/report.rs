@@ -8,6 +8,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement,
 pub const WIDTH_OFF_TERMINAL: u16 = 110;
 
 use crate::browser::{Browser, Measured};
+use crate::idle::{self, DeadPeerReport, IdleReport};
 use crate::{BrowserOutcome, Report, Verdict};
 
 /// The report as JSON: `{"url", "summary", "checks": [...], "predicted": {"chromium",
@@ -97,7 +98,93 @@ pub fn table(report: &Report) -> String {
         }
         text.push_str(&format!("\nmeasured in headless browsers:\n{table}"));
     }
+    if let Some(idle) = &report.idle {
+        text.push_str(&idle_table(idle, report.dead_peer.as_ref()));
+    }
     text
+}
+
+/// `--idle`: one row per connection, then the classification, who cut, what a quiet tab sees
+/// in each engine, and the fix.
+fn idle_table(idle: &IdleReport, dead_peer: Option<&DeadPeerReport>) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "connection",
+        "ended after",
+        "how",
+        "close",
+        "server pings",
+        "data frames",
+    ]);
+    let upstream = idle.upstream_modes.iter().flatten();
+    let rows = idle
+        .modes
+        .iter()
+        .map(|held| (held.mode.as_str().to_owned(), held))
+        .chain(upstream.map(|held| (format!("upstream {}", held.mode.as_str()), held)));
+    for (name, held) in rows {
+        let pings = match held.server_ping_interval_ms {
+            Some(every) => format!("{} (every {})", held.server_pings, duration_text(every)),
+            None => held.server_pings.to_string(),
+        };
+        table.add_row([
+            Cell::new(name),
+            Cell::new(held.ended_after_ms.map_or("-".to_owned(), duration_text)),
+            Cell::new(held.how.as_str()),
+            Cell::new(close_text(held.close_code, held.close_reason.as_deref())),
+            Cell::new(pings),
+            Cell::new(held.data_frames),
+        ]);
+    }
+    if let Some(dead) = dead_peer {
+        table.add_row([
+            Cell::new("dead-peer (answers nothing)"),
+            Cell::new(dead.dropped_after_ms.map_or("-".to_owned(), duration_text)),
+            Cell::new(dead.how.as_str()),
+            Cell::new(close_text(dead.close_code, None)),
+            Cell::new(dead.server_pings),
+            Cell::new(""),
+        ]);
+    }
+    let cut = match idle.cut_after_ms {
+        Some(cut) => format!(" after {}", duration_text(cut)),
+        None => String::new(),
+    };
+    let mut text = format!(
+        "\nidle connections (--idle {}):\n{table}\nclassification: {}{cut}; cut by: {}",
+        duration_text(idle.max_ms),
+        idle.classification.as_str(),
+        idle.cut_by.as_str()
+    );
+    if let Some(every) = idle.recommended_ping_interval_ms {
+        text.push_str(&format!("; keepalive every <= {}", duration_text(every)));
+    }
+    if let Some(quiet) = idle::quiet_tab(idle) {
+        let mut tab = Table::new();
+        tab.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "browser, quiet tab",
+            "close event after open",
+            "code",
+            "wasClean",
+        ]);
+        for browser in Browser::all() {
+            tab.add_row(outcome_row(browser.label(), quiet.of(*browser)));
+        }
+        text.push_str(&format!("\na quiet tab (predicted):\n{tab}"));
+    }
+    if let Some(fix) = idle::fix(idle) {
+        text.push_str(&format!("\nfix: {fix}"));
+    }
+    text
+}
+
+/// A Close frame's code and reason, or nothing.
+fn close_text(code: Option<u16>, reason: Option<&str>) -> String {
+    match (code, reason) {
+        (Some(code), Some(reason)) => format!("{code} {reason:?}"),
+        (Some(code), None) => code.to_string(),
+        (None, _) => String::new(),
+    }
 }
 
 /// True when a measured outcome is the predicted one: the same code and wasClean, and a time
@@ -189,6 +276,8 @@ mod tests {
             checks,
             predicted,
             browser: Some(browser),
+            idle: None,
+            dead_peer: None,
             behaviour,
             stopped: None,
         };

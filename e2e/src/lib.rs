@@ -20,6 +20,12 @@
 //!   prometheus-parse.
 //! - [`page`]: [`page::DemoPage`], the demo page as a page object driven over WebDriver
 //!   (fantoccini), which the page tests (`tests/demo_page.rs`) share.
+//! - [`idle`]: `wsclose-check --idle` run as a user runs it, its JSON read into the contract's
+//!   types.
+//! - [`proxy`]: nginx, HAProxy, Apache (`mod_proxy_wstunnel`) and Caddy, each started in front
+//!   of one upstream with a short idle timeout, killed on drop (`tests/idle.rs`).
+//! - [`quiet_tab`]: a quiet tab in a real browser: the `close` event of a WebSocket that sends
+//!   nothing, or that it was still open.
 //! - [`peers`]: the other servers (gorilla/websocket, Node `ws`, Python `websockets`) that the
 //!   bench measures and `tests/check_peers.rs` checks, installed by `make setup-peers`.
 //!
@@ -30,9 +36,12 @@
 
 pub mod cluster;
 pub mod http;
+pub mod idle;
 pub mod netns;
 pub mod page;
 pub mod peers;
+pub mod proxy;
+pub mod quiet_tab;
 pub mod server;
 pub use wsclose_check::raw;
 pub mod ws;

@@ -31,6 +31,20 @@ impl Peer {
         self.needs.is_file()
     }
 
+    /// Starts it on a free port of 127.0.0.1 and waits for its listening line; panics, saying
+    /// how to install it, when it is missing.
+    pub async fn start(&self) -> crate::ServerProcess {
+        assert!(
+            self.installed(),
+            "{} is not installed ({} is missing): run `make setup-peers`",
+            self.name,
+            self.needs.display()
+        );
+        crate::ServerProcess::spawn(self.command("127.0.0.1:0"))
+            .await
+            .unwrap_or_else(|error| panic!("{} did not start: {error:#}", self.name))
+    }
+
     /// The command that starts it on `addr` (`127.0.0.1:0` picks a free port).
     pub fn command(&self, addr: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.command[0]);

@@ -41,7 +41,25 @@ pub fn workspace_root() -> PathBuf {
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        build(Target::Bin("wsclose-server")).unwrap_or_else(|err| panic!("{err:#}"))
+        build(Target::Bin {
+            package: "wsclose-server",
+            name: "wsclose-server",
+        })
+        .unwrap_or_else(|err| panic!("{err:#}"))
+    })
+}
+
+/// Builds `wsclose-check` (once per test process) and returns the path of the executable, like
+/// [`server_binary`]: for tests that run the check as a user does, flags and exit status
+/// included.
+pub fn check_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        build(Target::Bin {
+            package: "wsclose-check",
+            name: "wsclose-check",
+        })
+        .unwrap_or_else(|err| panic!("{err:#}"))
     })
 }
 
@@ -60,17 +78,17 @@ pub fn example_binary(name: &str) -> PathBuf {
     path
 }
 
-/// Builds `target` with escargot (`cargo build -p wsclose-server --bin NAME`, or `cargo build
-/// -p wsclose --all-features --example NAME`; `--release` with `WSCLOSE_E2E_RELEASE`), and
+/// Builds `target` with escargot (`cargo build -p PACKAGE --bin NAME`, or `cargo build -p
+/// wsclose --all-features --example NAME`; `--release` with `WSCLOSE_E2E_RELEASE`), and
 /// returns the path of the
 /// executable from cargo's JSON messages, which honour `CARGO_TARGET_DIR` and `--release`
 /// without guessing paths. A failed build's error carries the compiler's rendered messages.
 fn build(target: Target<'_>) -> anyhow::Result<PathBuf> {
     let mut build = escargot::CargoBuild::new().manifest_path(workspace_root().join("Cargo.toml"));
     let (package, name) = match target {
-        Target::Bin(name) => {
-            build = build.package("wsclose-server").bin(name);
-            ("wsclose-server", name)
+        Target::Bin { package, name } => {
+            build = build.package(package).bin(name);
+            (package, name)
         }
         Target::Example(name) => {
             build = build.package("wsclose").all_features().example(name);
@@ -104,11 +122,16 @@ fn build(target: Target<'_>) -> anyhow::Result<PathBuf> {
     bail!("{what} succeeded but reported no {name} executable")
 }
 
-/// What [`build`] builds: a binary of `wsclose-server`, or an example of `wsclose`.
+/// What [`build`] builds: a binary of a workspace package, or an example of `wsclose`.
 #[derive(Debug, Clone, Copy)]
 enum Target<'a> {
-    /// `--bin NAME`.
-    Bin(&'a str),
+    /// `-p PACKAGE --bin NAME`.
+    Bin {
+        /// The workspace package.
+        package: &'a str,
+        /// The binary.
+        name: &'a str,
+    },
     /// `--example NAME`.
     Example(&'a str),
 }

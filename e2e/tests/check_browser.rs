@@ -24,7 +24,7 @@ async fn server_and_options(browsers: BrowserChoice) -> (ServerProcess, Options)
         page_addr: ([127, 0, 0, 1], page_port).into(),
         // /ws/no-drain in all three engines waits 85 s in the browsers alone: more than the
         // default --max-time (2 min) leaves once the checks and three browser starts are added.
-        max_time: std::time::Duration::from_secs(300),
+        max_time: Some(std::time::Duration::from_secs(300)),
         ..Options::default()
     };
     (server, options)

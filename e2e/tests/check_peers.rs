@@ -18,19 +18,6 @@ use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
 /// The checks' wait for a Close: the peers answer in about a millisecond.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// Starts `peer` on a free port; says how to install it when it is missing.
-async fn start(peer: &Peer) -> ServerProcess {
-    assert!(
-        peer.installed(),
-        "{} is not installed ({} is missing): run `make setup-peers`",
-        peer.name,
-        peer.needs.display()
-    );
-    ServerProcess::spawn(peer.command("127.0.0.1:0"))
-        .await
-        .unwrap_or_else(|error| panic!("{} did not start: {error:#}", peer.name))
-}
-
 /// The check of `peer`, with the probes in `with` (`--with`) on top of the default ones.
 async fn check(server: &ServerProcess, peer: &Peer, with: &[OptIn]) -> Report {
     let options = Options {
@@ -54,7 +41,7 @@ async fn check(server: &ServerProcess, peer: &Peer, with: &[OptIn]) -> Report {
 #[tokio::test]
 async fn node_ws_without_an_error_handler_dies_and_the_report_names_the_probe() {
     let peer = node_ws();
-    let mut server = start(&peer).await;
+    let mut server = peer.start().await;
     let report = check(&server, &peer, &[OptIn::ProtocolErrors]).await;
 
     let survived = report
@@ -97,7 +84,7 @@ async fn node_ws_without_an_error_handler_dies_and_the_report_names_the_probe() 
 #[tokio::test]
 async fn node_ws_without_an_error_handler_survives_a_default_run() {
     let peer = node_ws();
-    let mut server = start(&peer).await;
+    let mut server = peer.start().await;
     let report = check(&server, &peer, &[]).await;
     assert_eq!(report.verdict("server-survived"), Some(Verdict::Pass));
     let skipped = report.check("protocol-errors").expect("protocol-errors");
@@ -116,7 +103,7 @@ async fn node_ws_without_an_error_handler_survives_a_default_run() {
 #[tokio::test]
 async fn gorillas_read_loop_passes_with_warnings_only() {
     let peer = gorilla();
-    let server = start(&peer).await;
+    let server = peer.start().await;
     let report = check(&server, &peer, &[OptIn::ProtocolErrors]).await;
     for id in [
         "handshake",

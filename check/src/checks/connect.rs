@@ -88,7 +88,7 @@ async fn finish_upgrade(
 }
 
 /// A fresh, upgraded connection for one check, by `deadline`.
-pub(super) async fn connect(target: &Target, deadline: Instant) -> Result<Client, CheckError> {
+pub(crate) async fn connect(target: &Target, deadline: Instant) -> Result<Client, CheckError> {
     match upgrade(target, &target.origin, deadline).await? {
         (_, Some(client)) => Ok(client),
         (response, None) => Err(CheckError::NotWebSocket(format!(
@@ -106,7 +106,7 @@ pub(super) async fn connect(target: &Target, deadline: Instant) -> Result<Client
 /// Ends a connection the check no longer needs the way a browser would, with Close(1000)
 /// rather than a bare disconnect (which some servers log, or even die of), then drops it
 /// without waiting for the answer.
-pub(super) async fn goodbye(client: Option<Client>) {
+pub(crate) async fn goodbye(client: Option<Client>) {
     if let Some(mut client) = client {
         let close = Frame::close(CloseCode::Normal.into(), b"");
         let _ = tokio::time::timeout(GOODBYE_WAIT, client.send(&close)).await;
@@ -114,7 +114,7 @@ pub(super) async fn goodbye(client: Option<Client>) {
 }
 
 /// Milliseconds, to the microsecond.
-pub(super) fn millis(duration: Duration) -> f64 {
+pub(crate) fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
 }
 

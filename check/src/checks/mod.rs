@@ -35,6 +35,9 @@
 //! * `control`: `ping-answered` and `keepalive`, the control frames.
 //! * `hostile`: `max-message-size` and `protocol-errors`, the probes that can harm a fragile
 //!   server.
+//!
+//! `idle` and `dead-peer` (with `--idle`) hold connections open for minutes beside the others:
+//! they are in [`crate::idle`], started by `run` right after the first upgrade.
 
 use std::time::Duration;
 
@@ -51,7 +54,8 @@ mod hostile;
 mod run;
 
 pub use connect::Client;
-pub use run::run_all;
+pub(crate) use connect::{connect, goodbye, millis};
+pub use run::{run_all, Ran};
 
 /// After the server's Close, how long TCP may stay open and still pass `tcp-closed`. RFC 6455
 /// §7.1.1: the server closes the TCP connection first, right after the handshake.
@@ -117,11 +121,19 @@ pub enum CheckId {
     ProtocolErrors,
     /// The server still accepts connections after every probe.
     ServerSurvived,
+    /// A quiet connection stays open for `--idle`'s MAX (only with `--idle`; not a `--skip` or
+    /// `--only` value: `--idle` alone asks for it).
+    #[value(skip)]
+    Idle,
+    /// A peer that answers no Ping is dropped within `--idle`'s MAX (only with `--idle`).
+    #[value(skip)]
+    DeadPeer,
 }
 
 impl CheckId {
-    /// Every check, in the order they run.
-    pub const ALL: [CheckId; 10] = [
+    /// Every check, in the order of the report (`idle` and `dead-peer`, with `--idle`, run
+    /// beside the others and are reported last).
+    pub const ALL: [CheckId; 12] = [
         CheckId::Handshake,
         CheckId::CloseAnswered,
         CheckId::CloseCodeEchoed,
@@ -132,6 +144,8 @@ impl CheckId {
         CheckId::MaxMessageSize,
         CheckId::ProtocolErrors,
         CheckId::ServerSurvived,
+        CheckId::Idle,
+        CheckId::DeadPeer,
     ];
 
     /// The id as in JSON and on the command line.
@@ -147,6 +161,8 @@ impl CheckId {
             CheckId::MaxMessageSize => "max-message-size",
             CheckId::ProtocolErrors => "protocol-errors",
             CheckId::ServerSurvived => "server-survived",
+            CheckId::Idle => "idle",
+            CheckId::DeadPeer => "dead-peer",
         }
     }
 
@@ -254,8 +270,12 @@ mod tests {
         for id in CheckId::ALL {
             let json = serde_json::to_value(id).unwrap();
             assert_eq!(json, id.as_str());
-            let parsed = <CheckId as clap::ValueEnum>::from_str(id.as_str(), false).unwrap();
-            assert_eq!(parsed, id);
+            let parsed = <CheckId as clap::ValueEnum>::from_str(id.as_str(), false);
+            if matches!(id, CheckId::Idle | CheckId::DeadPeer) {
+                assert!(parsed.is_err(), "--idle alone asks for {id}");
+            } else {
+                assert_eq!(parsed.unwrap(), id);
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ use super::{
     CheckId, CheckResult, OptIn, Verdict, ALIVE_PAUSE, ALIVE_TRIES, DEADLINE_GRACE,
     PROTOCOL_ERRORS_WAITS, TCP_WATCH,
 };
+use crate::idle::{self, DeadPeerReport, IdleReport};
 use crate::predict::CloseBehaviour;
 use crate::{no_answer_within, CheckError, Options, Stop, Stopped, Target};
 
@@ -241,14 +242,29 @@ impl Run<'_, '_> {
     }
 }
 
+/// What [`run_all`] found.
+#[derive(Debug)]
+pub struct Ran {
+    /// Every check, in the order of the report.
+    pub checks: Vec<CheckResult>,
+    /// What the close handshake did, which the prediction follows.
+    pub behaviour: CloseBehaviour,
+    /// With `--idle`, once its connections were held: what they saw.
+    pub idle: Option<IdleReport>,
+    /// With `--idle`, once its connections were held: the dead peer.
+    pub dead_peer: Option<DeadPeerReport>,
+}
+
 /// Runs every check against `target`, until `stop`; also returns what the close handshake
-/// did. An error means the first upgrade found no WebSocket server to check (or the run
-/// stopped before it was answered).
+/// did, and with `--idle` what the idle connections (to `target`, and to `upstream`) saw,
+/// held beside the other checks from right after the first upgrade. An error means the first
+/// upgrade found no WebSocket server to check (or the run stopped before it was answered).
 pub async fn run_all(
     target: &Target,
+    upstream: Option<&Target>,
     options: &Options,
     stop: &Stop,
-) -> Result<(Vec<CheckResult>, CloseBehaviour), CheckError> {
+) -> Result<Ran, CheckError> {
     let ctx = Ctx {
         target,
         options,
@@ -261,9 +277,61 @@ pub async fn run_all(
         handshake = handshake(&ctx) => handshake?,
         stopped = stop.wait() => return Err(CheckError::Stopped(stopped)),
     };
+    let idle = async {
+        match (options.idle, refused) {
+            (Some(max), None) => Some(idle::observe(target, upstream, options, max, stop).await),
+            _ => None,
+        }
+    };
+    let (checks, observed) = tokio::join!(run_in_order(&ctx, result, refused), idle);
+    let (mut results, behaviour) = checks;
+    let (idle, dead_peer) = match (options.idle, observed) {
+        (None, _) => (None, None),
+        (Some(max), Some(Ok(observed))) => {
+            let (idle, dead_peer) = idle::report(&observed, max, options.idle_interval);
+            results.push(idle::idle_check(&idle, ctx.down().is_some()));
+            results.push(idle::dead_peer_check(&dead_peer, &idle));
+            (Some(idle), Some(dead_peer))
+        }
+        (Some(_), observed) => {
+            let why = match (observed, refused) {
+                (_, Some(refused)) => refused.why().to_owned(),
+                (Some(Err(CheckError::Stopped(stopped))), _) => format!("not run: {stopped}"),
+                (Some(Err(error)), _) => {
+                    format!("the idle connections could not be opened: {error}")
+                }
+                _ => "not run".to_owned(),
+            };
+            let verdict = if refused.is_some() || stop.now().is_some() {
+                Verdict::Skip
+            } else {
+                Verdict::Fail
+            };
+            for id in [CheckId::Idle, CheckId::DeadPeer] {
+                results.push(CheckResult::new(id, verdict, None, why.clone()));
+            }
+            (None, None)
+        }
+    };
+    Ok(Ran {
+        checks: results,
+        behaviour,
+        idle,
+        dead_peer,
+    })
+}
+
+/// The checks after the first upgrade, one after the other: their results (the first
+/// upgrade's, `first`, leading) and what the close handshake did.
+async fn run_in_order(
+    ctx: &Ctx<'_>,
+    first: CheckResult,
+    refused: Option<Refused>,
+) -> (Vec<CheckResult>, CloseBehaviour) {
+    let options = ctx.options;
     let mut run = Run {
-        ctx: &ctx,
-        results: vec![result],
+        ctx,
+        results: vec![first],
         refused,
     };
 
@@ -276,7 +344,6 @@ pub async fn run_all(
         options.close_wait + TCP_WATCH,
         |deadline| {
             let measured = &mut measured;
-            let ctx = &ctx;
             async move {
                 let behaviour = close_behaviour(ctx, deadline).await?;
                 *measured = Some(behaviour);
@@ -293,7 +360,7 @@ pub async fn run_all(
 
     // Then what a browser (or a well-behaved client) sends, in the order of the README.
     run.check(CheckId::CloseCodeEchoed, options.close_wait, |deadline| {
-        close_code_echoed(&ctx, deadline, &behaviour)
+        close_code_echoed(ctx, deadline, &behaviour)
     })
     .await;
     run.check(CheckId::TcpClosed, Duration::ZERO, |_| async {
@@ -301,36 +368,36 @@ pub async fn run_all(
     })
     .await;
     run.check(CheckId::PingAnswered, options.close_wait, |deadline| {
-        ping_answered(&ctx, deadline)
+        ping_answered(ctx, deadline)
     })
     .await;
     let wait = options.keepalive_wait.unwrap_or_default();
     run.check(CheckId::Keepalive, wait, |deadline| {
-        keepalive(&ctx, deadline)
+        keepalive(ctx, deadline)
     })
     .await;
     run.check(CheckId::Origin, Duration::ZERO, |deadline| {
-        origin(&ctx, deadline)
+        origin(ctx, deadline)
     })
     .await;
 
     // Last, the probes that can harm a fragile server, so everything a browser does was
     // measured before they run: a server they take down is found by server-survived.
     run.check(CheckId::MaxMessageSize, options.close_wait, |deadline| {
-        max_message_size(&ctx, deadline)
+        max_message_size(ctx, deadline)
     })
     .await;
     run.check(
         CheckId::ProtocolErrors,
         options.close_wait * PROTOCOL_ERRORS_WAITS,
-        |deadline| protocol_errors(&ctx, deadline),
+        |deadline| protocol_errors(ctx, deadline),
     )
     .await;
     run.check(CheckId::ServerSurvived, Duration::ZERO, |deadline| {
-        server_survived(&ctx, deadline)
+        server_survived(ctx, deadline)
     })
     .await;
-    Ok((run.results, behaviour))
+    (run.results, behaviour)
 }
 
 /// `server-survived`: one more upgrade after every probe; or how the server went down, after

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::frame::next_mask;
-use super::reader::{is_reset, FrameReader};
+use super::reader::FrameReader;
 use super::{Frame, OP_CLOSE};
 
 /// The longest wait for an upgrade response, and for [`RawClient::expect_close`].
@@ -106,8 +106,7 @@ impl<S: Io> RawClient<S> {
                     continue;
                 }
                 Ok(Ok(None)) => RawCloseOutcome::Eof,
-                Ok(Err(err)) if is_reset(&err) => RawCloseOutcome::Reset,
-                Ok(Err(err)) => RawCloseOutcome::Garbage(format!("{err:#}")),
+                Ok(Err(err)) => RawCloseOutcome::of_error(&err),
             };
             return (outcome, skipped);
         }
@@ -206,5 +205,45 @@ impl<S: Io> RawClient<S> {
     /// The underlying stream.
     pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
+    }
+
+    /// The client in two halves, to read the server's frames while writing (a Pong, a Ping, a
+    /// message) without one waiting for the other.
+    pub fn split(&mut self) -> (ReadHalf<'_, S>, WriteHalf<'_, S>) {
+        let (stream, writer) = tokio::io::split(&mut self.stream);
+        (
+            ReadHalf {
+                stream,
+                reader: &mut self.reader,
+            },
+            WriteHalf { stream: writer },
+        )
+    }
+}
+
+/// The read side of a [`RawClient::split`]: reads as [`RawClient::read_control`] does.
+pub struct ReadHalf<'a, S> {
+    stream: tokio::io::ReadHalf<&'a mut S>,
+    reader: &'a mut FrameReader,
+}
+
+impl<S: Io> ReadHalf<'_, S> {
+    /// The next control frame, data frames counted in `skipped` and discarded (see
+    /// [`RawClient::read_control`]). Cancel-safe: a read dropped at its `.await` loses nothing.
+    pub async fn read_control(&mut self, skipped: &mut u64) -> anyhow::Result<Option<Frame>> {
+        self.reader.read_control(&mut self.stream, skipped).await
+    }
+}
+
+/// The write side of a [`RawClient::split`].
+pub struct WriteHalf<'a, S> {
+    stream: tokio::io::WriteHalf<&'a mut S>,
+}
+
+impl<S: Io> WriteHalf<'_, S> {
+    /// Writes one frame, and flushes it (TLS buffers).
+    pub async fn send(&mut self, frame: &Frame) -> std::io::Result<()> {
+        self.stream.write_all(&frame.encode()).await?;
+        self.stream.flush().await
     }
 }

@@ -18,7 +18,9 @@ mod frame;
 mod handshake;
 mod reader;
 
-pub use client::{Io, RawClient, RawCloseOutcome, StreamedOutcome, READ_TIMEOUT};
+pub use client::{
+    Io, RawClient, RawCloseOutcome, ReadHalf, StreamedOutcome, WriteHalf, READ_TIMEOUT,
+};
 pub use frame::{
     Frame, Header, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2,
     RSV3,

@@ -62,7 +62,12 @@ impl FrameReader {
                 if self.buf.is_empty() && self.skipping == 0 {
                     return Ok(None);
                 }
-                bail!("EOF inside a frame");
+                // A FIN in the middle of a frame is still the end of TCP, not garbage.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "EOF inside a frame",
+                )
+                .into());
             }
         }
     }
@@ -82,16 +87,34 @@ impl FrameReader {
                 Ok(Ok(Some(frame))) if frame.opcode == OP_CLOSE => RawCloseOutcome::Close(frame),
                 Ok(Ok(Some(_control))) => continue,
                 Ok(Ok(None)) => RawCloseOutcome::Eof,
-                Ok(Err(err)) if is_reset(&err) => RawCloseOutcome::Reset,
-                Ok(Err(err)) => RawCloseOutcome::Garbage(format!("{err:#}")),
+                Ok(Err(err)) => RawCloseOutcome::of_error(&err),
             };
             return (outcome, skipped);
         }
     }
 }
 
+impl RawCloseOutcome {
+    /// How a read that failed with `err` ended the connection: [`RawCloseOutcome::Reset`] for
+    /// a reset (ECONNRESET, an abort, a broken pipe), [`RawCloseOutcome::Eof`] for a FIN in the
+    /// middle of a frame, [`RawCloseOutcome::Garbage`] for bytes that are not a valid frame.
+    pub fn of_error(err: &anyhow::Error) -> RawCloseOutcome {
+        if is_reset(err) {
+            return RawCloseOutcome::Reset;
+        }
+        let eof = err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|err| err.kind() == std::io::ErrorKind::UnexpectedEof);
+        if eof {
+            RawCloseOutcome::Eof
+        } else {
+            RawCloseOutcome::Garbage(format!("{err:#}"))
+        }
+    }
+}
+
 /// True when `err` is the connection being reset, aborted or broken, not a malformed frame.
-pub(super) fn is_reset(err: &anyhow::Error) -> bool {
+fn is_reset(err: &anyhow::Error) -> bool {
     err.downcast_ref::<std::io::Error>().is_some_and(|err| {
         matches!(
             err.kind(),
