@@ -19,6 +19,7 @@
 //! * [`checks`]: the checks, in the order they run.
 //! * [`predict`]: from the close handshake to what each browser shows.
 //! * [`report`]: the table and the JSON.
+//! * [`deploy`]: `--deploy`, the deploy rehearsal (instead of the checks).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,7 @@ use tokio::time::Instant;
 
 pub mod browser;
 pub mod checks;
+pub mod deploy;
 pub mod predict;
 pub mod raw;
 pub mod report;
@@ -141,6 +143,9 @@ pub struct Options {
     /// The built probe page for --browser (`make build` puts it in target/www).
     #[arg(long, default_value_os_t = browser::default_www())]
     pub www: PathBuf,
+    /// `--deploy` and its flags.
+    #[command(flatten)]
+    pub deploy: deploy::DeployOptions,
 }
 
 impl Default for Options {
@@ -161,6 +166,7 @@ impl Default for Options {
             browser: None,
             page_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             www: browser::default_www(),
+            deploy: deploy::DeployOptions::default(),
         }
     }
 }
@@ -335,6 +341,9 @@ pub enum CheckError {
     /// The server answered, but not as a WebSocket server.
     #[error("{0}")]
     NotWebSocket(String),
+    /// `--deploy` could not start: CMD did not run, or not every connection opened.
+    #[error("--deploy: {0}")]
+    Deploy(String),
 }
 
 /// What is wrong with a URL that is not a WebSocket URL.
@@ -589,14 +598,22 @@ pub async fn run_until(
 ) -> Result<Report, CheckError> {
     let (interrupted, interrupt_seen) = watch::channel(None);
     let stop = Stop::new(options.max_time, interrupt_seen);
-    let run = run_with(url, options, &stop);
+    until_interrupted(run_with(url, options, &stop), interrupted, interrupt).await
+}
+
+/// Drives `run` to its end; when `interrupt` ends first, its signal goes to `interrupted` (the
+/// sender of the run's [`Stop`]), and the run ends as it does at its deadline.
+pub(crate) async fn until_interrupted<T>(
+    run: impl std::future::Future<Output = T>,
+    interrupted: watch::Sender<Option<Interrupt>>,
+    interrupt: impl std::future::Future<Output = Interrupt>,
+) -> T {
     let mut run = std::pin::pin!(run);
     let mut interrupt = std::pin::pin!(interrupt);
     let mut signalled = false;
     loop {
         tokio::select! {
-            report = &mut run => return report,
-            // The run sees the signal through `stop`, and ends as it does at --max-time.
+            output = &mut run => return output,
             signal = &mut interrupt, if !signalled => {
                 signalled = true;
                 let _ = interrupted.send(Some(signal));

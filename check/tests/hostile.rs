@@ -3,6 +3,10 @@
 //! have, one line on stderr that says why, and a peak RSS under [`RSS_BOUND_KIB`].
 //!
 //! Every server here is an in-process tokio task on `127.0.0.1:0`, aborted when its test ends.
+//! The `--deploy` cases are in `hostile/deploy.rs`.
+
+#[path = "hostile/deploy.rs"]
+mod deploy;
 
 use std::io::Read;
 use std::net::SocketAddr;

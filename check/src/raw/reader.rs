@@ -91,7 +91,7 @@ impl FrameReader {
 }
 
 /// True when `err` is the connection being reset, aborted or broken, not a malformed frame.
-pub(super) fn is_reset(err: &anyhow::Error) -> bool {
+pub(crate) fn is_reset(err: &anyhow::Error) -> bool {
     err.downcast_ref::<std::io::Error>().is_some_and(|err| {
         matches!(
             err.kind(),
