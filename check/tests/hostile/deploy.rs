@@ -43,6 +43,10 @@ where
         let (seen, upgraded, mut all_up, later) =
             (seen.clone(), upgraded.clone(), all_up.clone(), later.clone());
         async move {
+            // A connection that sends nothing (the check's reachability probe) is no client.
+            if stream.peek(&mut [0u8; 1]).await.unwrap_or(0) == 0 {
+                return;
+            }
             if seen.fetch_add(1, Ordering::SeqCst) >= held {
                 return later(stream).await;
             }
@@ -133,7 +137,8 @@ async fn deploy_upgrades_that_never_finish_cannot_hold_the_run_past_for() {
     assert!(run.stderr.contains("fail: 10 ended with no Close frame"), "{run:#?}");
 }
 
-/// The process ids whose process group is `group`.
+/// The process ids whose process group is `group`, zombies left out (a process killed and not
+/// yet reaped by its new parent runs no more).
 fn group_members(group: u32) -> Vec<u32> {
     let mut members = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -145,7 +150,7 @@ fn group_members(group: u32) -> Vec<u32> {
         };
         // pid (comm) state ppid pgrp ...: the fields after the last ')'.
         let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        if fields[2].parse::<u32>() == Ok(group) {
+        if fields[2].parse::<u32>() == Ok(group) && fields[0] != "Z" {
             members.push(pid);
         }
     }
@@ -201,7 +206,8 @@ async fn deploy_a_reset_storm_and_a_cmd_that_ignores_sigterm_end_at_for() {
         .filter(|ending| ending["how"] == "rst")
         .map(|ending| ending["count"].as_u64().unwrap())
         .sum();
-    // The 50 first ends, and the reconnects reset since.
+    // The 50 first ends, and the reconnects reset since (accepted, then reset: who did it, the
+    // server or a proxy, the check cannot tell, so cut_by is not asserted).
     assert!(rst >= 50, "{deploy}");
     assert_eq!(deploy["during"], cmd.as_str(), "{deploy}");
     assert!(!deploy["deploy_hung"].as_bool().unwrap(), "{deploy}");
