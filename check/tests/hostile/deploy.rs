@@ -160,7 +160,8 @@ fn group_members(group: u32) -> Vec<u32> {
 #[tokio::test]
 async fn deploy_a_reset_storm_and_a_cmd_that_ignores_sigterm_end_at_for() {
     // 50 connections held, then reset; every later upgrade is accepted and reset at once. CMD
-    // ignores SIGTERM and leaves a child behind: both must be gone when the check is.
+    // ignores SIGTERM and leaves a child behind: both must be gone when the check is. (Its output
+    // goes to /dev/null, so that a group left behind cannot hold the check's stderr open.)
     let (addr, server) = cut_then(50, Duration::from_millis(200), |mut stream| async move {
         if accept_upgrade(&mut stream).await.is_some() {
             let _ = stream.set_zero_linger();
@@ -170,7 +171,7 @@ async fn deploy_a_reset_storm_and_a_cmd_that_ignores_sigterm_end_at_for() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("cmd.pid");
     let cmd = format!(
-        "echo $$ > {}; trap '' TERM; sleep 600 & sleep 600",
+        "exec >/dev/null 2>&1; echo $$ > {}; trap '' TERM; sleep 600 & sleep 600",
         pid_file.display()
     );
     let url = format!("ws://{addr}/");
@@ -197,7 +198,14 @@ async fn deploy_a_reset_storm_and_a_cmd_that_ignores_sigterm_end_at_for() {
         .trim()
         .parse()
         .unwrap();
-    assert_eq!(group_members(group), Vec::<u32>::new(), "CMD's group outlived the check");
+    let left = group_members(group);
+    if !left.is_empty() {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(i32::try_from(group).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert_eq!(left, Vec::<u32>::new(), "CMD's group outlived the check");
     let deploy = &json(&run)["deploy"];
     let rst: u64 = deploy["endings"]
         .as_array()
