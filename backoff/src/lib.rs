@@ -11,7 +11,7 @@
 //! ```
 //! use wsclose_backoff::Backoff;
 //! let backoff = Backoff::default();
-//! assert_eq!(backoff.delay_ms(0, 0.5), 125.0); // the first reconnect: 0..=250 ms
+//! assert_eq!(backoff.delay_ms(0, 0.5), 500.0); // the first reconnect: 0..=1 s
 //! assert_eq!(backoff.delay_ms(2, 1.0), 1_000.0); // the third: 0..=1 s
 //! ```
 
@@ -28,10 +28,16 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
-    /// 0–250 ms at first, then ceilings of 500 ms, 1 s, 2 s … up to 30 s.
+    /// 0–1 s at first, then ceilings of 500 ms, 1 s, 2 s … up to 30 s.
+    ///
+    /// The first delay spreads the clients of a restarted instance: RFC 6455 §7.2.3 suggests
+    /// up to 5 s. With 0–250 ms, the second step of the cluster's rolling restart (97 clients
+    /// cut at once: the first step had moved them onto that instance) made 49 upgrades within
+    /// one 100 ms, half of the 100 clients; 0–1 s keeps it under a quarter (`cargo test -p
+    /// wsclose-e2e --test deploy the_clusters -- --nocapture`).
     fn default() -> Self {
         Backoff {
-            first_max_ms: 250.0,
+            first_max_ms: 1_000.0,
             base_ms: 500.0,
             cap_ms: 30_000.0,
         }
@@ -59,7 +65,7 @@ mod tests {
     fn backoff_is_random_first_then_truncated_exponential() {
         let backoff = Backoff::default();
         assert_eq!(backoff.delay_ms(0, 0.0), 0.0);
-        assert_eq!(backoff.delay_ms(0, 1.0), 250.0);
+        assert_eq!(backoff.delay_ms(0, 1.0), 1_000.0);
         assert_eq!(backoff.delay_ms(1, 1.0), 500.0);
         assert_eq!(backoff.delay_ms(2, 1.0), 1_000.0);
         assert_eq!(backoff.delay_ms(3, 0.5), 1_000.0);

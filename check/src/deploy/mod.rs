@@ -237,7 +237,7 @@ async fn rehearse(url: &str, options: &Options, stop: &Stop) -> Result<DeployRun
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    let observed = observed(log, started, ended, cmd_ended, cmd_status, options);
+    let observed = observed(log, started, ended, (cmd_ended, cmd_status), backoff, options);
     let deploy = tally::tally(&observed);
     let verdicts = deploy.verdicts(&observed);
     let mut summary = deploy.summary(&observed);
@@ -269,8 +269,8 @@ fn observed(
     log: tab::Log,
     started: Instant,
     ended: Instant,
-    cmd_ended: Option<Instant>,
-    cmd_status: Option<std::process::ExitStatus>,
+    (cmd_ended, cmd_status): (Option<Instant>, Option<std::process::ExitStatus>),
+    backoff: Backoff,
     options: &Options,
 ) -> Observed {
     let ms = |at: Instant| match at.checked_duration_since(started) {
@@ -309,6 +309,7 @@ fn observed(
         cmd_status: cmd_status.and_then(|status| status.code()),
         ran_ms: ms(ended),
         hung_after_ms: options.deploy.deploy_hung_after.as_secs_f64() * 1000.0,
+        first_delay_max_ms: backoff.first_max_ms,
         dropped: log.dropped,
     }
 }

@@ -105,6 +105,8 @@ pub struct Observed {
     pub ran_ms: f64,
     /// `--deploy-hung-after`, in ms.
     pub hung_after_ms: f64,
+    /// The most a connection waits before its first reconnect ([`wsclose_backoff::Backoff`]).
+    pub first_delay_max_ms: f64,
     /// Events not kept because the run had recorded [`super::MAX_EVENTS`] already.
     pub dropped: u64,
 }
@@ -447,10 +449,12 @@ impl DeployReport {
         if self.stampede_peak_per_100ms > quarter.max(1) {
             lines.push(format!(
                 "{} upgrades within one 100 ms (more than a quarter of {}), although each client \
-                 waits a random 0-250 ms first: the connections ended all at once; restart one \
+                 waits a random 0-{} first: the connections ended all at once; restart one \
                  instance at a time, and make clients wait a random delay (full jitter) before \
                  they reconnect",
-                self.stampede_peak_per_100ms, self.connections
+                self.stampede_peak_per_100ms,
+                self.connections,
+                ms_text(observed.first_delay_max_ms)
             ));
         }
         let other_codes: Vec<String> = self
@@ -524,9 +528,10 @@ impl DeployReport {
             .p99
             .map_or("no reconnect".into(), |p99| format!("reconnect gap p99 {}", ms_text(p99)));
         format!(
-            "ok: {} of {} ended with a clean Close and came back ({gap}); {} failed upgrades; \
-             stampede peak {} per 100 ms{}",
+            "ok: {} ends, each a clean Close; {} of {} connections back ({gap}); {} failed \
+             upgrades; stampede peak {} per 100 ms{}",
             self.ended(),
+            self.connections - self.not_back,
             self.connections,
             self.failed_upgrades.iter().map(|f| f.count).sum::<u32>(),
             self.stampede_peak_per_100ms,
@@ -595,7 +600,11 @@ mod tests {
         assert!(!report.deploy_hung);
         assert!(!report.fails());
         assert!(report.verdicts(&seen).is_empty(), "{:?}", report.verdicts(&seen));
-        assert!(report.summary(&seen).starts_with("ok: 4 of 8"), "{}", report.summary(&seen));
+        assert!(
+            report.summary(&seen).starts_with("ok: 4 ends, each a clean Close; 8 of 8 connections back"),
+            "{}",
+            report.summary(&seen)
+        );
     }
 
     #[test]

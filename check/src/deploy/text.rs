@@ -29,8 +29,8 @@ pub fn text(run: &DeployRun) -> String {
     let mut out = format!("wsclose-check --deploy {}\n", run.url);
     let _ = writeln!(
         out,
-        "{} connections; {}; reconnects: a random 0-{} ms first, then full jitter below a \
-         ceiling of {} ms doubling up to {} ms",
+        "{} connections; {}; reconnects: a random 0-{} first, then full jitter below a \
+         ceiling of {} doubling up to {}",
         report.connections,
         match &report.during {
             Some(cmd) => format!(
@@ -46,9 +46,9 @@ pub fn text(run: &DeployRun) -> String {
             ),
             None => "deployed by hand".into(),
         },
-        backoff.first_max_ms,
-        backoff.base_ms,
-        backoff.cap_ms,
+        ms_text(backoff.first_max_ms),
+        ms_text(backoff.base_ms),
+        ms_text(backoff.cap_ms),
     );
 
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
