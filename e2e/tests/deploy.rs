@@ -8,7 +8,12 @@
 //!    [`RESTART_DELAY`]: every client 1006 (no Close frame), 502s until it is back, the gap
 //!    measured;
 //! 3. an nginx reload with `worker_shutdown_timeout 2s`: the old worker's sockets end about 2 s
-//!    after the reload without a Close, and the check says the proxy cut them.
+//!    after the reload without a Close, and the check says the proxy cut them;
+//! 4. the peers' shutdown: Python `websockets` run as its deployment guide says closes with
+//!    1001 on SIGTERM; Node `ws` (no handler) dies on it, 1006 for every client;
+//! 5. a deploy that hangs: a server that ignores SIGTERM, stopped by a supervisor that waits
+//!    [`STOP_TIMEOUT`] before SIGKILL: no connection ends within `--deploy-hung-after`, and the
+//!    report says so.
 //!
 //! Needs Debian's nginx (`make setup`). `cargo test -p wsclose-e2e --test deploy --
 //! --nocapture` prints each report.
@@ -22,6 +27,7 @@ use wsclose_check::deploy::{self, DeployOptions, DeployRun};
 use wsclose_check::Options;
 use wsclose_e2e::cluster::Cluster;
 use wsclose_e2e::nginx::Nginx;
+use wsclose_e2e::peers::{node_ws, python_websockets, Peer};
 use wsclose_e2e::server::workspace_root;
 use wsclose_e2e::{server_binary, ServerProcess};
 
@@ -36,18 +42,29 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// nginx's `worker_shutdown_timeout` in case 3.
 const WORKER_SHUTDOWN: Duration = Duration::from_secs(2);
+/// `--for` of the cases with no restart (4 and 5): nobody comes back, so the run ends there.
+const NO_RESTART_FOR: Duration = Duration::from_secs(8);
+/// Case 5: how long the supervisor waits after SIGTERM before SIGKILL (systemd's
+/// `TimeoutStopSec`, much shortened), and `--deploy-hung-after`, shorter.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+const HUNG_AFTER: Duration = Duration::from_secs(2);
 
-/// Runs the rehearsal in this process against `url` with `--during cmd`, and prints its report.
-async fn rehearse(url: &str, cmd: String) -> DeployRun {
+/// `--deploy --connections CONNECTIONS --during cmd --for FOR`.
+fn flags(cmd: String) -> DeployOptions {
+    DeployOptions {
+        deploy: true,
+        connections: CONNECTIONS,
+        during: Some(cmd),
+        for_: FOR,
+        ..DeployOptions::default()
+    }
+}
+
+/// Runs the rehearsal in this process against `url` with `flags`, and prints its report.
+async fn rehearse(url: &str, flags: DeployOptions) -> DeployRun {
     let options = Options {
         timeout: TIMEOUT,
-        deploy: DeployOptions {
-            deploy: true,
-            connections: CONNECTIONS,
-            during: Some(cmd),
-            for_: FOR,
-            ..DeployOptions::default()
-        },
+        deploy: flags,
         ..Options::default()
     };
     let run = deploy::run_until(url, &options, std::future::pending())
@@ -77,7 +94,7 @@ async fn the_clusters_rolling_restart_is_clean_for_every_client() {
         workspace_root().join("deploy/rolling-restart.sh").display(),
         cluster.dir().display()
     );
-    let run = rehearse(&cluster.ws_url("/ws/drain"), cmd).await;
+    let run = rehearse(&cluster.ws_url("/ws/drain"), flags(cmd)).await;
     let report = &run.deploy;
     // CMD ended and every connection came back: the run did not need --for.
     assert_eq!(run.stopped, None, "{}", cluster.logs());
@@ -158,7 +175,7 @@ async fn kill_9_behind_nginx_is_1006_for_every_client_and_502_until_it_is_back()
     let killed = *pid.borrow();
     // The supervisor reaps the killed process at once, so `kill -0` fails as soon as it died.
     let cmd = format!("kill -9 {killed}; while kill -0 {killed} 2>/dev/null; do sleep 0.02; done");
-    let run = rehearse(&nginx.ws_url("/ws/drain"), cmd).await;
+    let run = rehearse(&nginx.ws_url("/ws/drain"), flags(cmd)).await;
     let report = &run.deploy;
     assert_eq!(run.stopped, None, "{}", nginx.error_log());
     // It came back, as a new process.
@@ -211,7 +228,7 @@ async fn an_nginx_reload_cuts_the_old_workers_sockets_at_worker_shutdown_timeout
         "kill -HUP {}; while kill -0 {old} 2>/dev/null; do sleep 0.02; done",
         nginx.master_pid()
     );
-    let run = rehearse(&nginx.ws_url("/ws/drain"), cmd).await;
+    let run = rehearse(&nginx.ws_url("/ws/drain"), flags(cmd)).await;
     let report = &run.deploy;
     assert_eq!(run.stopped, None, "{}", nginx.error_log());
     // Every socket of the old worker ended without a Close frame, about worker_shutdown_timeout
@@ -234,4 +251,132 @@ async fn an_nginx_reload_cuts_the_old_workers_sockets_at_worker_shutdown_timeout
     assert!(run.verdicts[0].contains("the proxy cut them"), "{:?}", run.verdicts);
     // The instance itself never went away.
     assert!(server.try_rss_kib().is_ok(), "the instance is still running");
+}
+
+/// Starts `command` (a peer), says how to install it when it is missing.
+async fn start_peer(peer: &Peer, command: tokio::process::Command) -> ServerProcess {
+    assert!(
+        peer.installed(),
+        "{} is not installed ({} is missing): run `make setup-peers`",
+        peer.name,
+        peer.needs.display()
+    );
+    ServerProcess::spawn(command)
+        .await
+        .unwrap_or_else(|error| panic!("{} did not start: {error:#}", peer.name))
+}
+
+/// Python `websockets` with the SIGTERM handler of its deployment guide
+/// (`e2e/peers/websockets_sigterm.py`).
+fn python_with_sigterm_handler() -> (Peer, tokio::process::Command) {
+    let peer = python_websockets();
+    let mut command = tokio::process::Command::new(&peer.command[0]);
+    command
+        .arg(workspace_root().join("e2e/peers/websockets_sigterm.py"))
+        .arg("127.0.0.1:0");
+    (peer, command)
+}
+
+/// `(how, code, clean)` of every ending, each once.
+fn kinds(run: &DeployRun) -> Vec<(How, Option<u16>, bool)> {
+    endings(run)
+        .into_iter()
+        .map(|(how, code, clean, _)| (how, code, clean))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_closes_with_1001_on_sigterm_and_node_ws_dies_with_1006() {
+    wsclose_e2e::raise_fd_limit();
+    let _heavy = wsclose_e2e::heavy_test_guard().await;
+    let (python, command) = python_with_sigterm_handler();
+    let node = node_ws();
+    let node_command = node.command("127.0.0.1:0");
+    for (peer, command) in [(python, command), (node, node_command)] {
+        let server = start_peer(&peer, command).await;
+        let cmd = format!("kill -TERM {}", server.pid());
+        let run = rehearse(
+            &server.ws_url(peer.path),
+            DeployOptions {
+                for_: NO_RESTART_FOR,
+                ..flags(cmd)
+            },
+        )
+        .await;
+        let report = &run.deploy;
+        println!("{}: {:?}", peer.name, endings(&run));
+        // One end each; nothing restarts it, so nobody comes back, and the upgrades after it
+        // find nothing listening.
+        assert_eq!(report.ended(), CONNECTIONS, "{}: {:?}", peer.name, endings(&run));
+        assert_eq!(report.not_back, CONNECTIONS, "{}", peer.name);
+        assert_eq!(report.cut_by, CutBy::Server, "{}", peer.name);
+        assert!(
+            report.failed_upgrades.iter().all(|failed| failed.status.is_none()),
+            "{}: {:?}",
+            peer.name,
+            report.failed_upgrades
+        );
+        if peer.name == "Node ws" {
+            assert!(
+                kinds(&run).iter().all(|(how, code, clean)| *how != How::Close
+                    && code.is_none()
+                    && !clean),
+                "Node ws: {:?}",
+                endings(&run)
+            );
+            assert!(run.verdicts[0].contains("the process was killed"), "{:?}", run.verdicts);
+        } else {
+            assert_eq!(kinds(&run), [(How::Close, Some(1001), true)], "{}", peer.name);
+        }
+        assert_eq!(run.exit_status(), 1, "{}: not back", peer.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ignores_sigterm_makes_a_hung_deploy() {
+    wsclose_e2e::raise_fd_limit();
+    let _heavy = wsclose_e2e::heavy_test_guard().await;
+    // The bench's Python peer with SIGTERM ignored (Python keeps an inherited SIG_IGN): it
+    // neither closes nor exits on it.
+    let peer = python_websockets();
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .args(["-c", "trap '' TERM; exec \"$0\" \"$@\""])
+        .args(&peer.command)
+        .arg("127.0.0.1:0");
+    let server = start_peer(&peer, command).await;
+    let pid = server.pid();
+    // The supervisor: SIGTERM, STOP_TIMEOUT for an exit that does not come, then SIGKILL.
+    let cmd = format!(
+        "kill -TERM {pid}; sleep {}; kill -KILL {pid}",
+        STOP_TIMEOUT.as_secs()
+    );
+    let run = rehearse(
+        &server.ws_url(peer.path),
+        DeployOptions {
+            for_: NO_RESTART_FOR,
+            deploy_hung_after: HUNG_AFTER,
+            ..flags(cmd)
+        },
+    )
+    .await;
+    let report = &run.deploy;
+    assert!(report.deploy_hung, "{:?}", endings(&run));
+    // Every connection ended only at the SIGKILL, without a Close frame.
+    assert_eq!(report.ended(), CONNECTIONS, "{:?}", endings(&run));
+    for ending in &report.endings {
+        assert_ne!(ending.how, How::Close, "{:?}", endings(&run));
+        assert!(
+            ending.after_ms.min >= STOP_TIMEOUT.as_secs_f64() * 1000.0,
+            "ended {:?} ms after CMD started, before the SIGKILL",
+            ending.after_ms
+        );
+    }
+    assert!(
+        run.verdicts
+            .iter()
+            .any(|line| line.starts_with("no connection ended within 2.0 s after CMD started")),
+        "{:?}",
+        run.verdicts
+    );
 }
