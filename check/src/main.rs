@@ -59,7 +59,11 @@ fn main() -> ExitCode {
         let interrupts = wsclose_check::interrupts().expect("signal handlers");
         if cli.options.deploy.deploy {
             let run = deploy::run_until(&cli.url, &cli.options, interrupts).await?;
-            let text = if cli.json { run.json() } else { deploy::text(&run) };
+            let text = if cli.json {
+                run.json()
+            } else {
+                deploy::text(&run)
+            };
             Ok((text, run.summary.clone(), run.exit_status()))
         } else {
             let report = wsclose_check::run_until(&cli.url, &cli.options, interrupts).await?;

@@ -27,9 +27,9 @@ use futures::future::{AbortHandle, Abortable};
 use futures::StreamExt;
 
 use crate::socket::{Payload, Socket, SocketEvent};
+use wasm_bindgen::JsValue;
 /// The reconnect delays, shared with `wsclose-check --deploy` (crate `wsclose-backoff`).
 pub use wsclose_backoff::Backoff;
-use wasm_bindgen::JsValue;
 
 /// Close codes after which the subscription reconnects.
 pub const RECONNECT_CODES: [u16; 4] = [1001, 1006, 1011, 1012];

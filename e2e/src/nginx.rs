@@ -48,7 +48,9 @@ impl Nginx {
     }
 
     async fn try_start(upstream: SocketAddr, main: &str) -> anyhow::Result<Nginx> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("tmp"))?;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use wsclose_backoff::Backoff;
 use wsclose_e2e::cluster::Cluster;
 use wsclose_e2e::ws::{assert_answered, close_and_wait, connect, next_data, parse_tick};
-use wsclose_backoff::Backoff;
 use wsclose_e2e::IO_TIMEOUT;
 
 /// A correct server answers Close in about 1 ms, through nginx too; under a second proves it.

@@ -113,7 +113,11 @@ async fn the_clusters_rolling_restart_is_clean_for_every_client() {
         cluster.logs()
     );
     assert_eq!(report.cut_by, CutBy::Server);
-    assert!(report.failed_upgrades.is_empty(), "{:?}", report.failed_upgrades);
+    assert!(
+        report.failed_upgrades.is_empty(),
+        "{:?}",
+        report.failed_upgrades
+    );
     assert_eq!(report.not_back, 0);
     assert!(!report.deploy_hung);
     // Back within the backoff's cap; the jitter keeps the stampede under a quarter.
@@ -139,7 +143,9 @@ async fn supervised() -> (
     let start = |addr: SocketAddr| async move {
         let mut command = tokio::process::Command::new(server_binary());
         command.args(["--addr", &addr.to_string()]);
-        ServerProcess::spawn(command).await.expect("the instance starts")
+        ServerProcess::spawn(command)
+            .await
+            .expect("the instance starts")
     };
     let first = start(([127, 0, 0, 1], 0).into()).await;
     let addr = first.addr();
@@ -206,7 +212,11 @@ async fn kill_9_behind_nginx_is_1006_for_every_client_and_502_until_it_is_back()
         min_gap >= RESTART_DELAY.as_secs_f64() * 1000.0,
         "a client was back after {min_gap} ms, before the instance"
     );
-    assert!(run.verdicts[0].contains("the process was killed"), "{:?}", run.verdicts);
+    assert!(
+        run.verdicts[0].contains("the process was killed"),
+        "{:?}",
+        run.verdicts
+    );
     assert_eq!(run.exit_status(), 1);
 }
 
@@ -239,18 +249,30 @@ async fn an_nginx_reload_cuts_the_old_workers_sockets_at_worker_shutdown_timeout
     for ending in &report.endings {
         assert_ne!(ending.how, How::Close, "{:?}", endings(&run));
         assert!(
-            ending.after_ms.min >= shutdown_ms - 100.0 && ending.after_ms.max <= shutdown_ms + 1000.0,
+            ending.after_ms.min >= shutdown_ms - 100.0
+                && ending.after_ms.max <= shutdown_ms + 1000.0,
             "ended {:?} ms after the reload",
             ending.after_ms
         );
     }
     // The new worker took every reconnect at once: the proxy cut them, not the server.
-    assert!(report.failed_upgrades.is_empty(), "{:?}", report.failed_upgrades);
+    assert!(
+        report.failed_upgrades.is_empty(),
+        "{:?}",
+        report.failed_upgrades
+    );
     assert_eq!(report.not_back, 0);
     assert_eq!(report.cut_by, CutBy::Proxy);
-    assert!(run.verdicts[0].contains("the proxy cut them"), "{:?}", run.verdicts);
+    assert!(
+        run.verdicts[0].contains("the proxy cut them"),
+        "{:?}",
+        run.verdicts
+    );
     // The instance itself never went away.
-    assert!(server.try_rss_kib().is_ok(), "the instance is still running");
+    assert!(
+        server.try_rss_kib().is_ok(),
+        "the instance is still running"
+    );
 }
 
 /// Starts `command` (a peer), says how to install it when it is missing.
@@ -307,26 +329,44 @@ async fn python_websockets_closes_with_1001_on_sigterm_and_node_ws_dies_with_100
         println!("{}: {:?}", peer.name, endings(&run));
         // One end each; nothing restarts it, so nobody comes back, and the upgrades after it
         // find nothing listening.
-        assert_eq!(report.ended(), CONNECTIONS, "{}: {:?}", peer.name, endings(&run));
+        assert_eq!(
+            report.ended(),
+            CONNECTIONS,
+            "{}: {:?}",
+            peer.name,
+            endings(&run)
+        );
         assert_eq!(report.not_back, CONNECTIONS, "{}", peer.name);
         assert_eq!(report.cut_by, CutBy::Server, "{}", peer.name);
         assert!(
-            report.failed_upgrades.iter().all(|failed| failed.status.is_none()),
+            report
+                .failed_upgrades
+                .iter()
+                .all(|failed| failed.status.is_none()),
             "{}: {:?}",
             peer.name,
             report.failed_upgrades
         );
         if peer.name == "Node ws" {
             assert!(
-                kinds(&run).iter().all(|(how, code, clean)| *how != How::Close
-                    && code.is_none()
-                    && !clean),
+                kinds(&run)
+                    .iter()
+                    .all(|(how, code, clean)| *how != How::Close && code.is_none() && !clean),
                 "Node ws: {:?}",
                 endings(&run)
             );
-            assert!(run.verdicts[0].contains("the process was killed"), "{:?}", run.verdicts);
+            assert!(
+                run.verdicts[0].contains("the process was killed"),
+                "{:?}",
+                run.verdicts
+            );
         } else {
-            assert_eq!(kinds(&run), [(How::Close, Some(1001), true)], "{}", peer.name);
+            assert_eq!(
+                kinds(&run),
+                [(How::Close, Some(1001), true)],
+                "{}",
+                peer.name
+            );
         }
         assert_eq!(run.exit_status(), 1, "{}: not back", peer.name);
     }

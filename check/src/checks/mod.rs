@@ -50,8 +50,8 @@ mod handshake;
 mod hostile;
 mod run;
 
-pub use connect::Client;
 pub(crate) use connect::upgrade;
+pub use connect::Client;
 pub use run::run_all;
 
 /// After the server's Close, how long TCP may stay open and still pass `tcp-closed`. RFC 6455

@@ -37,7 +37,9 @@ impl During {
             .stderr(stderr()?)
             .process_group(0)
             .spawn()?;
-        let pid = child.id().ok_or_else(|| std::io::Error::other("CMD exited at once"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("CMD exited at once"))?;
         Ok(During {
             child,
             group: Pid::from_raw(i32::try_from(pid).map_err(std::io::Error::other)?),

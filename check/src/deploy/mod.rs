@@ -237,7 +237,14 @@ async fn rehearse(url: &str, options: &Options, stop: &Stop) -> Result<DeployRun
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    let observed = observed(log, started, ended, (cmd_ended, cmd_status), backoff, options);
+    let observed = observed(
+        log,
+        started,
+        ended,
+        (cmd_ended, cmd_status),
+        backoff,
+        options,
+    );
     let deploy = tally::tally(&observed);
     let verdicts = deploy.verdicts(&observed);
     let mut summary = deploy.summary(&observed);

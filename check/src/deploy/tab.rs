@@ -82,7 +82,9 @@ pub struct Shared {
 
 impl Shared {
     fn log(&self) -> std::sync::MutexGuard<'_, Log> {
-        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -91,7 +93,10 @@ impl Shared {
 pub async fn run(shared: Arc<Shared>, pace: Duration) {
     let shared = &*shared;
     let mut end = shared.end.clone();
-    if until_end(&mut end, tokio::time::sleep(pace)).await.is_none() {
+    if until_end(&mut end, tokio::time::sleep(pace))
+        .await
+        .is_none()
+    {
         return;
     }
     let mut attempt = 0u32;
@@ -258,9 +263,7 @@ async fn answer_close(mut client: Client, frame: &Frame) -> Ending {
         Ok(Ok(()))
     );
     let (outcome, _) = client.await_close(Instant::now() + TCP_END_WAIT).await;
-    let sendable = code.is_none_or(|code| {
-        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-    });
+    let sendable = code.is_none_or(|code| matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999));
     Ending {
         how: How::Close,
         code,

@@ -461,13 +461,18 @@ impl DeployReport {
             .endings
             .iter()
             .filter(|ending| {
-                ending.clean && !ending.code.is_some_and(|code| RESTART_CODES.contains(&code))
+                ending.clean
+                    && !ending
+                        .code
+                        .is_some_and(|code| RESTART_CODES.contains(&code))
             })
             .map(|ending| {
                 format!(
                     "{} with {}",
                     ending.count,
-                    ending.code.map_or("no code".into(), |code| code.to_string())
+                    ending
+                        .code
+                        .map_or("no code".into(), |code| code.to_string())
                 )
             })
             .collect();
@@ -526,7 +531,9 @@ impl DeployReport {
         let gap = self
             .reconnect_gap_ms
             .p99
-            .map_or("no reconnect".into(), |p99| format!("reconnect gap p99 {}", ms_text(p99)));
+            .map_or("no reconnect".into(), |p99| {
+                format!("reconnect gap p99 {}", ms_text(p99))
+            });
         format!(
             "ok: {} ends, each a clean Close; {} of {} connections back ({gap}); {} failed \
              upgrades; stampede peak {} per 100 ms{}",
@@ -590,7 +597,13 @@ mod tests {
         let report = tally(&seen);
         assert_eq!(report.endings.len(), 1);
         assert_eq!(report.endings[0].count, 4);
-        assert_eq!(report.endings[0].after_ms, Span { min: 10.0, max: 301.0 });
+        assert_eq!(
+            report.endings[0].after_ms,
+            Span {
+                min: 10.0,
+                max: 301.0
+            }
+        );
         assert_eq!(report.cut_by, CutBy::Server);
         // Gaps 10, 40, 50, 200.
         assert_eq!(report.reconnect_gap_ms.p50, Some(40.0));
@@ -599,9 +612,15 @@ mod tests {
         assert_eq!(report.not_back, 0);
         assert!(!report.deploy_hung);
         assert!(!report.fails());
-        assert!(report.verdicts(&seen).is_empty(), "{:?}", report.verdicts(&seen));
         assert!(
-            report.summary(&seen).starts_with("ok: 4 ends, each a clean Close; 8 of 8 connections back"),
+            report.verdicts(&seen).is_empty(),
+            "{:?}",
+            report.verdicts(&seen)
+        );
+        assert!(
+            report
+                .summary(&seen)
+                .starts_with("ok: 4 ends, each a clean Close; 8 of 8 connections back"),
             "{}",
             report.summary(&seen)
         );
@@ -613,12 +632,26 @@ mod tests {
         let mut seen = observed(vec![
             outage(5.0, fin.clone(), Retry::Refused(Some(502)), Some(900.0)),
             outage(6.0, fin.clone(), Retry::Refused(Some(502)), Some(950.0)),
-            outage(7.0, Ending::without_close(How::Rst), Retry::Refused(None), None),
+            outage(
+                7.0,
+                Ending::without_close(How::Rst),
+                Retry::Refused(None),
+                None,
+            ),
         ]);
         seen.failures = vec![
-            Failure { at_ms: 100.0, status: Some(502) },
-            Failure { at_ms: 2200.0, status: Some(502) },
-            Failure { at_ms: 150.0, status: None },
+            Failure {
+                at_ms: 100.0,
+                status: Some(502),
+            },
+            Failure {
+                at_ms: 2200.0,
+                status: Some(502),
+            },
+            Failure {
+                at_ms: 150.0,
+                status: None,
+            },
         ];
         let report = tally(&seen);
         assert_eq!(report.cut_by, CutBy::Server);
@@ -628,22 +661,39 @@ mod tests {
         assert_eq!(
             report.failed_upgrades,
             vec![
-                FailedUpgrades { status: None, count: 1, during_ms: Span { min: 150.0, max: 150.0 } },
+                FailedUpgrades {
+                    status: None,
+                    count: 1,
+                    during_ms: Span {
+                        min: 150.0,
+                        max: 150.0
+                    }
+                },
                 FailedUpgrades {
                     status: Some(502),
                     count: 2,
-                    during_ms: Span { min: 100.0, max: 2200.0 }
+                    during_ms: Span {
+                        min: 100.0,
+                        max: 2200.0
+                    }
                 },
             ]
         );
         let verdicts = report.verdicts(&seen);
-        assert!(verdicts[0].starts_with("3 ended with no Close frame"), "{verdicts:?}");
-        assert!(verdicts[0].contains("process was killed"), "{verdicts:?}");
         assert!(
-            verdicts.iter().any(|line| line.starts_with("2 upgrades got 502 for 2.1 s")),
+            verdicts[0].starts_with("3 ended with no Close frame"),
             "{verdicts:?}"
         );
-        assert!(report.summary(&seen).starts_with("fail: 3 ended with no Close"));
+        assert!(verdicts[0].contains("process was killed"), "{verdicts:?}");
+        assert!(
+            verdicts
+                .iter()
+                .any(|line| line.starts_with("2 upgrades got 502 for 2.1 s")),
+            "{verdicts:?}"
+        );
+        assert!(report
+            .summary(&seen)
+            .starts_with("fail: 3 ended with no Close"));
     }
 
     #[test]
@@ -688,14 +738,23 @@ mod tests {
     #[test]
     fn the_stampede_is_the_peak_within_any_100_ms() {
         assert_eq!(peak_within(&[], 100.0), 0);
-        assert_eq!(peak_within(&[0.0, 99.0, 100.0, 150.0, 199.9, 500.0], 100.0), 3);
-        assert_eq!(peak_within(&[0.0, 99.0, 100.0, 150.0, 198.9, 500.0], 100.0), 4);
+        assert_eq!(
+            peak_within(&[0.0, 99.0, 100.0, 150.0, 199.9, 500.0], 100.0),
+            3
+        );
+        assert_eq!(
+            peak_within(&[0.0, 99.0, 100.0, 150.0, 198.9, 500.0], 100.0),
+            4
+        );
         assert_eq!(peak_within(&[300.0, 0.0, 50.0], 100.0), 2);
         let mut seen = observed(Vec::new());
         seen.attempts = (0..3).map(f64::from).collect();
         let report = tally(&seen);
         assert_eq!(report.stampede_peak_per_100ms, 3);
-        assert!(report.verdicts(&seen).iter().any(|line| line.contains("all at once")));
+        assert!(report
+            .verdicts(&seen)
+            .iter()
+            .any(|line| line.contains("all at once")));
     }
 
     #[test]
@@ -715,9 +774,17 @@ mod tests {
             Retry::Refused(Some(502)),
             Some(9.0),
         )]);
-        seen.failures = vec![Failure { at_ms: 6.0, status: Some(502) }];
+        seen.failures = vec![Failure {
+            at_ms: 6.0,
+            status: Some(502),
+        }];
         let value = serde_json::to_value(tally(&seen)).unwrap();
-        let mut keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         keys.sort_unstable();
         assert_eq!(
             keys,
@@ -739,9 +806,18 @@ mod tests {
         assert_eq!(keys, ["after_ms", "clean", "code", "count", "how"]);
         assert_eq!(value["endings"][0]["how"], "rst");
         assert_eq!(value["endings"][0]["code"], serde_json::Value::Null);
-        assert_eq!(value["endings"][0]["after_ms"], serde_json::json!({"min": 5.0, "max": 5.0}));
-        assert_eq!(value["failed_upgrades"], serde_json::json!([{"status": 502, "count": 1}]));
-        assert_eq!(value["reconnect_gap_ms"], serde_json::json!({"p50": 4.0, "p99": 4.0, "max": 4.0}));
+        assert_eq!(
+            value["endings"][0]["after_ms"],
+            serde_json::json!({"min": 5.0, "max": 5.0})
+        );
+        assert_eq!(
+            value["failed_upgrades"],
+            serde_json::json!([{"status": 502, "count": 1}])
+        );
+        assert_eq!(
+            value["reconnect_gap_ms"],
+            serde_json::json!({"p50": 4.0, "p99": 4.0, "max": 4.0})
+        );
         assert_eq!(value["cut_by"], "server");
         assert_eq!(value["during"], "restart");
         assert_eq!(value["deploy_hung"], false);

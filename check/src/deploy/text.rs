@@ -71,7 +71,9 @@ pub fn text(run: &DeployRun) -> String {
         buckets.entry(bucket(*at)).or_default().upgrades += 1;
     }
     for failure in &observed.failures {
-        let status = failure.status.map_or("-".into(), |status| status.to_string());
+        let status = failure
+            .status
+            .map_or("-".into(), |status| status.to_string());
         *buckets
             .entry(bucket(failure.at_ms))
             .or_default()
@@ -121,7 +123,9 @@ pub fn text(run: &DeployRun) -> String {
         let how = match ending.how {
             How::Close => format!(
                 "Close {}{}",
-                ending.code.map_or("without code".into(), |code| code.to_string()),
+                ending
+                    .code
+                    .map_or("without code".into(), |code| code.to_string()),
                 if ending.reason.is_empty() {
                     String::new()
                 } else {
@@ -135,7 +139,11 @@ pub fn text(run: &DeployRun) -> String {
             out,
             "  {:>6}  {how}, {}, {} to {}",
             ending.count,
-            if ending.clean { "clean" } else { "not clean (1006)" },
+            if ending.clean {
+                "clean"
+            } else {
+                "not clean (1006)"
+            },
             ms_text(ending.after_ms.min),
             ms_text(ending.after_ms.max),
         );

@@ -23,5 +23,5 @@ pub use frame::{
     Frame, Header, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2,
     RSV3,
 };
-pub(crate) use reader::is_reset;
 pub use handshake::{accept_key, new_key, parse_head, Head, UpgradeResponse, BODY_LIMIT};
+pub(crate) use reader::is_reset;

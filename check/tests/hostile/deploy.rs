@@ -26,11 +26,7 @@ impl Run {
 
 /// A server that upgrades the first `held` connections, holds them until all are upgraded and
 /// `after` more has passed, then resets them; every later connection goes to `later`.
-async fn cut_then<F, Fut>(
-    held: usize,
-    after: Duration,
-    later: F,
-) -> (SocketAddr, JoinHandle<()>)
+async fn cut_then<F, Fut>(held: usize, after: Duration, later: F) -> (SocketAddr, JoinHandle<()>)
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -40,8 +36,12 @@ where
     let upgraded = Arc::new(upgraded);
     let later = Arc::new(later);
     serve(move |mut stream| {
-        let (seen, upgraded, mut all_up, later) =
-            (seen.clone(), upgraded.clone(), all_up.clone(), later.clone());
+        let (seen, upgraded, mut all_up, later) = (
+            seen.clone(),
+            upgraded.clone(),
+            all_up.clone(),
+            later.clone(),
+        );
         async move {
             // A connection that sends nothing (the check's reachability probe) is no client.
             if stream.peek(&mut [0u8; 1]).await.unwrap_or(0) == 0 {
@@ -93,7 +93,16 @@ async fn deploy_a_flood_of_frames_on_every_connection_is_skipped_not_kept() {
     let url = format!("ws://{addr}/");
     let run = check(args(
         &url,
-        &["--deploy", "--connections", "20", "--for", FOR_FLAG, "--timeout", "2s", "--json"],
+        &[
+            "--deploy",
+            "--connections",
+            "20",
+            "--for",
+            FOR_FLAG,
+            "--timeout",
+            "2s",
+            "--json",
+        ],
     ))
     .await;
     server.abort();
@@ -111,7 +120,10 @@ async fn deploy_upgrades_that_never_finish_cannot_hold_the_run_past_for() {
     // 200 ms, forever.
     let (addr, server) = cut_then(10, Duration::from_millis(300), |mut stream| async move {
         let _ = stream.read(&mut [0u8; 4096]).await;
-        for byte in b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: ".iter().cycle() {
+        for byte in b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: "
+            .iter()
+            .cycle()
+        {
             if stream.write_all(&[*byte]).await.is_err() {
                 return;
             }
@@ -122,7 +134,16 @@ async fn deploy_upgrades_that_never_finish_cannot_hold_the_run_past_for() {
     let url = format!("ws://{addr}/");
     let run = check(args(
         &url,
-        &["--deploy", "--connections", "10", "--for", FOR_FLAG, "--timeout", "2s", "--json"],
+        &[
+            "--deploy",
+            "--connections",
+            "10",
+            "--for",
+            FOR_FLAG,
+            "--timeout",
+            "2s",
+            "--json",
+        ],
     ))
     .await;
     server.abort();
@@ -133,8 +154,15 @@ async fn deploy_upgrades_that_never_finish_cannot_hold_the_run_past_for() {
     assert_eq!(deploy["not_back"], 10, "{deploy}");
     assert_eq!(deploy["cut_by"], "server", "{deploy}");
     // The upgrades got no HTTP answer within --timeout.
-    assert_eq!(deploy["failed_upgrades"][0]["status"], serde_json::Value::Null, "{deploy}");
-    assert!(run.stderr.contains("fail: 10 ended with no Close frame"), "{run:#?}");
+    assert_eq!(
+        deploy["failed_upgrades"][0]["status"],
+        serde_json::Value::Null,
+        "{deploy}"
+    );
+    assert!(
+        run.stderr.contains("fail: 10 ended with no Close frame"),
+        "{run:#?}"
+    );
 }
 
 /// The process ids whose process group is `group`, zombies left out (a process killed and not
