@@ -228,7 +228,7 @@ pub fn tally(observed: &Observed) -> DeployReport {
         group.after_ms.max = group.after_ms.max.max(outage.ended_ms);
     }
     let mut endings: Vec<EndingCount> = groups.into_values().collect();
-    endings.sort_by(|a, b| b.count.cmp(&a.count));
+    endings.sort_by_key(|ending| std::cmp::Reverse(ending.count));
 
     let mut gaps: Vec<f64> = observed
         .outages
