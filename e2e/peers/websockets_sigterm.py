@@ -7,15 +7,14 @@ handler: there SIGTERM ends the process at once, with no Close frame.
 """
 
 import asyncio
+import pathlib
 import signal
 import sys
 
 from websockets.asyncio.server import serve
 
-
-async def echo(socket):
-    async for message in socket:
-        await socket.send(message)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench" / "peers"))
+from python import echo  # noqa: E402  (the bench peer's handler)
 
 
 async def main():

@@ -13,6 +13,27 @@ const FOR: Duration = Duration::from_secs(5);
 /// `--for` as the flag takes it.
 const FOR_FLAG: &str = "5s";
 
+/// The binary with `--deploy --connections N --for 5s --timeout 2s --json` and `extra`,
+/// against `ws://ADDR/`.
+async fn rehearse(addr: SocketAddr, connections: u32, extra: &[&str]) -> Run {
+    let connections = connections.to_string();
+    let flags = [
+        "--deploy",
+        "--connections",
+        &connections,
+        "--for",
+        FOR_FLAG,
+        "--timeout",
+        "2s",
+        "--json",
+    ];
+    check(args(
+        &format!("ws://{addr}/"),
+        &[&flags[..], extra].concat(),
+    ))
+    .await
+}
+
 impl Run {
     /// Ended within `--for` + [`DEPLOY_MARGIN`] and under the RSS bound, with one stderr line.
     fn assert_bounded(&self, status: i32) {
@@ -71,40 +92,11 @@ async fn deploy_a_flood_of_frames_on_every_connection_is_skipped_not_kept() {
         if accept_upgrade(&mut stream).await.is_none() {
             return;
         }
-        let mut header = vec![OP_BINARY | 0x80, 127];
-        header.extend_from_slice(&(60u64 << 20).to_be_bytes());
-        let zeros = vec![0u8; 1 << 20];
         let tiny = [OP_BINARY | 0x80, 0].repeat(16 * 1024);
-        loop {
-            if stream.write_all(&header).await.is_err() {
-                return;
-            }
-            for _ in 0..60 {
-                if stream.write_all(&zeros).await.is_err() {
-                    return;
-                }
-            }
-            if stream.write_all(&tiny).await.is_err() {
-                return;
-            }
-        }
+        while write_huge_frame(&mut stream).await && stream.write_all(&tiny).await.is_ok() {}
     })
     .await;
-    let url = format!("ws://{addr}/");
-    let run = check(args(
-        &url,
-        &[
-            "--deploy",
-            "--connections",
-            "20",
-            "--for",
-            FOR_FLAG,
-            "--timeout",
-            "2s",
-            "--json",
-        ],
-    ))
-    .await;
+    let run = rehearse(addr, 20, &[]).await;
     server.abort();
     run.assert_bounded(0);
     assert!(run.stderr.contains("--for 5s reached"), "{run:#?}");
@@ -131,21 +123,7 @@ async fn deploy_upgrades_that_never_finish_cannot_hold_the_run_past_for() {
         }
     })
     .await;
-    let url = format!("ws://{addr}/");
-    let run = check(args(
-        &url,
-        &[
-            "--deploy",
-            "--connections",
-            "10",
-            "--for",
-            FOR_FLAG,
-            "--timeout",
-            "2s",
-            "--json",
-        ],
-    ))
-    .await;
+    let run = rehearse(addr, 10, &[]).await;
     server.abort();
     run.assert_bounded(1);
     let deploy = &json(&run)["deploy"];
@@ -202,23 +180,7 @@ async fn deploy_a_reset_storm_and_a_cmd_that_ignores_sigterm_end_at_for() {
         "exec >/dev/null 2>&1; echo $$ > {}; trap '' TERM; sleep 600 & sleep 600",
         pid_file.display()
     );
-    let url = format!("ws://{addr}/");
-    let run = check(args(
-        &url,
-        &[
-            "--deploy",
-            "--connections",
-            "50",
-            "--for",
-            FOR_FLAG,
-            "--timeout",
-            "2s",
-            "--during",
-            &cmd,
-            "--json",
-        ],
-    ))
-    .await;
+    let run = rehearse(addr, 50, &["--during", &cmd]).await;
     server.abort();
     run.assert_bounded(1);
     let group: u32 = std::fs::read_to_string(&pid_file)
