@@ -176,6 +176,9 @@ async fn rehearse(url: &str, options: &Options, stop: &Stop) -> Result<DeployRun
         let _ = open_rx.wait_for(|open| *open >= connections).await;
     };
     tokio::select! {
+        // Every connection open wins over a stop that came at the same moment: then the report
+        // has them, and the stop ends the run at once.
+        biased;
         opened = tokio::time::timeout_at(open_by, all_open) => if opened.is_err() {
             let log = shared.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             return Err(CheckError::Deploy(format!(

@@ -210,3 +210,77 @@ async fn deploy_a_reset_storm_and_a_cmd_that_ignores_sigterm_end_at_for() {
     assert_eq!(deploy["during"], cmd.as_str(), "{deploy}");
     assert!(!deploy["deploy_hung"].as_bool().unwrap(), "{deploy}");
 }
+
+#[tokio::test]
+async fn deploy_ctrl_c_prints_the_report_so_far_and_exits_130() {
+    // A server that holds every connection: the run would last --for (1 min). It pings each
+    // connection once: a Pong means the check holds it open.
+    let (ponged, mut pongs) = tokio::sync::watch::channel(0u32);
+    let ponged = Arc::new(ponged);
+    let (addr, server) = serve(move |mut stream| {
+        let ponged = ponged.clone();
+        async move {
+            if accept_upgrade(&mut stream).await.is_none() {
+                return;
+            }
+            let ping = Frame::new(OP_PING, b"open?".to_vec()).unmasked().encode();
+            if stream.write_all(&ping).await.is_err() {
+                return;
+            }
+            let mut buf = BytesMut::new();
+            loop {
+                match Frame::decode(&buf) {
+                    Ok(Some((frame, used))) => {
+                        buf.advance(used);
+                        if frame.opcode == OP_PONG {
+                            break;
+                        }
+                    }
+                    Ok(None) => match stream.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    },
+                    Err(_) => return,
+                }
+            }
+            ponged.send_modify(|n| *n += 1);
+            silent(stream).await;
+        }
+    })
+    .await;
+    let url = format!("ws://{addr}/");
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_wsclose-check"))
+        .args([
+            &url,
+            "--deploy",
+            "--connections",
+            "10",
+            "--for",
+            "1m",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wsclose-check");
+    // Every connection is held (all ten answered the Ping), then Ctrl-C.
+    let _ = tokio::time::timeout(TIME_BOUND, pongs.wait_for(|n| *n >= 10)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    server.abort();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(started.elapsed() < TIME_BOUND, "{:?}", started.elapsed());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON report");
+    assert_eq!(report["deploy"]["connections"], 10, "{report}");
+    assert_eq!(report["deploy"]["not_back"], 0, "{report}");
+}
