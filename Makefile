@@ -122,16 +122,17 @@ lint: ## rustfmt, clippy -D warnings (native, every wsclose feature, wasm), docs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p wsclose --all-features --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose --all-features --no-deps
-	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose-server -p wsclose-check -p wsclose-bench -p wsclose-e2e --no-deps
+	RUSTDOCFLAGS="-D warnings" cargo doc -p wsclose-server -p wsclose-check -p wsclose-backoff -p wsclose-bench -p wsclose-e2e --no-deps
 	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
 	@if cargo tree -p wsclose -e normal --prefix none | grep -E '^($(NOT_IN_WSCLOSE)) '; then \
 	  echo "wsclose's default features pull in the crates above"; exit 1; fi
-	cargo package --quiet --allow-dirty -p wsclose -p wsclose-check
+	cargo package --quiet --allow-dirty -p wsclose -p wsclose-backoff -p wsclose-check
 
 unit: ## Unit tests, no browser, no root (the lifecycle through real tungstenite under paused time; the client's pure logic, natively; the check's CLI)
 	cargo test -p wsclose --all-features
 	cargo test -p wsclose-server
 	cargo test -p wsclose-check
+	cargo test -p wsclose-backoff
 	cargo test -p wsclose-bench
 	cargo test -p wsclose-client --lib
 

@@ -23,6 +23,9 @@
 # outgoing connections' ports come from) that nothing answers on, and if nginx still fails
 # with "Address already in use" (another process took it first), it tries another one.
 #
+# State, under CLUSTER_DIR: instance-K.addr and instance-K.pid, the address and process id of
+# instance K's current start (written once it listens); deploy/rolling-restart.sh reads them.
+#
 # Logs, under CLUSTER_DIR: nginx's error.log and access.log (nginx's own; rotate them with
 # logrotate and `nginx -s reopen` in production), and each instance's stderr in
 # instance-K.log. An instance log never grows past INSTANCE_LOG_MAX: when it would, it moves
@@ -64,7 +67,7 @@ port=${addr##*:}
 pick_port=0
 [[ $port == 0 ]] && pick_port=1
 mkdir -p "$dir/tmp" && dir=$(cd "$dir" && pwd) || die "cannot create $dir"
-rm -f "$dir"/instance-*.out "$dir"/instance-*.addr "$dir/stopping"
+rm -f "$dir"/instance-*.out "$dir"/instance-*.addr "$dir"/instance-*.pid "$dir/stopping"
 
 # Waits until FILE holds the server's listening line and prints the address in it.
 listening_addr() {
@@ -114,6 +117,7 @@ supervise() {
     if at=$(listening_addr "$dir/instance-$k.out" "$pid"); then
       bind=$at
       echo "$at" >"$dir/instance-$k.addr"
+      echo "$pid" >"$dir/instance-$k.pid"
       say "instance $k pid $pid on http://$at"
     else
       printf 'wsclose-cluster: instance %s did not start; see %s\n' "$k" "$dir/instance-$k.log" >&2

@@ -19,6 +19,7 @@
 //! * [`checks`]: the checks, in the order they run.
 //! * [`predict`]: from the close handshake to what each browser shows.
 //! * [`report`]: the table and the JSON.
+//! * [`deploy`]: `--deploy`, the deploy rehearsal (instead of the checks).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,7 @@ use tokio::time::Instant;
 
 pub mod browser;
 pub mod checks;
+pub mod deploy;
 pub mod idle;
 pub mod predict;
 pub mod raw;
@@ -167,6 +169,9 @@ pub struct Options {
     /// held there too, to tell whether the proxy or the server cuts.
     #[arg(long, value_name = "URL", requires = "idle")]
     pub upstream: Option<String>,
+    /// `--deploy` and its flags.
+    #[command(flatten)]
+    pub deploy: deploy::DeployOptions,
 }
 
 /// `--idle`'s MAX: a duration over zero; a URL in its place gets a hint.
@@ -208,6 +213,7 @@ impl Default for Options {
             idle_interval: idle::DEFAULT_IDLE_INTERVAL,
             idle_message: idle::DEFAULT_IDLE_MESSAGE.to_owned(),
             upstream: None,
+            deploy: deploy::DeployOptions::default(),
         }
     }
 }
@@ -417,6 +423,9 @@ pub enum CheckError {
     /// `--upstream` is not a WebSocket URL, or cannot be reached.
     #[error("--upstream: {0}")]
     Upstream(Box<CheckError>),
+    /// `--deploy` could not start: CMD did not run, or not every connection opened.
+    #[error("--deploy: {0}")]
+    Deploy(String),
 }
 
 /// What is wrong with a URL that is not a WebSocket URL.
@@ -678,14 +687,22 @@ pub async fn run_until(
     let max_time = options.max_time()?;
     let (interrupted, interrupt_seen) = watch::channel(None);
     let stop = Stop::new(max_time, interrupt_seen);
-    let run = run_with(url, options, &stop);
+    until_interrupted(run_with(url, options, &stop), interrupted, interrupt).await
+}
+
+/// Drives `run` to its end; when `interrupt` ends first, its signal goes to `interrupted` (the
+/// sender of the run's [`Stop`]), and the run ends as it does at its deadline.
+pub(crate) async fn until_interrupted<T>(
+    run: impl std::future::Future<Output = T>,
+    interrupted: watch::Sender<Option<Interrupt>>,
+    interrupt: impl std::future::Future<Output = Interrupt>,
+) -> T {
     let mut run = std::pin::pin!(run);
     let mut interrupt = std::pin::pin!(interrupt);
     let mut signalled = false;
     loop {
         tokio::select! {
-            report = &mut run => return report,
-            // The run sees the signal through `stop`, and ends as it does at --max-time.
+            output = &mut run => return output,
             signal = &mut interrupt, if !signalled => {
                 signalled = true;
                 let _ = interrupted.send(Some(signal));

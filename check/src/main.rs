@@ -1,11 +1,12 @@
-//! `wsclose-check URL`: parses flags, runs the checks until they end, `--max-time` or a
-//! signal (SIGINT, SIGTERM, SIGHUP), prints the report and a one-line verdict, and exits 0,
-//! 1 or 2 (see [`EXIT_STATUS`]), or 128 + the signal's number.
+//! `wsclose-check URL`: parses flags, runs the checks (or, with `--deploy`, the deploy
+//! rehearsal) until they end, `--max-time` (`--for`) or a signal (SIGINT, SIGTERM, SIGHUP),
+//! prints the report and a one-line verdict, and exits 0, 1 or 2 (see [`EXIT_STATUS`]), or
+//! 128 + the signal's number.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use wsclose_check::{report, Options};
+use wsclose_check::{deploy, report, CheckError, Options};
 
 /// The exit status rule, as `--help` prints it.
 const EXIT_STATUS: &str = "\
@@ -15,6 +16,8 @@ Exit status:
      do not fail unless --strict; checks skipped (not asked for, --max-time) do not fail
   1  browsers will have a problem: a close event 1 s or more after close(), code 1006, or a
      refused upgrade; or the server went down or hung during the check (server-survived)
+     --deploy: clients saw a 1006 (an end without a clean close handshake), or did not come
+     back within --for
   2  usage error, or nothing to check: unreachable, or not a WebSocket server at the first
      upgrade
   128+N  ended by signal N (SIGINT, SIGTERM, SIGHUP), after the report so far; every
@@ -58,24 +61,38 @@ fn main() -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let result = runtime.block_on(async {
+    // The report, its one-line verdict, the exit status.
+    let result: Result<(String, String, u8), CheckError> = runtime.block_on(async {
         let interrupts = wsclose_check::interrupts().expect("signal handlers");
-        wsclose_check::run_until(&cli.url, &cli.options, interrupts).await
+        if cli.options.deploy.deploy {
+            let run = deploy::run_until(&cli.url, &cli.options, interrupts).await?;
+            let text = if cli.json {
+                run.json()
+            } else {
+                deploy::text(&run)
+            };
+            Ok((text, run.summary.clone(), run.exit_status()))
+        } else {
+            let report = wsclose_check::run_until(&cli.url, &cli.options, interrupts).await?;
+            let text = if cli.json {
+                report::json(&report)
+            } else {
+                report::table(&report)
+            };
+            let status = report.exit_status(cli.options.strict);
+            Ok((text, report.summary, status))
+        }
     });
     match result {
-        Ok(report) => {
-            if cli.json {
-                println!("{}", report::json(&report));
-            } else {
-                println!("{}", report::table(&report));
-            }
-            eprintln!("wsclose-check: {}", report.summary);
-            ExitCode::from(report.exit_status(cli.options.strict))
+        Ok((text, summary, status)) => {
+            println!("{text}");
+            eprintln!("wsclose-check: {summary}");
+            ExitCode::from(status)
         }
         Err(error) => {
             eprintln!("wsclose-check: {error}");
             match error {
-                wsclose_check::CheckError::Stopped(wsclose_check::Stopped::Interrupted(signal)) => {
+                CheckError::Stopped(wsclose_check::Stopped::Interrupted(signal)) => {
                     ExitCode::from(u8::try_from(128 + signal.number()).unwrap_or(u8::MAX))
                 }
                 _ => ExitCode::from(2),

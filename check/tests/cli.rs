@@ -100,3 +100,19 @@ async fn a_server_that_is_not_websocket() {
     server.abort();
     asserted.unwrap();
 }
+
+#[test]
+fn deploy_flags_need_deploy_and_sane_values() {
+    assert_refused(
+        &["ws://127.0.0.1:1/", "--during", "true"],
+        "the following required arguments were not provided",
+    );
+    assert_refused(
+        &["ws://127.0.0.1:1/", "--deploy", "--connections", "0"],
+        "invalid value '0' for '--connections",
+    );
+    assert_refused(
+        &["ws://127.0.0.1:1/", "--deploy", "--for", "soon"],
+        "invalid value 'soon' for '--for",
+    );
+}

@@ -3,6 +3,10 @@
 //! have, one line on stderr that says why, and a peak RSS under [`RSS_BOUND_KIB`].
 //!
 //! Every server here is an in-process tokio task on `127.0.0.1:0`, aborted when its test ends.
+//! The `--deploy` cases are in `hostile/deploy.rs`.
+
+#[path = "hostile/deploy.rs"]
+mod deploy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,6 +28,28 @@ async fn answer_forever(mut stream: TcpStream, head: &'static [u8], chunk: &'sta
     let _ = stream.read(&mut [0u8; 4096]).await;
     let _ = stream.write_all(head).await;
     write_forever(&mut stream, chunk).await;
+}
+
+/// Writes one 60 MiB binary frame (under the 64 MiB a buffering reader would accept), header
+/// and payload; false once the peer has gone away.
+async fn write_huge_frame(stream: &mut TcpStream) -> bool {
+    let mut header = vec![OP_BINARY | 0x80, 127];
+    header.extend_from_slice(&(60u64 << 20).to_be_bytes());
+    if stream.write_all(&header).await.is_err() {
+        return false;
+    }
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..60 {
+        if stream.write_all(&zeros).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Writes `chunk` until the peer goes away.
+async fn write_forever(stream: &mut TcpStream, chunk: &[u8]) {
+    while stream.write_all(chunk).await.is_ok() {}
 }
 
 #[tokio::test]
@@ -75,19 +101,7 @@ async fn a_huge_frame_length_is_skipped_not_buffered() {
     let run = check_served("ws", &FAST, |mut stream| async move {
         if accept_upgrade(&mut stream).await.is_some() {
             // 60 MiB frames (under the 64 MiB a buffering reader would accept), back to back.
-            let mut header = vec![OP_BINARY | 0x80, 127];
-            header.extend_from_slice(&(60u64 << 20).to_be_bytes());
-            let zeros = vec![0u8; 1 << 20];
-            loop {
-                if stream.write_all(&header).await.is_err() {
-                    return;
-                }
-                for _ in 0..60 {
-                    if stream.write_all(&zeros).await.is_err() {
-                        return;
-                    }
-                }
-            }
+            while write_huge_frame(&mut stream).await {}
         }
     })
     .await;

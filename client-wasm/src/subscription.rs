@@ -28,6 +28,8 @@ use futures::StreamExt;
 
 use crate::socket::{Payload, Socket, SocketEvent};
 use wasm_bindgen::JsValue;
+/// The reconnect delays, shared with `wsclose-check --deploy` (crate `wsclose-backoff`).
+pub use wsclose_backoff::Backoff;
 
 /// Close codes after which the subscription reconnects.
 pub const RECONNECT_CODES: [u16; 4] = [1001, 1006, 1011, 1012];
@@ -35,42 +37,6 @@ pub const RECONNECT_CODES: [u16; 4] = [1001, 1006, 1011, 1012];
 /// Whether a socket that closed with `code` should be reopened.
 pub fn should_reconnect(code: u16) -> bool {
     RECONNECT_CODES.contains(&code)
-}
-
-/// The reconnect delays (RFC 6455 §7.2.3: a random first delay, then truncated exponential
-/// backoff). All values in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Backoff {
-    /// The first reconnect waits a random time in `0..=first_max_ms`.
-    pub first_max_ms: f64,
-    /// The ceiling of the second attempt; it doubles with each further failed attempt.
-    pub base_ms: f64,
-    /// The ceiling never grows beyond this.
-    pub cap_ms: f64,
-}
-
-impl Default for Backoff {
-    /// 0–250 ms at first, then ceilings of 500 ms, 1 s, 2 s … up to 30 s.
-    fn default() -> Self {
-        Backoff {
-            first_max_ms: 250.0,
-            base_ms: 500.0,
-            cap_ms: 30_000.0,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before reconnect number `attempt` (0 for the first after a working
-    /// connection), for a `random` number in `[0, 1)`.
-    pub fn delay_ms(&self, attempt: u32, random: f64) -> f64 {
-        let ceiling = if attempt == 0 {
-            self.first_max_ms
-        } else {
-            (self.base_ms * 2f64.powi(attempt.min(30) as i32 - 1)).min(self.cap_ms)
-        };
-        ceiling * random.clamp(0.0, 1.0)
-    }
 }
 
 /// What the subscription has seen so far.
@@ -231,18 +197,6 @@ mod tests {
         for code in [1000, 1002, 1008, 4000, 4999] {
             assert!(!should_reconnect(code), "{code}");
         }
-    }
-
-    #[test]
-    fn backoff_is_random_first_then_truncated_exponential() {
-        let backoff = Backoff::default();
-        assert_eq!(backoff.delay_ms(0, 0.0), 0.0);
-        assert_eq!(backoff.delay_ms(0, 1.0), 250.0);
-        assert_eq!(backoff.delay_ms(1, 1.0), 500.0);
-        assert_eq!(backoff.delay_ms(2, 1.0), 1_000.0);
-        assert_eq!(backoff.delay_ms(3, 0.5), 1_000.0);
-        assert_eq!(backoff.delay_ms(20, 1.0), 30_000.0);
-        assert_eq!(backoff.delay_ms(u32::MAX, 1.0), 30_000.0);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::server::{server_binary, workspace_root};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The Debian nginx binary, unless `NGINX_BIN` says otherwise (nginx itself reads `NGINX`).
-pub(crate) fn nginx_binary() -> PathBuf {
+pub fn nginx_binary() -> PathBuf {
     std::env::var_os("NGINX_BIN").map_or_else(|| "/usr/sbin/nginx".into(), PathBuf::from)
 }
 

@@ -16,6 +16,8 @@
 //!   for the echo, parse ticks, check that a server is still healthy.
 //! - [`cluster`]: nginx in front of two servers through `deploy/serve-cluster.sh`, killed as a
 //!   process group on drop.
+//! - [`nginx`]: nginx alone in front of one address, with a configuration line of the test's
+//!   (the deploy cases: one instance behind the proxy, a reload), killed on drop.
 //! - [`http`]: `GET` through hyper's HTTP/1.1 client, and `/metrics` parsed with
 //!   prometheus-parse.
 //! - [`page`]: [`page::DemoPage`], the demo page as a page object driven over WebDriver
@@ -38,6 +40,7 @@ pub mod cluster;
 pub mod http;
 pub mod idle;
 pub mod netns;
+pub mod nginx;
 pub mod page;
 pub mod peers;
 pub mod proxy;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use wsclose_backoff::Backoff;
 use wsclose_e2e::cluster::Cluster;
 use wsclose_e2e::ws::{assert_answered, close_and_wait, connect, next_data, parse_tick};
 use wsclose_e2e::IO_TIMEOUT;
@@ -168,8 +169,9 @@ struct Subscription {
     longest_silence: Duration,
 }
 
-/// Subscribes to `/ws/drain` through nginx and reconnects the way a browser client should
-/// (RFC 6455 §7.2.3: a random first delay, then truncated exponential backoff), resuming with
+/// Subscribes to `/ws/drain` through nginx and reconnects the way the demo page does (its
+/// [`Backoff`], RFC 6455 §7.2.3: a random first delay, then truncated exponential backoff with
+/// full jitter), resuming with
 /// `after=<last seq>`, until `stop` turns true; then it closes with 1000. Each tick's arrival
 /// time goes to `ticked`.
 async fn subscriber(
@@ -177,10 +179,9 @@ async fn subscriber(
     mut stop: tokio::sync::watch::Receiver<bool>,
     ticked: tokio::sync::watch::Sender<Option<Instant>>,
 ) -> Subscription {
-    use rand::Rng;
     let mut log = Subscription::default();
     let mut last_tick: Option<Instant> = None;
-    let mut failures = 0u32;
+    let mut attempt = 0u32;
     loop {
         let url = match log.seqs.last() {
             Some(seq) => format!("{base}&after={seq}"),
@@ -190,14 +191,11 @@ async fn subscriber(
             Ok((ws, _)) => ws,
             Err(error) => {
                 log.failed_upgrades.push(error.to_string());
-                failures += 1;
-                let ceiling = 50u64 << failures.min(5);
-                let delay = rand::rng().random_range(0..=ceiling);
-                tokio::time::sleep(Duration::from_millis(delay)).await;
+                backoff_wait(&mut attempt).await;
                 continue;
             }
         };
-        failures = 0;
+        attempt = 0;
         loop {
             tokio::select! {
                 _ = stop.changed() => {
@@ -233,9 +231,16 @@ async fn subscriber(
         }
         let _ = futures::SinkExt::close(&mut ws).await;
         // A random first delay spreads the reconnects of every client of the restarted instance.
-        let delay = rand::rng().random_range(0..=100);
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+        backoff_wait(&mut attempt).await;
     }
+}
+
+/// Waits the demo page's delay before reconnect number `attempt` ([`Backoff`], full jitter),
+/// and counts it.
+async fn backoff_wait(attempt: &mut u32) {
+    let delay = Backoff::default().delay_ms(*attempt, rand::random::<f64>());
+    *attempt = attempt.saturating_add(1);
+    tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0)).await;
 }
 
 /// Waits until every subscriber has received a tick after `since` (or any tick with `None`):

@@ -17,7 +17,7 @@ pub type Client = RawClient<Box<dyn Io>>;
 
 /// Upgrades with `origin` (over TLS for `wss://`), all by `deadline`: the response, and the
 /// client when it is a 101 with the right `Sec-WebSocket-Accept`.
-pub(super) async fn upgrade(
+pub(crate) async fn upgrade(
     target: &Target,
     origin: &str,
     deadline: Instant,

@@ -53,6 +53,7 @@ mod handshake;
 mod hostile;
 mod run;
 
+pub(crate) use connect::upgrade;
 pub use connect::Client;
 pub(crate) use connect::{connect, goodbye, millis};
 pub use run::{run_all, Ran};

@@ -114,7 +114,7 @@ impl RawCloseOutcome {
 }
 
 /// True when `err` is the connection being reset, aborted or broken, not a malformed frame.
-fn is_reset(err: &anyhow::Error) -> bool {
+pub(crate) fn is_reset(err: &anyhow::Error) -> bool {
     err.downcast_ref::<std::io::Error>().is_some_and(|err| {
         matches!(
             err.kind(),
