@@ -47,11 +47,6 @@ async fn write_huge_frame(stream: &mut TcpStream) -> bool {
     true
 }
 
-/// Writes `chunk` until the peer goes away.
-async fn write_forever(stream: &mut TcpStream, chunk: &[u8]) {
-    while stream.write_all(chunk).await.is_ok() {}
-}
-
 #[tokio::test]
 async fn silent_tcp_ends_at_the_default_timeout() {
     let run = check_served("ws", &[], silent).await;

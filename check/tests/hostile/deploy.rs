@@ -1,8 +1,12 @@
 //! `--deploy` against servers that try to hold it: each run ends within `--for` plus
 //! [`DEPLOY_MARGIN`], under [`RSS_BOUND_KIB`], with the report of what the connections saw.
 
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
 
 use super::*;
 
