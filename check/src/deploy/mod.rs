@@ -8,10 +8,10 @@
 //!
 //! # Bounded against any server
 //! Every upgrade has `--timeout`; every read skips data frames as they come (see
-//! [`crate::raw::RawClient::read_control`]); every write has [`tab::WRITE_WAIT`]; the log keeps at
-//! most [`MAX_EVENTS`] entries; and the run ends at `--for`: then the tabs get [`tab::WRITE_WAIT`]
-//! to say goodbye and CMD [`during::CMD_GRACE`] to exit, so a run takes at most `--for` plus a few
-//! seconds.
+//! [`crate::raw::RawClient::read_control`]); every write (a Pong, the Close answer, a message)
+//! has 1 s; the log keeps at most [`MAX_EVENTS`] entries; and the run ends at `--for`: then the
+//! tabs get 2 s to send their Close(1001) and CMD 2 s to exit after SIGTERM, so a run takes at
+//! most `--for` plus a few seconds.
 //!
 //! # Layout
 //! * this module: the flags, the bounds, the run.
