@@ -20,6 +20,7 @@
 //! * [`tally`]: what every connection saw, counted into the report (pure).
 //! * `text`: the report in the terminal.
 
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -192,6 +193,13 @@ async fn rehearse(url: &str, options: &Options, stop: &Stop) -> Result<DeployRun
         stopped = stop.wait() => return Err(CheckError::Stopped(stopped)),
     }
 
+    if flags.during.is_none() && std::io::stderr().is_terminal() {
+        eprintln!(
+            "wsclose-check: {connections} connections open: deploy now; the report comes at \
+             --for {} or on Ctrl-C",
+            humantime::format_duration(flags.for_)
+        );
+    }
     let started = Instant::now();
     let mut during = match &flags.during {
         Some(cmd) => Some(during::During::spawn(cmd).map_err(|error| {
