@@ -403,9 +403,8 @@ async fn slow_failing(mut stream: TcpStream) {
     }
     let mut buf = BytesMut::new();
     loop {
-        match Frame::decode(&buf) {
-            Ok(Some((frame, used))) => {
-                buf.advance(used);
+        match next_frame(&mut stream, &mut buf).await {
+            Ok(Some(frame)) => {
                 tokio::time::sleep(SLOW_ANSWER).await;
                 let reply = match frame.opcode {
                     OP_PING => Frame::new(OP_PONG, frame.payload),
@@ -414,17 +413,32 @@ async fn slow_failing(mut stream: TcpStream) {
                 };
                 let _ = stream.write_all(&reply.unmasked().encode()).await;
             }
-            Ok(None) => match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            },
-            Err(_) => {
+            Ok(None) => return,
+            Err(()) => {
                 tokio::time::sleep(SLOW_ANSWER).await;
                 let _ = stream
                     .write_all(&Frame::close(1002, b"").unmasked().encode())
                     .await;
                 return;
             }
+        }
+    }
+}
+
+/// The client's next frame, read into `buf` as needed: `Ok(None)` when the connection ended,
+/// `Err(())` for bytes that are not a frame.
+async fn next_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<Frame>, ()> {
+    loop {
+        match Frame::decode(buf) {
+            Ok(Some((frame, used))) => {
+                buf.advance(used);
+                return Ok(Some(frame));
+            }
+            Ok(None) => match stream.read_buf(buf).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            },
+            Err(_) => return Err(()),
         }
     }
 }

@@ -528,6 +528,15 @@ impl DeployReport {
         if self.fails() {
             return format!("fail: {}", verdicts.first().map_or("", String::as_str));
         }
+        if self.ended() == 0 {
+            return format!(
+                "ok: no connection ended; {} open at the end{}",
+                self.connections,
+                verdicts
+                    .first()
+                    .map_or(String::new(), |first| format!("; {first}"))
+            );
+        }
         let gap = self
             .reconnect_gap_ms
             .p99

@@ -233,18 +233,10 @@ async fn deploy_ctrl_c_prints_the_report_so_far_and_exits_130() {
             }
             let mut buf = BytesMut::new();
             loop {
-                match Frame::decode(&buf) {
-                    Ok(Some((frame, used))) => {
-                        buf.advance(used);
-                        if frame.opcode == OP_PONG {
-                            break;
-                        }
-                    }
-                    Ok(None) => match stream.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    },
-                    Err(_) => return,
+                match next_frame(&mut stream, &mut buf).await {
+                    Ok(Some(frame)) if frame.opcode == OP_PONG => break,
+                    Ok(Some(_)) => {}
+                    _ => return,
                 }
             }
             ponged.send_modify(|n| *n += 1);
