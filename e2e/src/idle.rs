@@ -245,7 +245,7 @@ pub struct IdleRun {
 }
 
 /// Runs `wsclose-check URL --idle MAX --idle-interval INTERVAL --json [--upstream UPSTREAM]`,
-/// bounded by MAX + [`RUN_SLACK`] (the child is killed if it runs longer), and reads its JSON.
+/// bounded by MAX + a minute (the child is killed if it runs longer), and reads its JSON.
 pub async fn run_idle(
     url: &str,
     upstream: Option<&str>,

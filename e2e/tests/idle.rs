@@ -123,48 +123,52 @@ fn assert_no_cut(run: &IdleRun) {
     assert_eq!(run.report.verdict("idle"), "pass", "{run:#?}");
 }
 
+/// The demo server started with `server_args` behind `kind` (with `timeout`; `None`: its
+/// defaults), checked through it with `--idle max` and, with `upstream`, `--upstream` straight
+/// to the server; the figures are printed under `what` (the server's side of the name).
+async fn demo_behind(
+    kind: ProxyKind,
+    timeout: Option<Duration>,
+    server_args: &[&str],
+    what: &str,
+    max: Duration,
+    upstream: bool,
+) -> IdleRun {
+    let server = ServerProcess::start(server_args).await;
+    let proxy = Proxy::start(kind, server.addr(), timeout, QUIET_PATH).await;
+    let name = format!(
+        "{} ({}), demo server, {what}",
+        kind.name(),
+        kind.settings(timeout)
+    );
+    let direct = upstream.then(|| server.ws_url(QUIET_PATH));
+    check(&name, &proxy.ws_url(QUIET_PATH), direct.as_deref(), max).await
+}
+
 /// The demo server with pings at `interval_ms` (the recommendation) behind a fresh `kind`
 /// with the same timeout: a quiet connection stays open for 3× the timeout.
 async fn assert_recommendation_keeps_it_open(kind: ProxyKind, interval_ms: f64) {
     let interval = format!("{}ms", interval_ms.round() as u64);
-    let server =
-        ServerProcess::start(&["--ping-interval", &interval, "--pong-timeout", "1h"]).await;
-    let proxy = Proxy::start(kind, server.addr(), Some(TIMEOUT), QUIET_PATH).await;
-    let name = format!(
-        "{}, demo server pinging every {interval} (recommended)",
-        kind.name()
-    );
-    let run = check(&name, &proxy.ws_url(QUIET_PATH), None, 3 * TIMEOUT).await;
+    let args = ["--ping-interval", &interval, "--pong-timeout", "1h"];
+    let what = format!("pings every {interval} (recommended)");
+    let run = demo_behind(kind, Some(TIMEOUT), &args, &what, 3 * TIMEOUT, false).await;
     let browser = run.report.mode("browser");
     assert_eq!(
         (browser.how, browser.ended_after_ms),
         (How::Open, None),
-        "{name}: {run:#?}"
+        "{run:#?}"
     );
     assert_eq!(
         run.report.idle.classification,
         Classification::NoCut,
-        "{name}: {run:#?}"
+        "{run:#?}"
     );
 }
 
 /// {nginx, HAProxy, Apache} in front of the demo server with pings off: the proxy cuts the
 /// quiet connection at its timeout; the recommended interval then keeps it open.
 async fn proxy_cuts_the_demo_server_without_pings(kind: ProxyKind) {
-    let server = ServerProcess::start(&PINGS_OFF).await;
-    let proxy = Proxy::start(kind, server.addr(), Some(TIMEOUT), QUIET_PATH).await;
-    let name = format!(
-        "{} ({}), demo server, pings off",
-        kind.name(),
-        kind.settings(Some(TIMEOUT))
-    );
-    let run = check(
-        &name,
-        &proxy.ws_url(QUIET_PATH),
-        Some(&server.ws_url(QUIET_PATH)),
-        MAX,
-    )
-    .await;
+    let run = demo_behind(kind, Some(TIMEOUT), &PINGS_OFF, "pings off", MAX, true).await;
     assert_proxy_idle_timeout(&run);
     assert_eq!(run.report.mode("browser").server_pings, 0, "{run:#?}");
     let recommended = run
@@ -172,7 +176,6 @@ async fn proxy_cuts_the_demo_server_without_pings(kind: ProxyKind) {
         .idle
         .recommended_ping_interval_ms
         .expect("asserted");
-    drop((proxy, server));
     assert_recommendation_keeps_it_open(kind, recommended).await;
 }
 
@@ -181,21 +184,10 @@ async fn proxy_cuts_the_demo_server_without_pings(kind: ProxyKind) {
 /// the server at its `--pong-timeout` (its pings go through the proxy, which therefore does not
 /// cut the dead peer first).
 async fn pings_keep_the_demo_server_open(kind: ProxyKind) {
-    let server =
-        ServerProcess::start(&pings_on().iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let proxy = Proxy::start(kind, server.addr(), Some(TIMEOUT), QUIET_PATH).await;
-    let name = format!(
-        "{} ({}), demo server, pings every {INTERVAL:?}",
-        kind.name(),
-        kind.settings(Some(TIMEOUT))
-    );
-    let run = check(
-        &name,
-        &proxy.ws_url(QUIET_PATH),
-        Some(&server.ws_url(QUIET_PATH)),
-        MAX,
-    )
-    .await;
+    let args = pings_on();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let what = format!("pings every {INTERVAL:?}");
+    let run = demo_behind(kind, Some(TIMEOUT), &args, &what, MAX, true).await;
     assert_no_cut(&run);
     let browser = run.report.mode("browser");
     let expected_pings = (MAX.as_secs_f64() / INTERVAL.as_secs_f64()) as u64;
@@ -225,15 +217,7 @@ async fn pings_keep_the_demo_server_open(kind: ProxyKind) {
 /// within MAX (Caddy has no idle timeout for a WebSocket by default); nothing drops the dead
 /// peer either.
 async fn caddy_keeps_a_quiet_socket_open() {
-    let server = ServerProcess::start(&PINGS_OFF).await;
-    let proxy = Proxy::start(ProxyKind::Caddy, server.addr(), None, QUIET_PATH).await;
-    let run = check(
-        "Caddy (defaults), demo server, pings off",
-        &proxy.ws_url(QUIET_PATH),
-        Some(&server.ws_url(QUIET_PATH)),
-        MAX,
-    )
-    .await;
+    let run = demo_behind(ProxyKind::Caddy, None, &PINGS_OFF, "pings off", MAX, true).await;
     assert_no_cut(&run);
     assert_eq!(run.report.dead_peer.how, How::Open, "{run:#?}");
 }

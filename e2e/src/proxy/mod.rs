@@ -8,8 +8,8 @@
 //! proxy in the foreground in a process group of its own on a free port of 127.0.0.1, and
 //! returns once a WebSocket upgrade through it reaches the upstream (a 101). Dropping a
 //! [`Proxy`] kills the whole group (the master and its workers), so a failing test leaves no
-//! proxy behind. Each proxy's configuration is in its own file: [`nginx`], [`haproxy`],
-//! [`apache`], [`caddy`].
+//! proxy behind. Each proxy's configuration is in its own file: `nginx.rs`, `haproxy.rs`,
+//! `apache.rs`, `caddy.rs`, which also say what each timeout does, as measured.
 
 mod apache;
 mod caddy;
