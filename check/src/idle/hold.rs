@@ -2,6 +2,7 @@
 //! frames counted and discarded), answers the server's Pings as its [`Peer`] does, sends what
 //! its mode sends every `--idle-interval`, and says how the connection ended.
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -133,12 +134,15 @@ pub(super) async fn hold(
         loop {
             tokio::select! {
                 ending = &mut reader => break ending,
-                stalled = &mut writer, if writing => {
+                stopped = &mut writer, if writing => {
                     writing = false;
-                    if let Some(stalled) = stalled {
-                        break Ending::error(stalled);
+                    match stopped {
+                        WriteStopped::Stalled(why) => break Ending::error(why),
+                        // The write took the socket's error: a read would now see a bare EOF.
+                        WriteStopped::Reset => break Ending::now(How::Rst),
+                        // The connection is ending, which the reader will see.
+                        WriteStopped::Failed => {}
                     }
-                    // The write failed: the connection is ending, which the reader will see.
                 }
             }
         }
@@ -234,16 +238,26 @@ async fn read_until_end(
     }
 }
 
+/// Why the writer stopped writing.
+enum WriteStopped {
+    /// A write did not finish within `--timeout`: the server does not read.
+    Stalled(String),
+    /// A write failed with ECONNRESET: the connection was reset (and the error is taken: the
+    /// reader will see a bare EOF, not the reset).
+    Reset,
+    /// A write failed otherwise (EPIPE after the peer's FIN): the reader sees how it ended.
+    Failed,
+}
+
 /// Writes the Pongs the reader hands over and, every `--idle-interval` from `opened`, what the
-/// peer sends. Ends with why when a write does not finish within `--timeout` (the server does
-/// not read), with `None` when a write fails (the connection is ending); otherwise never.
+/// peer sends, until a write fails or stalls.
 async fn write_until_stalled(
     mut write: WriteHalf<'_, Box<dyn Io>>,
     peer: Peer,
     options: &Options,
     opened: Instant,
     mut pong: watch::Receiver<Option<Vec<u8>>>,
-) -> Option<String> {
+) -> WriteStopped {
     let every = peer.every_interval(options);
     let mut ticks = tokio::time::interval_at(opened + options.idle_interval, options.idle_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -262,9 +276,16 @@ async fn write_until_stalled(
         };
         match tokio::time::timeout(options.timeout, write.send(&frame)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return None,
+            Ok(Err(error)) => {
+                return match error.kind() {
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                        WriteStopped::Reset
+                    }
+                    _ => WriteStopped::Failed,
+                }
+            }
             Err(_) => {
-                return Some(format!(
+                return WriteStopped::Stalled(format!(
                     "a write got {}: the server does not read",
                     crate::no_answer_within(options.timeout)
                 ))

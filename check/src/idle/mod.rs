@@ -23,6 +23,7 @@
 //! * `classify`: from the endings to the classification, the verdicts, the prediction for a
 //!   quiet tab and the fix (pure: no I/O).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -283,27 +284,48 @@ pub async fn observe(
         (clients, None) => Ok(clients),
         (clients, Some(error)) => Err((clients, error.to_string())),
     });
-    let hold = |peer, client| hold::hold(client, peer, options, max, stop);
-    let held = futures::future::join_all(peers.iter().zip(clients).map(|(p, c)| hold(*p, c)));
-    let upstream_held = async {
-        match upstream_clients {
-            None => None,
-            Some(Ok(clients)) => Some(Ok(futures::future::join_all(
-                IdleMode::ALL
-                    .into_iter()
-                    .zip(clients)
-                    .map(|(mode, client)| hold(Peer::Mode(mode), client)),
-            )
-            .await)),
-            Some(Err((clients, error))) => {
-                for client in clients {
-                    goodbye(Some(client)).await;
-                }
-                Some(Err(error))
+    // Each connection is a task of its own, so one that floods cannot starve the others of
+    // reads (a task yields once its budget is spent); the set aborts them if dropped.
+    let (upstream_clients, upstream_error) = match upstream_clients {
+        None => (Vec::new(), None),
+        Some(Ok(clients)) => (clients, None),
+        Some(Err((clients, error))) => {
+            for client in clients {
+                goodbye(Some(client)).await;
             }
+            (Vec::new(), Some(error))
         }
     };
-    let (mut held, upstream) = tokio::join!(held, upstream_held);
+    let options = Arc::new(options.clone());
+    let mut holds = tokio::task::JoinSet::new();
+    let to_target = peers.iter().copied().zip(clients).map(|held| (false, held));
+    let to_upstream = IdleMode::ALL
+        .map(Peer::Mode)
+        .into_iter()
+        .zip(upstream_clients)
+        .map(|held| (true, held));
+    for (slot, (is_upstream, (peer, client))) in to_target.chain(to_upstream).enumerate() {
+        let (options, stop) = (options.clone(), stop.clone());
+        holds.spawn(async move {
+            let report = hold::hold(client, peer, &options, max, &stop).await;
+            (slot, is_upstream, report)
+        });
+    }
+    let mut ended = holds.join_all().await;
+    ended.sort_by_key(|(slot, _, _)| *slot);
+    let (upstream_held, held): (Vec<_>, Vec<_>) = ended
+        .into_iter()
+        .partition(|(_, is_upstream, _)| *is_upstream);
+    let mut held: Vec<ModeReport> = held.into_iter().map(|(_, _, report)| report).collect();
+    let upstream_held: Vec<ModeReport> = upstream_held
+        .into_iter()
+        .map(|(_, _, report)| report)
+        .collect();
+    let upstream = match (upstream, upstream_error) {
+        (None, _) => None,
+        (Some(_), Some(error)) => Some(Err(error)),
+        (Some(_), None) => Some(Ok(upstream_held)),
+    };
     let dead_peer = held.pop().expect("the dead peer is held last").into();
     Ok(Observed {
         modes: held,
