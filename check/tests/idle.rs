@@ -588,7 +588,8 @@ async fn a_flood_of_pings_during_idle_is_counted_and_bounded() {
     let (run, json) = idle_run(&format!("ws://{addr}/"), &[]).await;
     assert!(run.elapsed < Duration::from_secs(4) + PAST_MAX, "{run:#?}");
     let browser = mode(&json["idle"]["modes"], "browser");
-    assert!(browser["server_pings"].as_u64().unwrap() > 10_000, "{json}");
+    // More than any server that is not flooding sends in 4 s.
+    assert!(browser["server_pings"].as_u64().unwrap() > 1_000, "{json}");
     // The server reads none of the Pongs: once the socket's buffers are full, a Pong does not
     // go out within --timeout, and the check ends the connection ("error"); or MAX comes first.
     assert!(
