@@ -103,16 +103,17 @@ impl Pings {
     }
 }
 
-/// Holds `client`, upgraded just now, as `peer` does, until it ends, `max` passes or `stop`;
-/// then answers the server's Close (a mode, not the dead peer) or says goodbye if still open.
+/// Holds `client`, whose upgrade's answer came at `opened`, as `peer` does, until it ends, `max`
+/// passes or `stop`; then answers the server's Close (a mode, not the dead peer) or says
+/// goodbye if still open.
 pub(super) async fn hold(
     mut client: Client,
+    opened: Instant,
     peer: Peer,
     options: &Options,
     max: Duration,
     stop: &Stop,
 ) -> ModeReport {
-    let opened = Instant::now();
     let end_at = (opened + max).min(stop.deadline());
     let mut pings = Pings::default();
     let mut data_frames = 0;

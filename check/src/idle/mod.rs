@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::checks::{connect, goodbye};
+use crate::checks::{connect, goodbye, Client};
 use crate::{CheckError, Options, Stop, Stopped, Target};
 
 mod classify;
@@ -253,12 +253,14 @@ pub async fn observe(
         .map(Peer::Mode)
         .chain([Peer::Dead])
         .collect();
+    // Every connection at once, to the URL and to the upstream; each one's time runs from its
+    // own upgrade's answer.
     let connects = async {
-        let opened = futures::future::join_all(peers.iter().map(|_| connect(target, deadline)));
+        let opened = futures::future::join_all(peers.iter().map(|_| upgraded(target, deadline)));
         let upstream_opened = async {
             match upstream {
                 Some(upstream) => Some(
-                    futures::future::join_all(IdleMode::ALL.map(|_| connect(upstream, deadline)))
+                    futures::future::join_all(IdleMode::ALL.map(|_| upgraded(upstream, deadline)))
                         .await,
                 ),
                 None => None,
@@ -272,10 +274,10 @@ pub async fn observe(
     };
     let (clients, failed) = partition(opened);
     if let Some(error) = failed {
-        for client in clients {
+        for (client, _) in clients {
             goodbye(Some(client)).await;
         }
-        for client in upstream_opened.into_iter().flatten().flatten() {
+        for (client, _) in upstream_opened.into_iter().flatten().flatten() {
             goodbye(Some(client)).await;
         }
         return Err(error);
@@ -290,7 +292,7 @@ pub async fn observe(
         None => (Vec::new(), None),
         Some(Ok(clients)) => (clients, None),
         Some(Err((clients, error))) => {
-            for client in clients {
+            for (client, _) in clients {
                 goodbye(Some(client)).await;
             }
             (Vec::new(), Some(error))
@@ -304,10 +306,11 @@ pub async fn observe(
         .into_iter()
         .zip(upstream_clients)
         .map(|held| (true, held));
-    for (slot, (is_upstream, (peer, client))) in to_target.chain(to_upstream).enumerate() {
+    for (slot, (is_upstream, (peer, (client, opened)))) in to_target.chain(to_upstream).enumerate()
+    {
         let (options, stop) = (options.clone(), stop.clone());
         holds.spawn(async move {
-            let report = hold::hold(client, peer, &options, max, &stop).await;
+            let report = hold::hold(client, opened, peer, &options, max, &stop).await;
             (slot, is_upstream, report)
         });
     }
@@ -333,6 +336,12 @@ pub async fn observe(
         dead_peer,
         stopped: stop.now(),
     })
+}
+
+/// A connection upgraded for an idle mode, with the instant its upgrade's answer was read.
+async fn upgraded(target: &Target, deadline: Instant) -> Result<(Client, Instant), CheckError> {
+    let client = connect(target, deadline).await?;
+    Ok((client, Instant::now()))
 }
 
 /// The clients opened, and the first error if one was not.
