@@ -229,7 +229,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::idle::{How, IdleMode, ModeReport, Observed};
+    use crate::idle::{IdleMode, ModeReport, Observed};
     use crate::predict::{predict, CloseBehaviour};
     use crate::{CheckId, CheckResult, CloseCode};
 
@@ -329,18 +329,7 @@ mod tests {
         assert!(!json(&without).contains("\"browser\""));
         // Without --idle there is no "idle" and no "dead_peer"; with it, their keys.
         assert!(!json(&without).contains("\"idle\"") && !json(&without).contains("dead_peer"));
-        let held = |mode| ModeReport {
-            mode,
-            ended_after_ms: None,
-            how: How::Open,
-            close_code: None,
-            close_reason: None,
-            server_pings: 0,
-            server_ping_interval_ms: None,
-            first_ping_ms: None,
-            data_frames: 0,
-            error: None,
-        };
+        let held = ModeReport::open;
         let observed = Observed {
             modes: IdleMode::ALL.map(held).to_vec(),
             upstream: Some(Ok(IdleMode::ALL.map(held).to_vec())),

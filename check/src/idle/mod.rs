@@ -158,6 +158,22 @@ pub struct ModeReport {
 }
 
 impl ModeReport {
+    /// A connection of `mode` still open, that saw nothing yet.
+    pub fn open(mode: IdleMode) -> ModeReport {
+        ModeReport {
+            mode,
+            ended_after_ms: None,
+            how: How::Open,
+            close_code: None,
+            close_reason: None,
+            server_pings: 0,
+            server_ping_interval_ms: None,
+            first_ping_ms: None,
+            data_frames: 0,
+            error: None,
+        }
+    }
+
     /// True when the connection ended within MAX (any way but still open).
     pub fn ended(&self) -> bool {
         self.how != How::Open
