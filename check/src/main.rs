@@ -27,7 +27,10 @@ The report goes to stdout (a table, or JSON with --json); the verdict, one line,
 
 protocol-errors sends malformed frames that can crash a fragile server: it runs only with
 --with protocol-errors (or --all). max-message-size (--max-size) sends an oversized message.
-Both run last.";
+Both run last.
+
+--idle [MAX] (only when asked: it takes up to MAX, 130s by default) holds quiet connections
+beside the checks and reports who cuts them, when and how (the idle and dead-peer checks).";
 
 /// Diagnose a WebSocket server's close behaviour and predict what browsers will show.
 #[derive(Parser)]

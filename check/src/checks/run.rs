@@ -277,11 +277,20 @@ pub async fn run_all(
         handshake = handshake(&ctx) => handshake?,
         stopped = stop.wait() => return Err(CheckError::Stopped(stopped)),
     };
+    // The idle connections are a task of their own (each connection one more), so a check
+    // reading a flood cannot starve their upgrades and reads; the set aborts it if dropped.
     let idle = async {
-        match (options.idle, refused) {
-            (Some(max), None) => Some(idle::observe(target, upstream, options, max, stop).await),
-            _ => None,
-        }
+        let (Some(max), None) = (options.idle, refused) else {
+            return None;
+        };
+        let (target, upstream) = (target.clone(), upstream.cloned());
+        let (options, stop) = (options.clone(), stop.clone());
+        let mut task = tokio::task::JoinSet::new();
+        task.spawn(
+            async move { idle::observe(&target, upstream.as_ref(), &options, max, &stop).await },
+        );
+        let observed = task.join_next().await.expect("one task");
+        Some(observed.expect("the idle connections do not panic"))
     };
     let (checks, observed) = tokio::join!(run_in_order(&ctx, result, refused), idle);
     let (mut results, behaviour) = checks;

@@ -13,7 +13,7 @@ use wsclose_backoff::Backoff;
 use super::tally::{Ending, How, Retry};
 use super::MAX_EVENTS;
 use crate::checks::{upgrade, Client};
-use crate::raw::{is_reset, Frame, RawCloseOutcome, OP_CLOSE, OP_PING};
+use crate::raw::{Frame, RawCloseOutcome, OP_CLOSE, OP_PING};
 use crate::Target;
 
 /// How often a tab sends `--deploy-message`.
@@ -272,4 +272,10 @@ async fn answer_close(mut client: Client, frame: &Frame) -> Ending {
             && (answered || outcome == RawCloseOutcome::Eof)
             && matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::TimedOut),
     }
+}
+
+/// A reset by the peer (ECONNRESET, ECONNABORTED), by the rule every connection of the check
+/// follows ([`RawCloseOutcome::of_error`]).
+fn is_reset(error: &anyhow::Error) -> bool {
+    RawCloseOutcome::of_error(error) == RawCloseOutcome::Reset
 }

@@ -494,21 +494,14 @@ mod tests {
     /// A connection of `mode` that ended `how` after `ms` (`None`: still open).
     fn held(mode: IdleMode, how: How, ms: Option<f64>) -> ModeReport {
         ModeReport {
-            mode,
             ended_after_ms: ms,
             how,
-            close_code: None,
-            close_reason: None,
-            server_pings: 0,
-            server_ping_interval_ms: None,
-            first_ping_ms: None,
-            data_frames: 0,
-            error: None,
+            ..ModeReport::open(mode)
         }
     }
 
     fn open(mode: IdleMode) -> ModeReport {
-        held(mode, How::Open, None)
+        ModeReport::open(mode)
     }
 
     fn fin(mode: IdleMode, ms: f64) -> ModeReport {

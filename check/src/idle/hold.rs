@@ -2,6 +2,7 @@
 //! frames counted and discarded), answers the server's Pings as its [`Peer`] does, sends what
 //! its mode sends every `--idle-interval`, and says how the connection ended.
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -131,26 +132,21 @@ pub(super) async fn hold(
         let writer = write_until_stalled(write, peer, options, opened, pong_rx);
         tokio::pin!(reader, writer);
         let mut writing = true;
-        let mut write_reset = false;
-        let mut ending = loop {
+        loop {
             tokio::select! {
                 ending = &mut reader => break ending,
-                end = &mut writer, if writing => {
+                stopped = &mut writer, if writing => {
                     writing = false;
-                    match end {
-                        WriteEnd::Stalled(stalled) => break Ending::error(stalled),
+                    match stopped {
+                        WriteStopped::Stalled(why) => break Ending::error(why),
+                        // The write took the socket's error: a read would now see a bare EOF.
+                        WriteStopped::Reset => break Ending::now(How::Rst),
                         // The connection is ending, which the reader will see.
-                        WriteEnd::Failed { reset } => write_reset = reset,
+                        WriteStopped::Failed => {}
                     }
                 }
             }
-        };
-        // A socket reports a reset once, to the first read or write after it: when a write
-        // took it, the reader sees only the end of the stream.
-        if write_reset && ending.how == How::Fin {
-            ending.how = How::Rst;
         }
-        ending
     };
     match (&ending.close, peer) {
         (Some(close), Peer::Mode(_)) => {
@@ -243,27 +239,26 @@ async fn read_until_end(
     }
 }
 
-/// How the writer ended.
-enum WriteEnd {
-    /// A write did not finish within `--timeout` (the server does not read): why.
+/// Why the writer stopped writing.
+enum WriteStopped {
+    /// A write did not finish within `--timeout`: the server does not read.
     Stalled(String),
-    /// A write failed: the connection is ending; `reset` when the write is what learnt of a
-    /// reset (ECONNRESET).
-    Failed {
-        /// The write failed with ECONNRESET.
-        reset: bool,
-    },
+    /// A write failed with ECONNRESET: the connection was reset (and the error is taken: the
+    /// reader will see a bare EOF, not the reset).
+    Reset,
+    /// A write failed otherwise (EPIPE after the peer's FIN): the reader sees how it ended.
+    Failed,
 }
 
 /// Writes the Pongs the reader hands over and, every `--idle-interval` from `opened`, what the
-/// peer sends, until a write stalls or fails (see [`WriteEnd`]).
+/// peer sends, until a write fails or stalls.
 async fn write_until_stalled(
     mut write: WriteHalf<'_, Box<dyn Io>>,
     peer: Peer,
     options: &Options,
     opened: Instant,
     mut pong: watch::Receiver<Option<Vec<u8>>>,
-) -> WriteEnd {
+) -> WriteStopped {
     let every = peer.every_interval(options);
     let mut ticks = tokio::time::interval_at(opened + options.idle_interval, options.idle_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -283,12 +278,15 @@ async fn write_until_stalled(
         match tokio::time::timeout(options.timeout, write.send(&frame)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                return WriteEnd::Failed {
-                    reset: error.kind() == std::io::ErrorKind::ConnectionReset,
+                return match error.kind() {
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                        WriteStopped::Reset
+                    }
+                    _ => WriteStopped::Failed,
                 }
             }
             Err(_) => {
-                return WriteEnd::Stalled(format!(
+                return WriteStopped::Stalled(format!(
                     "a write got {}: the server does not read",
                     crate::no_answer_within(options.timeout)
                 ))

@@ -23,6 +23,7 @@
 //! * `classify`: from the endings to the classification, the verdicts, the prediction for a
 //!   quiet tab and the fix (pure: no I/O).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -157,6 +158,22 @@ pub struct ModeReport {
 }
 
 impl ModeReport {
+    /// A connection of `mode` still open, that saw nothing yet.
+    pub fn open(mode: IdleMode) -> ModeReport {
+        ModeReport {
+            mode,
+            ended_after_ms: None,
+            how: How::Open,
+            close_code: None,
+            close_reason: None,
+            server_pings: 0,
+            server_ping_interval_ms: None,
+            first_ping_ms: None,
+            data_frames: 0,
+            error: None,
+        }
+    }
+
     /// True when the connection ended within MAX (any way but still open).
     pub fn ended(&self) -> bool {
         self.how != How::Open
@@ -252,7 +269,7 @@ pub async fn observe(
         .map(Peer::Mode)
         .chain([Peer::Dead])
         .collect();
-    // Every connection at once, to the URL and to the upstream: each one's time runs from its
+    // Every connection at once, to the URL and to the upstream; each one's time runs from its
     // own upgrade's answer.
     let connects = async {
         let opened = futures::future::join_all(peers.iter().map(|_| upgraded(target, deadline)));
@@ -285,27 +302,49 @@ pub async fn observe(
         (clients, None) => Ok(clients),
         (clients, Some(error)) => Err((clients, error.to_string())),
     });
-    let hold = |peer, (client, opened)| hold::hold(client, opened, peer, options, max, stop);
-    let held = futures::future::join_all(peers.iter().zip(clients).map(|(p, c)| hold(*p, c)));
-    let upstream_held = async {
-        match upstream_clients {
-            None => None,
-            Some(Ok(clients)) => Some(Ok(futures::future::join_all(
-                IdleMode::ALL
-                    .into_iter()
-                    .zip(clients)
-                    .map(|(mode, client)| hold(Peer::Mode(mode), client)),
-            )
-            .await)),
-            Some(Err((clients, error))) => {
-                for (client, _) in clients {
-                    goodbye(Some(client)).await;
-                }
-                Some(Err(error))
+    // Each connection is a task of its own, so one that floods cannot starve the others of
+    // reads (a task yields once its budget is spent); the set aborts them if dropped.
+    let (upstream_clients, upstream_error) = match upstream_clients {
+        None => (Vec::new(), None),
+        Some(Ok(clients)) => (clients, None),
+        Some(Err((clients, error))) => {
+            for (client, _) in clients {
+                goodbye(Some(client)).await;
             }
+            (Vec::new(), Some(error))
         }
     };
-    let (mut held, upstream) = tokio::join!(held, upstream_held);
+    let options = Arc::new(options.clone());
+    let mut holds = tokio::task::JoinSet::new();
+    let to_target = peers.iter().copied().zip(clients).map(|held| (false, held));
+    let to_upstream = IdleMode::ALL
+        .map(Peer::Mode)
+        .into_iter()
+        .zip(upstream_clients)
+        .map(|held| (true, held));
+    for (slot, (is_upstream, (peer, (client, opened)))) in to_target.chain(to_upstream).enumerate()
+    {
+        let (options, stop) = (options.clone(), stop.clone());
+        holds.spawn(async move {
+            let report = hold::hold(client, opened, peer, &options, max, &stop).await;
+            (slot, is_upstream, report)
+        });
+    }
+    let mut ended = holds.join_all().await;
+    ended.sort_by_key(|(slot, _, _)| *slot);
+    let (upstream_held, held): (Vec<_>, Vec<_>) = ended
+        .into_iter()
+        .partition(|(_, is_upstream, _)| *is_upstream);
+    let mut held: Vec<ModeReport> = held.into_iter().map(|(_, _, report)| report).collect();
+    let upstream_held: Vec<ModeReport> = upstream_held
+        .into_iter()
+        .map(|(_, _, report)| report)
+        .collect();
+    let upstream = match (upstream, upstream_error) {
+        (None, _) => None,
+        (Some(_), Some(error)) => Some(Err(error)),
+        (Some(_), None) => Some(Ok(upstream_held)),
+    };
     let dead_peer = held.pop().expect("the dead peer is held last").into();
     Ok(Observed {
         modes: held,

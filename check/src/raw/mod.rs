@@ -26,4 +26,3 @@ pub use frame::{
     RSV3,
 };
 pub use handshake::{accept_key, new_key, parse_head, Head, UpgradeResponse, BODY_LIMIT};
-pub(crate) use reader::is_reset;

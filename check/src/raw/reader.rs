@@ -27,12 +27,16 @@ impl FrameReader {
     /// frame on the way is counted in `skipped` and discarded as it arrives, payload unread, so
     /// memory stays bounded (a few KiB) whatever the server sends. `Ok(None)` on a clean EOF
     /// between frames; an error on a reset, an EOF inside a frame, or a control frame over 125
-    /// bytes.
+    /// bytes. Cancel-safe: a call dropped at an `.await` loses nothing.
     pub(super) async fn read_control<R: AsyncRead + Unpin>(
         &mut self,
         stream: &mut R,
         skipped: &mut u64,
     ) -> anyhow::Result<Option<Frame>> {
+        // Each frame costs the task a unit of its budget, as a read does: a server that sends
+        // frames faster than they are handled (thousands in one read) cannot keep the task
+        // from yielding, so the deadlines around it (`timeout_at`) are seen on time.
+        tokio::task::coop::consume_budget().await;
         loop {
             if self.skipping > 0 {
                 let drop = self.skipping.min(self.buf.len() as u64);
@@ -96,31 +100,45 @@ impl FrameReader {
 
 impl RawCloseOutcome {
     /// How a read that failed with `err` ended the connection: [`RawCloseOutcome::Reset`] for
-    /// a reset (ECONNRESET, an abort, a broken pipe), [`RawCloseOutcome::Eof`] for a FIN in the
-    /// middle of a frame, [`RawCloseOutcome::Garbage`] for bytes that are not a valid frame.
+    /// a reset (ECONNRESET, an abort), [`RawCloseOutcome::Eof`] for a FIN in the middle of a
+    /// frame (or a reset after a FIN), [`RawCloseOutcome::Garbage`] for bytes that are not a
+    /// valid frame.
     pub fn of_error(err: &anyhow::Error) -> RawCloseOutcome {
-        if is_reset(err) {
-            return RawCloseOutcome::Reset;
-        }
-        let eof = err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|err| err.kind() == std::io::ErrorKind::UnexpectedEof);
-        if eof {
-            RawCloseOutcome::Eof
-        } else {
-            RawCloseOutcome::Garbage(format!("{err:#}"))
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+        match io_kind(err) {
+            Some(ConnectionReset | ConnectionAborted) => RawCloseOutcome::Reset,
+            // Linux fails a read with EPIPE when a reset came after the peer's FIN (in
+            // CLOSE_WAIT): the connection ended with the FIN.
+            Some(UnexpectedEof | BrokenPipe) => RawCloseOutcome::Eof,
+            _ => RawCloseOutcome::Garbage(format!("{err:#}")),
         }
     }
 }
 
-/// True when `err` is the connection being reset, aborted or broken, not a malformed frame.
-pub(crate) fn is_reset(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<std::io::Error>().is_some_and(|err| {
-        matches!(
-            err.kind(),
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::BrokenPipe
-        )
-    })
+/// The kind of the I/O error under `err`, if it is one.
+fn io_kind(err: &anyhow::Error) -> Option<std::io::ErrorKind> {
+    err.downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn a_failed_read_is_a_reset_a_fin_or_garbage() {
+        let outcome = |kind| RawCloseOutcome::of_error(&Error::from(kind).into());
+        assert_eq!(outcome(ErrorKind::ConnectionReset), RawCloseOutcome::Reset);
+        assert_eq!(
+            outcome(ErrorKind::ConnectionAborted),
+            RawCloseOutcome::Reset
+        );
+        // EOF inside a frame, and EPIPE (a reset after the peer's FIN): the FIN ended it.
+        assert_eq!(outcome(ErrorKind::UnexpectedEof), RawCloseOutcome::Eof);
+        assert_eq!(outcome(ErrorKind::BrokenPipe), RawCloseOutcome::Eof);
+        let garbage = RawCloseOutcome::of_error(&anyhow::anyhow!("a 200-byte control frame"));
+        assert!(matches!(garbage, RawCloseOutcome::Garbage(text) if text.contains("200-byte")));
+    }
 }
