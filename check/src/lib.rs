@@ -34,6 +34,7 @@ use tokio::time::Instant;
 pub mod browser;
 pub mod checks;
 pub mod deploy;
+mod how;
 pub mod idle;
 pub mod predict;
 pub mod raw;
@@ -42,6 +43,7 @@ pub mod tls;
 
 pub use browser::{Browser, BrowserChoice, BrowserError, Measured};
 pub use checks::{CheckId, CheckResult, OptIn, Verdict};
+pub use how::How;
 pub use idle::{DeadPeerReport, IdleReport};
 pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
 /// tungstenite's close code, the type of every close code in this crate but the raw frames' (see

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use wsclose_backoff::Backoff;
 
-use super::tally::{Ending, How, Retry};
+use super::tally::{How, Retry, TabEnding};
 use super::MAX_EVENTS;
 use crate::checks::{upgrade, Client};
 use crate::raw::{Frame, RawCloseOutcome, OP_CLOSE, OP_PING};
@@ -30,7 +30,7 @@ pub struct OutageAt {
     /// When it ended.
     pub ended: Instant,
     /// How.
-    pub ending: Ending,
+    pub ending: TabEnding,
     /// What its first upgrade after the end got.
     pub first_retry: Option<Retry>,
     /// When it was upgraded again.
@@ -191,7 +191,7 @@ async fn ended(end: &mut watch::Receiver<bool>) {
 
 /// Holds an open connection as a browser tab does, until it ends, or until the run ends: then
 /// it sends Close(1001), as a closing tab does, and returns `None`.
-async fn hold(mut client: Client, shared: &Shared) -> Option<Ending> {
+async fn hold(mut client: Client, shared: &Shared) -> Option<TabEnding> {
     let mut end = shared.end.clone();
     let mut skipped = 0u64;
     let mut messages = tokio::time::interval_at(Instant::now() + MESSAGE_EVERY, MESSAGE_EVERY);
@@ -200,10 +200,16 @@ async fn hold(mut client: Client, shared: &Shared) -> Option<Ending> {
             read = client.read_control(&mut skipped) => {
                 let frame = match read {
                     Ok(Some(frame)) => frame,
-                    Ok(None) => return Some(Ending::without_close(How::Fin)),
-                    Err(error) if is_reset(&error) => return Some(Ending::without_close(How::Rst)),
-                    // Bytes that are not a frame: a browser fails the connection (1006).
-                    Err(_) => return Some(Ending::without_close(How::Fin)),
+                    Ok(None) => return Some(TabEnding::without_close(How::Fin)),
+                    Err(error) => {
+                        let how = match RawCloseOutcome::of_error(&error) {
+                            RawCloseOutcome::Reset => How::Rst,
+                            RawCloseOutcome::Eof => How::Fin,
+                            // Bytes that are not a frame: a browser fails the connection (1006).
+                            _ => How::Error,
+                        };
+                        return Some(TabEnding::without_close(how));
+                    }
                 };
                 match frame.opcode {
                     OP_CLOSE => return Some(answer_close(client, &frame).await),
@@ -233,7 +239,7 @@ async fn hold(mut client: Client, shared: &Shared) -> Option<Ending> {
 
 /// Writes `frame` within [`WRITE_WAIT`]; the end of the connection if that fails (a server that
 /// stopped reading counts as gone: the tab drops it).
-async fn write(client: &mut Client, frame: &Frame) -> Option<Ending> {
+async fn write(client: &mut Client, frame: &Frame) -> Option<TabEnding> {
     let how = match tokio::time::timeout(WRITE_WAIT, client.send(frame)).await {
         Ok(Ok(())) => return None,
         Ok(Err(error)) => {
@@ -243,15 +249,15 @@ async fn write(client: &mut Client, frame: &Frame) -> Option<Ending> {
                 How::Fin
             }
         }
-        Err(_) => How::Fin,
+        Err(_) => How::Error,
     };
-    Some(Ending::without_close(how))
+    Some(TabEnding::without_close(how))
 }
 
 /// The server sent Close: answer it with its code, as a browser does, and wait for TCP to end.
 /// Clean (what a browser's `wasClean` says) unless the code is one no endpoint may send, or TCP
 /// was reset.
-async fn answer_close(mut client: Client, frame: &Frame) -> Ending {
+async fn answer_close(mut client: Client, frame: &Frame) -> TabEnding {
     let code = frame.close_code();
     let reason = String::from_utf8_lossy(frame.close_reason()).into_owned();
     let answer = match code {
@@ -264,7 +270,7 @@ async fn answer_close(mut client: Client, frame: &Frame) -> Ending {
     );
     let (outcome, _) = client.await_close(Instant::now() + TCP_END_WAIT).await;
     let sendable = code.is_none_or(|code| matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999));
-    Ending {
+    TabEnding {
         how: How::Close,
         code,
         reason,

@@ -7,22 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// How a connection ended, as a browser would learn of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum How {
-    /// The server side sent a Close frame.
-    Close,
-    /// TCP ended (FIN) without a Close frame (and anything else that ends a connection without
-    /// one, such as bytes that are not a frame): a browser shows 1006.
-    Fin,
-    /// TCP was reset without a Close frame: a browser shows 1006.
-    Rst,
-}
+pub use crate::How;
 
 /// One connection's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ending {
+pub struct TabEnding {
     /// Close, FIN or RST.
     pub how: How,
     /// The Close frame's code; `None` without a Close frame, or for a Close without a code.
@@ -34,10 +23,10 @@ pub struct Ending {
     pub clean: bool,
 }
 
-impl Ending {
+impl TabEnding {
     /// An end without a Close frame.
-    pub fn without_close(how: How) -> Ending {
-        Ending {
+    pub fn without_close(how: How) -> TabEnding {
+        TabEnding {
             how,
             code: None,
             reason: String::new(),
@@ -68,7 +57,7 @@ pub struct Outage {
     /// When it ended, in ms from the start of the deploy (negative: before it).
     pub ended_ms: f64,
     /// How it ended.
-    pub ending: Ending,
+    pub ending: TabEnding,
     /// What its first upgrade after the end got; `None` if it tried none.
     pub first_retry: Option<Retry>,
     /// When it was upgraded again; `None`: not by the end of the run.
@@ -563,8 +552,8 @@ impl DeployReport {
 mod tests {
     use super::*;
 
-    fn close(code: u16) -> Ending {
-        Ending {
+    fn close(code: u16) -> TabEnding {
+        TabEnding {
             how: How::Close,
             code: Some(code),
             reason: String::new(),
@@ -572,7 +561,7 @@ mod tests {
         }
     }
 
-    fn outage(ended_ms: f64, ending: Ending, retry: Retry, back_ms: Option<f64>) -> Outage {
+    fn outage(ended_ms: f64, ending: TabEnding, retry: Retry, back_ms: Option<f64>) -> Outage {
         Outage {
             ended_ms,
             ending,
@@ -637,13 +626,13 @@ mod tests {
 
     #[test]
     fn ends_without_close_then_refused_upgrades_are_the_server_going_away() {
-        let fin = Ending::without_close(How::Fin);
+        let fin = TabEnding::without_close(How::Fin);
         let mut seen = observed(vec![
             outage(5.0, fin.clone(), Retry::Refused(Some(502)), Some(900.0)),
             outage(6.0, fin.clone(), Retry::Refused(Some(502)), Some(950.0)),
             outage(
                 7.0,
-                Ending::without_close(How::Rst),
+                TabEnding::without_close(How::Rst),
                 Retry::Refused(None),
                 None,
             ),
@@ -707,7 +696,7 @@ mod tests {
 
     #[test]
     fn ends_without_close_while_upgrades_succeed_are_the_proxy() {
-        let fin = Ending::without_close(How::Fin);
+        let fin = TabEnding::without_close(How::Fin);
         let seen = observed(vec![
             outage(2000.0, fin.clone(), Retry::Opened, Some(2100.0)),
             outage(2001.0, fin.clone(), Retry::Opened, Some(2050.0)),
@@ -779,7 +768,7 @@ mod tests {
     fn the_json_keys_are_the_contract() {
         let mut seen = observed(vec![outage(
             5.0,
-            Ending::without_close(How::Rst),
+            TabEnding::without_close(How::Rst),
             Retry::Refused(Some(502)),
             Some(9.0),
         )]);

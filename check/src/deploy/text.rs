@@ -57,8 +57,7 @@ pub fn text(run: &DeployRun) -> String {
         let kind = match (outage.ending.how, outage.ending.code) {
             (How::Close, Some(code)) => format!("close {code}"),
             (How::Close, None) => "close".into(),
-            (How::Fin, _) => "fin".into(),
-            (How::Rst, _) => "rst".into(),
+            (how, _) => how.as_str().into(),
         };
         *buckets
             .entry(bucket(outage.ended_ms))
@@ -134,6 +133,8 @@ pub fn text(run: &DeployRun) -> String {
             ),
             How::Fin => "FIN, no Close".into(),
             How::Rst => "RST, no Close".into(),
+            How::Error => "no Close: bytes that are not a frame, or a write not taken".into(),
+            How::Open => "still open".into(),
         };
         let _ = writeln!(
             out,

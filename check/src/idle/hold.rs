@@ -46,16 +46,16 @@ impl Peer {
 }
 
 /// How the read side ended.
-struct Ending {
+struct ReadEnd {
     how: How,
     at: Option<Instant>,
     close: Option<Frame>,
     error: Option<String>,
 }
 
-impl Ending {
-    fn now(how: How) -> Ending {
-        Ending {
+impl ReadEnd {
+    fn now(how: How) -> ReadEnd {
+        ReadEnd {
             how,
             at: Some(Instant::now()),
             close: None,
@@ -63,10 +63,10 @@ impl Ending {
         }
     }
 
-    fn error(error: String) -> Ending {
-        Ending {
+    fn error(error: String) -> ReadEnd {
+        ReadEnd {
             error: Some(error),
-            ..Ending::now(How::Error)
+            ..ReadEnd::now(How::Error)
         }
     }
 }
@@ -138,9 +138,9 @@ pub(super) async fn hold(
                 stopped = &mut writer, if writing => {
                     writing = false;
                     match stopped {
-                        WriteStopped::Stalled(why) => break Ending::error(why),
+                        WriteStopped::Stalled(why) => break ReadEnd::error(why),
                         // The write took the socket's error: a read would now see a bare EOF.
-                        WriteStopped::Reset => break Ending::now(How::Rst),
+                        WriteStopped::Reset => break ReadEnd::now(How::Rst),
                         // The connection is ending, which the reader will see.
                         WriteStopped::Failed => {}
                     }
@@ -187,7 +187,7 @@ async fn read_until_end(
     pings: &mut Pings,
     data_frames: &mut u64,
     pong: watch::Sender<Option<Vec<u8>>>,
-) -> Ending {
+) -> ReadEnd {
     // One timer and one stop for the whole connection, polled first: a server that sends
     // frames faster than they are read cannot keep the connection past MAX. (Each poll of the
     // timer takes from the task's budget, so a flood also yields to the other connections.)
@@ -203,18 +203,18 @@ async fn read_until_end(
         };
         let frame = match next {
             None => {
-                return Ending {
+                return ReadEnd {
                     at: None,
-                    ..Ending::now(How::Open)
+                    ..ReadEnd::now(How::Open)
                 }
             }
             Some(Ok(Some(frame))) => frame,
-            Some(Ok(None)) => return Ending::now(How::Fin),
+            Some(Ok(None)) => return ReadEnd::now(How::Fin),
             Some(Err(error)) => {
                 return match RawCloseOutcome::of_error(&error) {
-                    RawCloseOutcome::Reset => Ending::now(How::Rst),
-                    RawCloseOutcome::Eof => Ending::now(How::Fin),
-                    _ => Ending::error(format!("{error:#}")),
+                    RawCloseOutcome::Reset => ReadEnd::now(How::Rst),
+                    RawCloseOutcome::Eof => ReadEnd::now(How::Fin),
+                    _ => ReadEnd::error(format!("{error:#}")),
                 }
             }
         };
@@ -226,14 +226,14 @@ async fn read_until_end(
                 }
             }
             OP_CLOSE => {
-                return Ending {
+                return ReadEnd {
                     close: Some(frame),
-                    ..Ending::now(How::Close)
+                    ..ReadEnd::now(How::Close)
                 }
             }
             OP_PONG => {}
             opcode => {
-                return Ending::error(format!("a frame with the reserved opcode {opcode:#x}"))
+                return ReadEnd::error(format!("a frame with the reserved opcode {opcode:#x}"))
             }
         }
     }

@@ -35,6 +35,8 @@ use crate::{CheckError, Options, Stop, Stopped, Target};
 mod classify;
 mod hold;
 
+pub use crate::How;
+
 pub use classify::{
     classify, dead_peer_check, fix, half, idle_check, quiet_tab, report, Classification,
     Classified, CutBy,
@@ -91,41 +93,6 @@ impl IdleMode {
             IdleMode::ClientPing => "client-ping",
             IdleMode::AppMessage => "app-message",
         }
-    }
-}
-
-/// How a held connection ended: `"close"`, `"fin"`, `"rst"`, `"open"`, `"error"` in JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum How {
-    /// The other side sent a Close frame (the check answered it, as a browser does).
-    Close,
-    /// TCP ended (FIN) without a Close frame, between frames or inside one.
-    Fin,
-    /// TCP was reset (ECONNRESET) without a Close frame.
-    Rst,
-    /// Still open at MAX (or when the run stopped).
-    Open,
-    /// The check ended it: the server sent bytes that are no frame, or did not take a write
-    /// within `--timeout`. A browser fails such a connection with 1006.
-    Error,
-}
-
-impl How {
-    /// The name in JSON and in the table.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            How::Close => "close",
-            How::Fin => "fin",
-            How::Rst => "rst",
-            How::Open => "open",
-            How::Error => "error",
-        }
-    }
-
-    /// True when the connection ended without a close handshake: a browser shows 1006.
-    pub fn abnormal(self) -> bool {
-        matches!(self, How::Fin | How::Rst | How::Error)
     }
 }
 
