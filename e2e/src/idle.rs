@@ -2,6 +2,10 @@
 //! [`check_binary`]), its JSON read into the types of the contract (`shared/DESIGN.md`: the
 //! `idle` and `dead_peer` objects), for the tests that hold WebSockets open through real
 //! proxies (`tests/idle.rs`, `tests/idle_browser.rs`).
+//!
+//! The types below are the contract's, written apart from the check's own (`wsclose_check::How`,
+//! `wsclose_check::idle::IdleReport`) on purpose: the check's serialiser is what is under test,
+//! so a key or a value it renames fails these tests instead of changing both sides at once.
 
 use std::process::Stdio;
 use std::time::Duration;
