@@ -19,11 +19,6 @@
 //! most `message_budget` for arriving messages, whatever `max_connections` ×
 //! `max_message_size` would allow.
 //!
-//! `ANCHOR_PERIOD` (`src/anchor.rs`) (1 s, a constant) is shorter than every timeout a
-//! connection arms with the defaults (`close_timeout` 5 s, `write_timeout` and
-//! `header_timeout` 10 s, `ping_interval` 25 s), so arming one never wakes tokio's timer
-//! driver; a timeout set shorter than it still works.
-//!
 //! All sockets close in parallel on shutdown, and [`crate::run`] waits at most
 //! `close_timeout +` [`wsclose::SHUTDOWN_GRACE`] for them before it returns; a socket whose
 //! Close write is still stuck then (a peer that does not read) is dropped with the runtime.

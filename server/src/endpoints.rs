@@ -21,10 +21,10 @@ use futures::{Sink, Stream, StreamExt};
 use tokio::time::{sleep_until, Instant, Sleep};
 use tungstenite::Message;
 
+use wsclose::linger::Linger;
 use wsclose::{serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle};
 
 use crate::broken;
-use crate::linger::Linger;
 use crate::metrics::Metrics;
 
 /// How a demo connection ended, as the metrics count it: like the lifecycle's [`Ending`], with
@@ -178,14 +178,12 @@ where
         // enlarge this one, which every connection pays for.
         let ending = match session.endpoint {
             Endpoint::Drain | Endpoint::Echo => {
+                // `linger::serve`, written out: its future would hold the ticks and the handler
+                // twice, in every connection's task.
                 let ending = serve_websocket(&mut socket, lifecycle, ticks(), handler()).await;
-                // The TCP connection closes now, as the lifecycle promises: at once after a
-                // complete close handshake or a peer silent for pong_timeout (nothing unread,
-                // and a vanished peer would hold its slot for the linger), with a lingering
-                // drain otherwise.
-                if ending.close_handshake.is_some() || ending.reason == EndReason::PongTimeout {
-                    socket.nothing_to_drain();
-                }
+                // The TCP connection closes now, as the lifecycle promises: at once when
+                // nothing is left to drain, with a lingering drain otherwise.
+                wsclose::linger::finish(&mut socket, &ending);
                 drop(socket);
                 ending.into()
             }
@@ -377,7 +375,7 @@ mod tests {
 
     /// `session` served on one end of a pipe; the other end, as a client.
     async fn served(session: Session) -> Socket {
-        let (server, client) = test_util::pair(None).await;
+        let (server, client) = test_util::lingering_pair(None).await;
         tokio::spawn(async move { serve(server, &session).await });
         client
     }
