@@ -22,70 +22,10 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tungstenite::Message;
 
 use wsclose::linger::Linger;
-use wsclose::{serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle};
+use wsclose::{serve_websocket, Ending, Lifecycle};
 
 use crate::broken;
 use crate::metrics::Metrics;
-
-/// How a demo connection ended, as the metrics count it: like the lifecycle's [`Ending`], with
-/// the two ends only the broken endpoints have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closed {
-    /// Who started the end.
-    pub initiator: Initiator,
-    /// The close code, or `None` when no Close frame was exchanged.
-    pub code: Option<CloseCode>,
-    /// Why it ended.
-    pub reason: Reason,
-    /// How long the close handshake took; `None` when none completed.
-    pub close_handshake: Option<Duration>,
-}
-
-impl Closed {
-    /// An end without a timed close handshake.
-    pub fn new(initiator: Initiator, code: Option<CloseCode>, reason: Reason) -> Self {
-        Closed {
-            initiator,
-            code,
-            reason,
-            close_handshake: None,
-        }
-    }
-}
-
-impl From<Ending> for Closed {
-    fn from(ending: Ending) -> Self {
-        Closed {
-            initiator: ending.initiator,
-            code: ending.code,
-            reason: Reason::Lifecycle(ending.reason),
-            close_handshake: ending.close_handshake,
-        }
-    }
-}
-
-/// Why a demo connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// One of the lifecycle's reasons.
-    Lifecycle(EndReason),
-    /// `/ws/break-on-close` returned on the peer's Close and dropped the queued reply.
-    ReplyDropped,
-    /// `/ws/no-drain` held the connection for its whole lifetime (it never reads, so nothing
-    /// else can end it).
-    Lifetime,
-}
-
-impl Reason {
-    /// The `reason` label of `wsclose_closes_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Lifecycle(reason) => reason.as_str(),
-            Reason::ReplyDropped => "reply_dropped",
-            Reason::Lifetime => "lifetime",
-        }
-    }
-}
 
 /// Which behaviour a WebSocket endpoint has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +78,7 @@ pub struct Session {
 // Not an `async fn`: an `async fn` stores each argument twice in its future, and this one runs
 // once per connection.
 #[allow(clippy::manual_async_fn)]
-pub fn serve<S, E>(mut socket: S, session: &Session) -> impl Future<Output = Closed> + '_
+pub fn serve<S, E>(mut socket: S, session: &Session) -> impl Future<Output = Ending> + '_
 where
     S: Stream<Item = Result<Message, E>>
         + Sink<Message, Error = E>
@@ -185,7 +125,7 @@ where
                 // nothing is left to drain, with a lingering drain otherwise.
                 wsclose::linger::finish(&mut socket, &ending);
                 drop(socket);
-                ending.into()
+                ending
             }
             Endpoint::NoDrain => {
                 Box::pin(broken::push_without_reading(socket, lifecycle, ticks())).await
