@@ -45,7 +45,7 @@ use wsclose::SHUTDOWN_GRACE;
 
 /// How long the accept loop pauses after a failed `accept` (typically: out of file
 /// descriptors), so it does not spin while connections close and free some.
-pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
