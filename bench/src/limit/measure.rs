@@ -184,7 +184,7 @@ pub(super) async fn held(
             cpu_ms_per_s,
             cpu_us_per_conn_s: per_conn(cpu_ms_per_s * 1e3),
             active_after_storm,
-            storm: Ending::from(&storm),
+            storm: TimedTally::from(&storm),
             storm_close_ms: storm.close_ms,
         })
     }
@@ -217,7 +217,7 @@ pub(super) async fn shutdown(spec: &ServerSpec, n: usize, plan: &Plan) -> anyhow
             Some(status) => status.to_string(),
             None => format!("still running {EXIT_WAIT:?} after the clients were done"),
         };
-        let ending = Ending::from(&ended);
+        let ending = TimedTally::from(&ended);
         anyhow::Ok(Shutdown {
             connections: opened,
             failed_to_open: failed,
