@@ -13,8 +13,8 @@ use wsclose_backoff::Backoff;
 use super::tally::{How, Retry, TabEnding};
 use super::MAX_EVENTS;
 use crate::checks::{upgrade, Client};
-use crate::raw::{Frame, RawCloseOutcome, OP_CLOSE, OP_PING};
-use crate::Target;
+use crate::raw::{Frame, OP_CLOSE, OP_PING};
+use crate::{Ended, Target};
 
 /// How often a tab sends `--deploy-message`.
 pub const MESSAGE_EVERY: Duration = Duration::from_secs(5);
@@ -201,15 +201,9 @@ async fn hold(mut client: Client, shared: &Shared) -> Option<TabEnding> {
                 let frame = match read {
                     Ok(Some(frame)) => frame,
                     Ok(None) => return Some(TabEnding::without_close(How::Fin)),
-                    Err(error) => {
-                        let how = match RawCloseOutcome::of_error(&error) {
-                            RawCloseOutcome::Reset => How::Rst,
-                            RawCloseOutcome::Eof => How::Fin,
-                            // Bytes that are not a frame: a browser fails the connection (1006).
-                            _ => How::Error,
-                        };
-                        return Some(TabEnding::without_close(how));
-                    }
+                    // Bytes that are not a frame end in How::Error: a browser fails the
+                    // connection (1006).
+                    Err(error) => return Some(TabEnding::without_close(Ended::of_error(&error).how)),
                 };
                 match frame.opcode {
                     OP_CLOSE => return Some(answer_close(client, &frame).await),
@@ -268,20 +262,20 @@ async fn answer_close(mut client: Client, frame: &Frame) -> TabEnding {
         tokio::time::timeout(WRITE_WAIT, client.send(&answer)).await,
         Ok(Ok(()))
     );
-    let (outcome, _) = client.await_close(Instant::now() + TCP_END_WAIT).await;
+    let (tcp, _) = client.await_close(Instant::now() + TCP_END_WAIT).await;
     let sendable = code.is_none_or(|code| matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999));
     TabEnding {
         how: How::Close,
         code,
         reason,
         clean: sendable
-            && (answered || outcome == RawCloseOutcome::Eof)
-            && matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::TimedOut),
+            && (answered || tcp.how == How::Fin)
+            && matches!(tcp.how, How::Fin | How::Open),
     }
 }
 
 /// A reset by the peer (ECONNRESET, ECONNABORTED), by the rule every connection of the check
-/// follows ([`RawCloseOutcome::of_error`]).
+/// follows ([`Ended::of_error`]).
 fn is_reset(error: &anyhow::Error) -> bool {
-    RawCloseOutcome::of_error(error) == RawCloseOutcome::Reset
+    Ended::of_error(error).how == How::Rst
 }
