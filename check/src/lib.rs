@@ -45,7 +45,7 @@ pub use browser::{Browser, BrowserChoice, BrowserError, Measured};
 pub use checks::{CheckId, CheckResult, OptIn, Verdict};
 pub use how::{Ended, How};
 pub use idle::{DeadPeerReport, IdleReport};
-pub use predict::{BrowserOutcome, ServerCloseBehaviour, Predicted};
+pub use predict::{BrowserOutcome, Predicted, ServerCloseBehaviour};
 /// tungstenite's close code, the type of every close code in this crate but the raw frames' (see
 /// [`raw::Frame::close_code`]).
 pub use tungstenite::protocol::frame::coding::CloseCode;

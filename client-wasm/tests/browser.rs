@@ -42,7 +42,10 @@ fn assert_prompt_and_clean(what: &str, report: &CloseReport, code: u16, reason: 
         report.close.was_clean,
         "{what}: wasClean should be true: {report:?}"
     );
-    assert_eq!(report.close.code, code, "{what}: echoed close code: {report:?}");
+    assert_eq!(
+        report.close.code, code,
+        "{what}: echoed close code: {report:?}"
+    );
     assert_eq!(
         report.close.reason, reason,
         "{what}: echoed close reason: {report:?}"

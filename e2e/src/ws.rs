@@ -12,9 +12,9 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -101,9 +101,12 @@ impl CloseResult {
 
     /// The reason of the server's Close reply (empty if none), lossy UTF-8.
     pub fn reason(&self) -> String {
-        self.answer.close.as_ref().map_or_else(String::new, |frame| {
-            String::from_utf8_lossy(frame.close_reason()).into_owned()
-        })
+        self.answer
+            .close
+            .as_ref()
+            .map_or_else(String::new, |frame| {
+                String::from_utf8_lossy(frame.close_reason()).into_owned()
+            })
     }
 }
 

@@ -6,9 +6,7 @@
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use wsclose_e2e::raw::{
-    Frame, RawClient, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2, RSV3,
-};
+use wsclose_e2e::raw::{Frame, RawClient, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2, RSV3};
 use wsclose_e2e::ws::{
     assert_healthy, assert_raw_close_echoed, close_and_wait, connect, next_frame,
 };

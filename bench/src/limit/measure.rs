@@ -76,7 +76,7 @@ pub(super) async fn gather(
     clients: &mut [ClientProcess],
     command: &Command,
     wait: Duration,
-) -> anyhow::Result<Ended> {
+) -> anyhow::Result<ClientTally> {
     for client in clients.iter_mut() {
         client.send(command).await?;
     }
@@ -93,7 +93,7 @@ pub(super) async fn gather(
             other => bail!("a client process answered with {other:?}"),
         }
     }
-    Ok(Ended::merge(parts))
+    Ok(ClientTally::merge(parts))
 }
 
 /// `wsclose_connections_active` summed, once it is 0 or [`DRAIN_WAIT`] has passed.

@@ -44,7 +44,7 @@ use crate::client::{ClientProcess, Command, Event};
 use crate::fit::{Line, Residual};
 use crate::report::{Figure, Report, RssSeries, Verdict};
 use crate::stats::Samples;
-use crate::tally::{Ended, Tally};
+use crate::tally::{ClientTally, Tally};
 use crate::{Options, TARGET_RSS_KIB, TARGET_STORM_MS};
 
 pub use measure::run;
@@ -193,7 +193,7 @@ pub struct TimedTally {
 }
 
 impl TimedTally {
-    fn from(ended: &Ended) -> TimedTally {
+    fn from(ended: &ClientTally) -> TimedTally {
         let samples = Samples::from_ms(ended.close_ms.iter().copied());
         TimedTally {
             tally: ended.tally.clone(),

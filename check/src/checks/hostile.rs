@@ -9,8 +9,8 @@ use super::run::Ctx;
 use super::{CheckId, CheckResult, Verdict, DEADLINE_GRACE, PROTOCOL_ERRORS_WAITS};
 use crate::predict::shown;
 use crate::raw::{Frame, RSV1};
-use crate::{Ended, How};
 use crate::{CheckError, CloseCode};
+use crate::{Ended, How};
 
 /// One fail-fast case of `protocol-errors`.
 struct ProtocolCase {

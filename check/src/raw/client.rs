@@ -163,9 +163,12 @@ impl<S: Io> RawClient<S> {
     /// (`None` for an empty Close). Panics, saying what happened instead, if none comes.
     pub async fn expect_close(&mut self) -> (Option<u16>, Vec<u8>) {
         match self.next_close(READ_TIMEOUT).await {
-            (Ended {
-                close: Some(frame), ..
-            }, _) => (frame.close_code(), frame.close_reason().to_vec()),
+            (
+                Ended {
+                    close: Some(frame), ..
+                },
+                _,
+            ) => (frame.close_code(), frame.close_reason().to_vec()),
             (other, skipped) => panic!(
                 "expected a Close frame from the server, got {other:?} after {} other frames",
                 skipped.len()

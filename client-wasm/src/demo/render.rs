@@ -68,7 +68,11 @@ pub(super) fn render_row(run: &Run, now: f64) -> Result<(), JsValue> {
             run.note.set_text_content(Some(explain::WAITING_NOTE));
         }
         Phase::Done(report) => {
-            let verdict = if report.close.was_clean { "clean" } else { "unclean" };
+            let verdict = if report.close.was_clean {
+                "clean"
+            } else {
+                "unclean"
+            };
             row.set_attribute("data-elapsed-ms", &fixed(report.elapsed_ms, 3))?;
             row.set_attribute("data-code", &report.close.code.to_string())?;
             row.set_attribute("data-reason", &report.close.reason)?;
@@ -76,7 +80,8 @@ pub(super) fn render_row(run: &Run, now: f64) -> Result<(), JsValue> {
             row.set_class_name(&format!("done {verdict}"));
             run.elapsed
                 .set_text_content(Some(&format_ms(report.elapsed_ms)));
-            run.code.set_text_content(Some(&report.close.code.to_string()));
+            run.code
+                .set_text_content(Some(&report.close.code.to_string()));
             run.reason
                 .set_text_content(Some(if report.close.reason.is_empty() {
                     "(none)"
