@@ -238,8 +238,11 @@ async fn hold(mut client: Client, shared: &Shared) -> Option<TabEnding> {
 async fn write(client: &mut Client, frame: &Frame) -> Option<TabEnding> {
     let ended = match tokio::time::timeout(WRITE_WAIT, client.send(frame)).await {
         Ok(Ok(())) => return None,
-        Ok(Err(error)) if is_reset(&anyhow::Error::from(error)) => Ended::without_close(How::Rst),
-        Ok(Err(_)) => Ended::without_close(How::Fin),
+        Ok(Err(error)) => Ended::without_close(if is_reset(&anyhow::Error::from(error)) {
+            How::Rst
+        } else {
+            How::Fin
+        }),
         Err(_) => Ended::failed(format!(
             "a write was not taken within {}: the server does not read",
             humantime::format_duration(WRITE_WAIT)
