@@ -104,6 +104,13 @@ impl Ended {
     pub fn close_code(&self) -> Option<u16> {
         self.close.as_ref().and_then(Frame::close_code)
     }
+
+    /// The reason of the server's Close frame (lossy UTF-8; at most 123 bytes); `None` without
+    /// a Close frame, or for a Close without a reason.
+    pub fn close_reason(&self) -> Option<String> {
+        let reason = self.close.as_ref().map(Frame::close_reason)?;
+        (!reason.is_empty()).then(|| String::from_utf8_lossy(reason).into_owned())
+    }
 }
 
 #[cfg(test)]

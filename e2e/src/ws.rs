@@ -17,10 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-use crate::http::http_get;
 use wsclose_check::{Ended, How};
 
+use crate::http::http_get;
 use crate::raw::{Frame, RawClient, OP_CLOSE, OP_PING};
 use crate::server::ServerProcess;
 use crate::IO_TIMEOUT;
@@ -101,12 +100,7 @@ impl CloseResult {
 
     /// The reason of the server's Close reply (empty if none), lossy UTF-8.
     pub fn reason(&self) -> String {
-        self.answer
-            .close
-            .as_ref()
-            .map_or_else(String::new, |frame| {
-                String::from_utf8_lossy(frame.close_reason()).into_owned()
-            })
+        self.answer.close_reason().unwrap_or_default()
     }
 }
 

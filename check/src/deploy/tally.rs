@@ -39,11 +39,10 @@ impl TabEnding {
         self.ended.close_code()
     }
 
-    /// The Close frame's reason (at most 123 bytes, as the frame allows), lossy UTF-8.
+    /// The Close frame's reason (at most 123 bytes, as the frame allows), lossy UTF-8; empty
+    /// without one.
     pub fn reason(&self) -> String {
-        self.ended.close.as_ref().map_or_else(String::new, |frame| {
-            String::from_utf8_lossy(frame.close_reason()).into_owned()
-        })
+        self.ended.close_reason().unwrap_or_default()
     }
 
     /// True when a browser shows 1006 for it: no Close frame, or a close handshake that did

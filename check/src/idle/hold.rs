@@ -154,11 +154,7 @@ pub(super) async fn hold(
         ended_after_ms: at.map(|at| millis(at - opened)),
         how: ended.how,
         close_code: ended.close_code(),
-        close_reason: ended
-            .close
-            .as_ref()
-            .filter(|close| close.payload.len() > 2)
-            .map(|close| String::from_utf8_lossy(close.close_reason()).into_owned()),
+        close_reason: ended.close_reason(),
         server_pings: pings.count,
         server_ping_interval_ms: pings.median_ms(),
         first_ping_ms: pings.first.map(|at| millis(at - opened)),
