@@ -148,10 +148,13 @@ pub async fn close_and_wait(
             }
             Ok(Some(Ok(Message::Close(frame)))) => {
                 result.elapsed = sent.elapsed();
-                result.answer = Ended::with_close(match frame {
+                // The server's Close as it came on the wire (unmasked), in the raw client's
+                // terms.
+                let close = match frame {
                     Some(frame) => Frame::close(frame.code.into(), frame.reason.as_bytes()),
                     None => Frame::new(OP_CLOSE, Vec::new()),
-                });
+                };
+                result.answer = Ended::with_close(close.unmasked());
             }
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
             Ok(Some(Ok(message))) => result.messages.push(message),
