@@ -7,8 +7,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::raw::{Frame, Io, RawClient, UpgradeResponse};
-use crate::{io_cause, no_answer_within, CheckError, CloseCode, Target, Unreached};
-use crate::{Ended, How};
+use crate::{io_cause, no_answer_within, CheckError, CloseCode, Ended, How, Target, Unreached};
 
 /// How long [`goodbye`] may take to send its Close(1000) before it drops the connection.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);

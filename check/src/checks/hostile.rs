@@ -9,8 +9,7 @@ use super::run::Ctx;
 use super::{CheckId, CheckResult, Verdict, DEADLINE_GRACE, PROTOCOL_ERRORS_WAITS};
 use crate::predict::shown;
 use crate::raw::{Frame, RSV1};
-use crate::{CheckError, CloseCode};
-use crate::{Ended, How};
+use crate::{CheckError, CloseCode, Ended, How};
 
 /// One fail-fast case of `protocol-errors`.
 struct ProtocolCase {
@@ -242,13 +241,13 @@ pub(super) async fn max_message_size(
     let ms = Some(millis(started.elapsed()));
     let fix_1009 =
         "limit the message size and answer a larger message with Close 1009 (message too big).";
-    let code = streamed.ended.close.as_ref().map(close_code);
-    Ok(match (streamed.ended.how, code) {
-        (How::Close, Some(Some(CloseCode::Size))) => {
+    let code = streamed.ended.close_code().map(CloseCode::from);
+    Ok(match streamed.ended.how {
+        How::Close if code == Some(CloseCode::Size) => {
             CheckResult::new(id, Verdict::Pass, ms, format!("{len} bytes got 1009"))
         }
-        (How::Close, _) => {
-            let shown = shown(code.flatten());
+        How::Close => {
+            let shown = shown(code);
             CheckResult::new(
                 id,
                 Verdict::Warn,
@@ -257,7 +256,7 @@ pub(super) async fn max_message_size(
             )
             .fix(fix_1009)
         }
-        (How::Fin | How::Rst, _) => CheckResult::new(
+        How::Fin | How::Rst => CheckResult::new(
             id,
             Verdict::Fail,
             ms,
@@ -267,7 +266,7 @@ pub(super) async fn max_message_size(
             ),
         )
         .fix(fix_1009),
-        (How::Open, _) if streamed.complete => CheckResult::new(
+        How::Open if streamed.complete => CheckResult::new(
             id,
             Verdict::Warn,
             ms,
@@ -276,7 +275,7 @@ pub(super) async fn max_message_size(
             ),
         )
         .fix(fix_1009),
-        (How::Open, _) => CheckResult::new(
+        How::Open => CheckResult::new(
             id,
             Verdict::Warn,
             ms,
@@ -286,7 +285,7 @@ pub(super) async fn max_message_size(
             ),
         )
         .fix(fix_1009),
-        (How::Error, _) => CheckResult::new(
+        How::Error => CheckResult::new(
             id,
             Verdict::Warn,
             ms,
