@@ -179,6 +179,7 @@ setup-peers: ## Install and build the bench's peers if missing (gorilla, Node ws
 
 bench: setup build setup-peers ## Close latency vs TCP RTT and peers, browser latency, scale to the open-file limit (BENCH_ARGS=--quick)
 	cargo build --release -p wsclose-server -p wsclose-bench
+	cargo build --release -p wsclose --features warp,env --example warp
 	cargo run --release -p wsclose-bench -- $(BENCH_ARGS)
 
 check: ## Diagnose any server: make check URL=ws://host:port/path [CHECK_ARGS="--json --max-size N"]

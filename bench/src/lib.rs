@@ -86,6 +86,9 @@ pub const TARGET_FLOOR_RSS_RATIO: f64 = 1.1;
 /// wsclose's close p50 and CPU per connection-second over the bare loop's, at most: medians
 /// over the peer rounds.
 pub const TARGET_FLOOR_RATIO: f64 = 1.15;
+/// The README's axum program's RSS per idle connection and close p50 over the demo server's,
+/// at most: medians over the peer rounds.
+pub const TARGET_AXUM_DEMO_RATIO: f64 = 1.1;
 
 /// Push and ping period of the scale phase: both run once a second on every connection.
 pub const SCALE_PERIOD: &str = "1s";

@@ -27,7 +27,7 @@ use wsclose_e2e::ServerProcess;
 use crate::report::{Figure, Report};
 use crate::scale::ScalePlan;
 use crate::stats::Samples;
-use crate::{Options, TARGET_FLOOR_RATIO, TARGET_FLOOR_RSS_RATIO};
+use crate::{Options, TARGET_AXUM_DEMO_RATIO, TARGET_FLOOR_RATIO, TARGET_FLOOR_RSS_RATIO};
 
 /// One server to measure.
 pub struct PeerSpec {
@@ -83,7 +83,7 @@ pub fn available(wsclose: &Path) -> (Vec<PeerSpec>, Vec<String>) {
         .unwrap_or_default();
     let text = |path: PathBuf| path.display().to_string();
     let mut found = vec![PeerSpec {
-        name: "wsclose",
+        name: DEMO,
         command: vec![
             text(wsclose.to_path_buf()),
             "--max-connections".into(),
@@ -95,7 +95,30 @@ pub fn available(wsclose: &Path) -> (Vec<PeerSpec>, Vec<String>) {
     }];
     let mut missing = Vec::new();
     let bare = bench_dir.join("bare-peer");
+    let axum_program = bench_dir.join("axum-program");
+    let warp_example = bench_dir.join("examples/warp");
     let candidates = [
+        Peer {
+            name: AXUM,
+            needs: axum_program.clone(),
+            command: vec![text(axum_program.clone())],
+            env: Vec::new(),
+            path: "/ws",
+        },
+        Peer {
+            name: AXUM_DEFAULTS,
+            needs: axum_program.clone(),
+            command: vec![text(axum_program), "--tungstenite-defaults".into()],
+            env: Vec::new(),
+            path: "/ws",
+        },
+        Peer {
+            name: WARP,
+            needs: warp_example.clone(),
+            command: vec![text(warp_example)],
+            env: Vec::new(),
+            path: "/ws",
+        },
         Peer {
             name: FLOOR,
             needs: bare.clone(),
@@ -364,69 +387,91 @@ pub fn phase(options: &Options, report: &mut Report) -> Vec<PeerResult> {
     }
 }
 
+/// The demo server's name in [`available`].
+pub const DEMO: &str = "wsclose (demo server)";
+/// The README's axum program, with its `wsclose::axum::recommended` line (`axum-program`).
+pub const AXUM: &str = "wsclose (axum, recommended config)";
+/// The README's axum program without that line: tungstenite's defaults.
+pub const AXUM_DEFAULTS: &str = "wsclose (axum, defaults)";
+/// `wsclose/examples/warp.rs`.
+pub const WARP: &str = "wsclose (warp example)";
 /// The bare loop's name in [`available`], the floor.
 pub const FLOOR: &str = "tokio-tungstenite (bare)";
 /// gorilla/websocket's name in [`available`].
 pub const GORILLA: &str = "gorilla/websocket";
 
-/// wsclose against the floor (RSS, close p50, CPU) and gorilla (the storm), medians over the
-/// rounds; none when wsclose or that peer was not measured.
+/// The demo server and the README's axum program against the floor (close p50 and CPU; RSS
+/// for the demo server), the axum program against the demo server (RSS and close p50), and the
+/// demo server against gorilla (the storm): medians over the rounds. A figure is left out when
+/// one of its two servers was not measured.
 pub fn floor_figures(results: &[PeerResult]) -> Vec<Figure> {
     let find = |name: &str| results.iter().find(|result| result.name == name);
-    let Some(ours) = find("wsclose") else {
-        return Vec::new();
-    };
     let mut figures = Vec::new();
-    let mut against = |key, what: &str, peer: &PeerResult, ours: f64, theirs: f64, at_most| {
-        let ratio = ours / theirs;
-        figures.push(Figure::checked(
-            key,
-            format!("{what}: wsclose / {} (median of rounds)", peer.name),
-            ratio,
-            "×",
-            format!("{ratio:.2}× ({ours:.3} / {theirs:.3})"),
-            format!("≤ {at_most}×"),
-            ratio <= at_most,
-        ));
-    };
-    if let Some(bare) = find(FLOOR) {
-        against(
-            "floor_rss_ratio",
-            "RSS per idle connection",
-            bare,
-            ours.rss_per_conn_kib,
-            bare.rss_per_conn_kib,
-            TARGET_FLOOR_RSS_RATIO,
-        );
+    let mut against =
+        |key, (what, value): Measure, ours: &PeerResult, theirs: &PeerResult, at_most| {
+            let (ours_value, theirs_value) = (value(ours), value(theirs));
+            let ratio = ours_value / theirs_value;
+            figures.push(Figure::checked(
+                key,
+                format!("{what}: {} / {} (median of rounds)", ours.name, theirs.name),
+                ratio,
+                "×",
+                format!("{ratio:.2}× ({ours_value:.3} / {theirs_value:.3})"),
+                format!("≤ {at_most}×"),
+                ratio <= at_most,
+            ));
+        };
+    if let (Some(demo), Some(bare)) = (find(DEMO), find(FLOOR)) {
+        against("floor_rss_ratio", RSS, demo, bare, TARGET_FLOOR_RSS_RATIO);
         against(
             "floor_close_p50_ratio",
-            "close p50",
+            CLOSE_P50,
+            demo,
             bare,
-            ours.close_p50_ms,
-            bare.close_p50_ms,
             TARGET_FLOOR_RATIO,
         );
+        against("floor_cpu_ratio", CPU, demo, bare, TARGET_FLOOR_RATIO);
+    }
+    if let (Some(axum), Some(bare)) = (find(AXUM), find(FLOOR)) {
         against(
-            "floor_cpu_ratio",
-            "CPU per idle connection-second",
+            "axum_floor_close_p50_ratio",
+            CLOSE_P50,
+            axum,
             bare,
-            ours.cpu_us_per_conn_s,
-            bare.cpu_us_per_conn_s,
             TARGET_FLOOR_RATIO,
+        );
+        against("axum_floor_cpu_ratio", CPU, axum, bare, TARGET_FLOOR_RATIO);
+    }
+    if let (Some(axum), Some(demo)) = (find(AXUM), find(DEMO)) {
+        against(
+            "axum_demo_rss_ratio",
+            RSS,
+            axum,
+            demo,
+            TARGET_AXUM_DEMO_RATIO,
+        );
+        against(
+            "axum_demo_close_p50_ratio",
+            CLOSE_P50,
+            axum,
+            demo,
+            TARGET_AXUM_DEMO_RATIO,
         );
     }
-    if let Some(gorilla) = find(GORILLA) {
-        against(
-            "storm_vs_gorilla",
-            "close storm",
-            gorilla,
-            ours.storm_ms,
-            gorilla.storm_ms,
-            1.0,
-        );
+    if let (Some(demo), Some(gorilla)) = (find(DEMO), find(GORILLA)) {
+        against("storm_vs_gorilla", STORM, demo, gorilla, 1.0);
     }
     figures
 }
+
+/// A median [`floor_figures`] compares: the words that name it in the report, and its value.
+type Measure = (&'static str, fn(&PeerResult) -> f64);
+const RSS: Measure = ("RSS per idle connection", |result| result.rss_per_conn_kib);
+const CLOSE_P50: Measure = ("close p50", |result| result.close_p50_ms);
+const CPU: Measure = ("CPU per idle connection-second", |result| {
+    result.cpu_us_per_conn_s
+});
+const STORM: Measure = ("close storm", |result| result.storm_ms);
 
 #[cfg(test)]
 mod tests {
@@ -455,9 +500,10 @@ mod tests {
     #[test]
     fn wsclose_is_held_to_the_floor_and_to_gorilla() {
         let results = [
-            result("wsclose", 0.045, 5.6, 40.0, 23.0),
+            result(DEMO, 0.045, 5.6, 40.0, 23.0),
             result(FLOOR, 0.040, 5.0, 45.0, 20.0),
             result(GORILLA, 0.050, 21.0, 39.0, 60.0),
+            result(AXUM, 0.049, 6.2, 40.0, 23.1),
         ];
         let verdicts: Vec<(&str, Verdict)> = floor_figures(&results)
             .iter()
@@ -470,6 +516,12 @@ mod tests {
                 ("floor_rss_ratio", Verdict::Miss),
                 ("floor_close_p50_ratio", Verdict::Pass),
                 ("floor_cpu_ratio", Verdict::Pass),
+                // 1.225× and 1.155× against 1.15×.
+                ("axum_floor_close_p50_ratio", Verdict::Miss),
+                ("axum_floor_cpu_ratio", Verdict::Miss),
+                // 1.107× and 1.089× against 1.1×.
+                ("axum_demo_rss_ratio", Verdict::Miss),
+                ("axum_demo_close_p50_ratio", Verdict::Pass),
                 ("storm_vs_gorilla", Verdict::Miss),
             ]
         );

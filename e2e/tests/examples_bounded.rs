@@ -292,7 +292,8 @@ fn upgrade_handler(path: &Path) -> String {
 }
 
 /// The axum example attacked above is the README's program: its handler, which carries the
-/// recommended configuration, is the same text in both READMEs and in the example.
+/// recommended configuration, is the same text in both READMEs, in the example, and in the
+/// program `make bench` measures (`bench/src/bin/axum-program.rs`).
 #[test]
 fn axum_example_handler_is_the_readmes() {
     let root = workspace_root();
@@ -301,11 +302,15 @@ fn axum_example_handler_is_the_readmes() {
         example.contains("wsclose::axum::recommended(ws)"),
         "{example}"
     );
-    for readme in ["README.md", "wsclose/README.md"] {
+    for copy in [
+        "README.md",
+        "wsclose/README.md",
+        "bench/src/bin/axum-program.rs",
+    ] {
         assert_eq!(
-            upgrade_handler(&root.join(readme)),
+            upgrade_handler(&root.join(copy)),
             example,
-            "{readme}'s `upgrade` differs from examples/axum.rs's"
+            "{copy}'s `upgrade` differs from examples/axum.rs's"
         );
     }
 }

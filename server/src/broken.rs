@@ -18,8 +18,6 @@ use wsclose::{
     close, io, serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle, Message,
 };
 
-use crate::endpoints::{Closed, Reason};
-
 /// How many liveness writes [`push_without_reading`] makes per `pong_timeout`. A vanished
 /// peer is noticed on the second write after it left (the first draws a TCP reset, the second
 /// fails), so with three per `pong_timeout` its slot is free again within `pong_timeout`.
@@ -30,6 +28,14 @@ pub const NO_DRAIN_LIVENESS_WRITES: u32 = 3;
 /// `pong_timeout` is 120 s, longer than any browser's closing-handshake timeout (Chromium's
 /// 60 s), so the bug still shows in full.
 pub const NO_DRAIN_LIFETIME_PONG_TIMEOUTS: u32 = 2;
+
+/// The reason [`push_without_reading`] gives when it drops a connection at the end of its
+/// lifetime (the `reason` label of `wsclose_closes_total`).
+pub const LIFETIME: &str = "lifetime";
+
+/// The reason [`break_on_close`] gives when it returns on the peer's Close and drops the
+/// queued reply.
+pub const REPLY_DROPPED: &str = "reply_dropped";
 
 /// How long [`lingering_tcp`] keeps the TCP connection open after a finished close handshake.
 pub const LINGERING_TCP_FOR: Duration = Duration::from_secs(5);
@@ -46,7 +52,7 @@ pub const LINGERING_TCP_FOR: Duration = Duration::from_secs(5);
 /// [`NO_DRAIN_LIVENESS_WRITES`] times per `pong_timeout`: the write fails once the peer is
 /// gone. The pongs are never read, so the Close still goes unanswered. A peer that is alive but
 /// never reads either is dropped after [`NO_DRAIN_LIFETIME_PONG_TIMEOUTS`] × `pong_timeout`.
-pub async fn push_without_reading<S, E, O>(socket: S, lifecycle: &Lifecycle, outgoing: O) -> Closed
+pub async fn push_without_reading<S, E, O>(socket: S, lifecycle: &Lifecycle, outgoing: O) -> Ending
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
     E: StdError,
@@ -62,7 +68,7 @@ where
     loop {
         let (message, closing) = tokio::select! {
             () = &mut lifetime => {
-                return Closed::new(Initiator::Server, None, Reason::Lifetime);
+                return Ending::dropped(Initiator::Server, EndReason::Application(LIFETIME));
             }
             () = lifecycle.shutting_down() => {
                 let code = lifecycle.shutdown_code();
@@ -76,11 +82,11 @@ where
         };
         // Fails once the peer is gone (after the browser gave up and closed TCP).
         if let Err(ending) = io::send(&mut writer, message, timing.write_timeout).await {
-            return ending.into();
+            return ending;
         }
         if let Some((code, reason)) = closing {
             // Nobody will read the answer, so there is no handshake to wait for.
-            return Closed::new(Initiator::Server, Some(code), Reason::Lifecycle(reason));
+            return Ending::dropped(Initiator::Server, reason).with_code(code);
         }
     }
 }
@@ -96,7 +102,7 @@ pub async fn break_on_close<S, E, H>(
     mut socket: S,
     lifecycle: &Lifecycle,
     mut on_message: H,
-) -> Closed
+) -> Ending
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
     E: StdError,
@@ -110,19 +116,19 @@ where
         let message = tokio::select! {
             next = tokio::time::timeout(timing.pong_timeout, socket.next()) => match next {
                 Ok(Some(Ok(message))) => message,
-                Ok(_) => return Ending::peer_gone().into(),
-                Err(_silent) => return Ending::dropped(Initiator::Server, EndReason::PongTimeout).into(),
+                Ok(_) => return Ending::peer_gone(),
+                Err(_silent) => return Ending::dropped(Initiator::Server, EndReason::PongTimeout),
             },
             () = lifecycle.shutting_down() => {
                 let code = lifecycle.shutdown_code();
                 return match io::send(&mut socket, close::shutdown(code), timing.write_timeout).await {
-                    Ok(()) => Closed::new(Initiator::Server, Some(code), Reason::Lifecycle(EndReason::Shutdown)),
-                    Err(ending) => ending.into(),
+                    Ok(()) => Ending::dropped(Initiator::Server, EndReason::Shutdown).with_code(code),
+                    Err(ending) => ending,
                 };
             }
             _ = pings.tick() => {
                 if let Err(ending) = io::send(&mut socket, Message::Ping(Default::default()), timing.write_timeout).await {
-                    return ending.into();
+                    return ending;
                 }
                 continue;
             }
@@ -130,18 +136,19 @@ where
         if message.is_ping() {
             // As in the fix: the queued Pong goes out within write_timeout, or the peer goes.
             if let Err(ending) = io::flush(&mut socket, timing.write_timeout).await {
-                return ending.into();
+                return ending;
             }
         }
         if message.is_close() {
             let code = close::code(&message).unwrap_or(CloseCode::Status);
             // The bug: returning (`break`) here drops tungstenite's queued reply.
-            return Closed::new(Initiator::Client, Some(code), Reason::ReplyDropped);
+            return Ending::dropped(Initiator::Client, EndReason::Application(REPLY_DROPPED))
+                .with_code(code);
         }
         if message.is_text() || message.is_binary() {
             if let Some(reply) = on_message(message) {
                 if let Err(ending) = io::send(&mut socket, reply, timing.write_timeout).await {
-                    return ending.into();
+                    return ending;
                 }
             }
         }
@@ -161,7 +168,7 @@ pub async fn lingering_tcp<S, E, O, H>(
     lifecycle: &Lifecycle,
     outgoing: O,
     on_message: H,
-) -> Closed
+) -> Ending
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send + 'static,
     E: StdError + 'static,
@@ -174,7 +181,7 @@ where
         tokio::time::sleep(LINGERING_TCP_FOR).await;
         drop(socket);
     });
-    ending.into()
+    ending
 }
 
 #[cfg(test)]
@@ -202,7 +209,7 @@ mod tests {
         let lifetime = test_util::TIMING.pong_timeout * NO_DRAIN_LIFETIME_PONG_TIMEOUTS;
         tokio::time::sleep(lifetime - Duration::from_secs(1)).await;
         assert!(!task.is_finished(), "the bug: the Close is never read");
-        assert_eq!(task.await.unwrap().reason, Reason::Lifetime);
+        assert_eq!(task.await.unwrap().reason, EndReason::Application(LIFETIME));
     }
 
     #[tokio::test(start_paused = true)]
@@ -211,7 +218,7 @@ mod tests {
         drop(client); // the peer is gone: every write fails
         let started = Instant::now();
         let closed = push_without_reading(server, &lifecycle(), stream::pending()).await;
-        assert_eq!(closed.reason, Reason::Lifecycle(EndReason::PeerGone));
+        assert_eq!(closed.reason, EndReason::PeerGone);
         assert!(
             started.elapsed() <= Duration::from_secs(10),
             "{:?}",
@@ -228,7 +235,7 @@ mod tests {
             .await
             .unwrap();
         let closed = task.await.unwrap();
-        assert_eq!(closed.reason, Reason::ReplyDropped);
+        assert_eq!(closed.reason, EndReason::Application(REPLY_DROPPED));
         let reply = client.next().await;
         assert!(
             !matches!(reply, Some(Ok(Message::Close(_)))),

@@ -19,11 +19,6 @@
 //! most `message_budget` for arriving messages, whatever `max_connections` ×
 //! `max_message_size` would allow.
 //!
-//! `ANCHOR_PERIOD` (`src/anchor.rs`) (1 s, a constant) is shorter than every timeout a
-//! connection arms with the defaults (`close_timeout` 5 s, `write_timeout` and
-//! `header_timeout` 10 s, `ping_interval` 25 s), so arming one never wakes tokio's timer
-//! driver; a timeout set shorter than it still works.
-//!
 //! All sockets close in parallel on shutdown, and [`crate::run`] waits at most
 //! `close_timeout +` [`wsclose::SHUTDOWN_GRACE`] for them before it returns; a socket whose
 //! Close write is still stuck then (a peer that does not read) is dropped with the runtime.
@@ -32,37 +27,34 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use wsclose::timing::{
-    Timing, TimingError, DEFAULT_CLOSE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
-    DEFAULT_WRITE_TIMEOUT,
-};
+use wsclose::timing::{Timing, TimingError};
 use wsclose::CloseCode;
 
 /// How often the server pushes a tick on `/ws/drain` and `/ws/no-drain`.
-pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest incoming message, in bytes. Larger ones get Close 1009. The crate's recommended
 /// default ([`wsclose::config::DEFAULT_MAX_MESSAGE_SIZE`]).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = wsclose::config::DEFAULT_MAX_MESSAGE_SIZE;
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = wsclose::config::DEFAULT_MAX_MESSAGE_SIZE;
 /// Most WebSocket connections open at once. Upgrades beyond this get HTTP 503.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The smallest push interval a client may ask for with `push_ms` (a floor against clients
 /// that would make the server write a thousand messages a second).
-pub const DEFAULT_MIN_PUSH_INTERVAL: Duration = Duration::from_millis(10);
+pub(crate) const DEFAULT_MIN_PUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// How long a client may take to send a request's headers before the connection is dropped.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one incoming message may take to arrive, from its first byte to its last. Browsers
 /// send each message as one frame, at once.
-pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The bytes all connections together may hold for messages still arriving: 512 messages of
 /// [`DEFAULT_MAX_MESSAGE_SIZE`] at once, each held twice
 /// ([`wsclose::assembly::HELD_PER_BYTE`]).
-pub const DEFAULT_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
 /// The most ticks per second the server pushes across all connections. Each pushing connection
 /// gets an equal share: with N of them, none ticks more often than every N / this seconds. At
 /// the default push interval, up to 2,000 connections are not held back; past that, every
 /// connection's ticks slow alike. A tick costs tens of µs of CPU (87 µs in a debug build), so
 /// the default keeps the ticks to a fraction of one core whatever clients ask for.
-pub const DEFAULT_MAX_PUSH_RATE: u32 = 2_000;
+pub(crate) const DEFAULT_MAX_PUSH_RATE: u32 = 2_000;
 
 /// Everything the server can be tuned with. `Config::default()` gives the documented defaults.
 ///
@@ -225,7 +217,7 @@ impl Config {
 }
 
 /// Where `make build` puts the demo page: `<workspace>/target/www`.
-pub fn default_static_dir() -> PathBuf {
+pub(crate) fn default_static_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/www"))
 }
 

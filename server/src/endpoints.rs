@@ -21,71 +21,11 @@ use futures::{Sink, Stream, StreamExt};
 use tokio::time::{sleep_until, Instant, Sleep};
 use tungstenite::Message;
 
-use wsclose::{serve_websocket, CloseCode, EndReason, Ending, Initiator, Lifecycle};
+use wsclose::linger::Linger;
+use wsclose::{serve_websocket, Ending, Lifecycle};
 
 use crate::broken;
-use crate::linger::Linger;
 use crate::metrics::Metrics;
-
-/// How a demo connection ended, as the metrics count it: like the lifecycle's [`Ending`], with
-/// the two ends only the broken endpoints have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closed {
-    /// Who started the end.
-    pub initiator: Initiator,
-    /// The close code, or `None` when no Close frame was exchanged.
-    pub code: Option<CloseCode>,
-    /// Why it ended.
-    pub reason: Reason,
-    /// How long the close handshake took; `None` when none completed.
-    pub close_handshake: Option<Duration>,
-}
-
-impl Closed {
-    /// An end without a timed close handshake.
-    pub fn new(initiator: Initiator, code: Option<CloseCode>, reason: Reason) -> Self {
-        Closed {
-            initiator,
-            code,
-            reason,
-            close_handshake: None,
-        }
-    }
-}
-
-impl From<Ending> for Closed {
-    fn from(ending: Ending) -> Self {
-        Closed {
-            initiator: ending.initiator,
-            code: ending.code,
-            reason: Reason::Lifecycle(ending.reason),
-            close_handshake: ending.close_handshake,
-        }
-    }
-}
-
-/// Why a demo connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// One of the lifecycle's reasons.
-    Lifecycle(EndReason),
-    /// `/ws/break-on-close` returned on the peer's Close and dropped the queued reply.
-    ReplyDropped,
-    /// `/ws/no-drain` held the connection for its whole lifetime (it never reads, so nothing
-    /// else can end it).
-    Lifetime,
-}
-
-impl Reason {
-    /// The `reason` label of `wsclose_closes_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Lifecycle(reason) => reason.as_str(),
-            Reason::ReplyDropped => "reply_dropped",
-            Reason::Lifetime => "lifetime",
-        }
-    }
-}
 
 /// Which behaviour a WebSocket endpoint has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +78,7 @@ pub struct Session {
 // Not an `async fn`: an `async fn` stores each argument twice in its future, and this one runs
 // once per connection.
 #[allow(clippy::manual_async_fn)]
-pub fn serve<S, E>(mut socket: S, session: &Session) -> impl Future<Output = Closed> + '_
+pub fn serve<S, E>(mut socket: S, session: &Session) -> impl Future<Output = Ending> + '_
 where
     S: Stream<Item = Result<Message, E>>
         + Sink<Message, Error = E>
@@ -178,16 +118,14 @@ where
         // enlarge this one, which every connection pays for.
         let ending = match session.endpoint {
             Endpoint::Drain | Endpoint::Echo => {
+                // `linger::serve`, written out: its future would hold the ticks and the handler
+                // twice, in every connection's task.
                 let ending = serve_websocket(&mut socket, lifecycle, ticks(), handler()).await;
-                // The TCP connection closes now, as the lifecycle promises: at once after a
-                // complete close handshake or a peer silent for pong_timeout (nothing unread,
-                // and a vanished peer would hold its slot for the linger), with a lingering
-                // drain otherwise.
-                if ending.close_handshake.is_some() || ending.reason == EndReason::PongTimeout {
-                    socket.nothing_to_drain();
-                }
+                // The TCP connection closes now, as the lifecycle promises: at once when
+                // nothing is left to drain, with a lingering drain otherwise.
+                wsclose::linger::finish(&mut socket, &ending);
                 drop(socket);
-                ending.into()
+                ending
             }
             Endpoint::NoDrain => {
                 Box::pin(broken::push_without_reading(socket, lifecycle, ticks())).await
@@ -377,7 +315,7 @@ mod tests {
 
     /// `session` served on one end of a pipe; the other end, as a client.
     async fn served(session: Session) -> Socket {
-        let (server, client) = test_util::pair(None).await;
+        let (server, client) = test_util::lingering_pair(None).await;
         tokio::spawn(async move { serve(server, &session).await });
         client
     }

@@ -8,12 +8,10 @@
 //! * `broken` (`src/broken.rs`): the bug and the two Rust traps, broken on purpose, each next to a pointer to
 //!   the fix.
 //! * `routes` (`src/routes.rs`): the HTTP surface, and admission (Origin, shutdown) before the handshake.
-//! * `upgrade` (`src/upgrade.rs`): the hand-finished WebSocket upgrade, with a small read buffer, a bounded
-//!   write buffer, and each message held to a deadline and the server's message budget
-//!   (`wsclose::assembly`).
-//! * `linger` (`src/linger.rs`): the lingering close of an upgraded connection (FIN, then drain), so a reset
-//!   never destroys the server's last Close frame.
-//! * `anchor` (`src/anchor.rs`): one timer that spares the connections' timers a wake-up of tokio's driver.
+//! * `upgrade` (`src/upgrade.rs`): the hand-finished WebSocket upgrade (`wsclose::hyper`), with a small read
+//!   buffer, a bounded write buffer, each message held to a deadline and the server's message budget
+//!   (`wsclose::assembly`), and a lingering close (`wsclose::linger`: FIN, then drain), so a reset never
+//!   destroys the server's last Close frame.
 //! * `accept` (`src/accept.rs`): the connection cap on TCP connections, and HTTP/1.1 with a timer from accept.
 //! * [`config`]: every timing value and limit, with defaults and how they relate.
 //! * `metrics` (`src/metrics.rs`): the Prometheus metrics behind `GET /metrics`.
@@ -31,11 +29,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 mod accept;
-mod anchor;
 mod broken;
 pub mod config;
 mod endpoints;
-mod linger;
 mod logs;
 mod metrics;
 mod routes;
@@ -49,7 +45,7 @@ use wsclose::SHUTDOWN_GRACE;
 
 /// How long the accept loop pauses after a failed `accept` (typically: out of file
 /// descriptors), so it does not spin while connections close and free some.
-pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +113,6 @@ async fn serve_app(
         );
     }
     let routes = routes::routes(app.clone());
-    let anchor = anchor::spawn();
     // Plain HTTP connections, so shutdown can give them a moment to finish. They are told to
     // finish only once the sockets are done: until then `/healthz` answers `503 draining`.
     let connections = TaskTracker::new();
@@ -173,7 +168,6 @@ async fn serve_app(
     {
         tracing::warn!("HTTP connections still open; dropping them");
     }
-    anchor.abort();
     Ok(())
 }
 

@@ -54,6 +54,10 @@ pub enum EndReason {
     CloseTimeout,
     /// The connection went away without a close handshake (reset, EOF, I/O error).
     PeerGone,
+    /// The application ended the connection itself, outside
+    /// [`serve_websocket`](crate::serve_websocket), for the reason it names here (a metric
+    /// label, say). `serve_websocket` never returns it.
+    Application(&'static str),
 }
 
 impl EndReason {
@@ -72,6 +76,7 @@ impl EndReason {
             EndReason::WriteTimeout => "write_timeout",
             EndReason::CloseTimeout => "close_timeout",
             EndReason::PeerGone => "peer_gone",
+            EndReason::Application(reason) => reason,
         }
     }
 }
@@ -83,6 +88,11 @@ impl std::fmt::Display for EndReason {
 }
 
 /// How a connection ended. Returned by [`serve_websocket`](crate::serve_websocket).
+///
+/// The builders ([`Ending::dropped`], [`with_code`](Ending::with_code), ...) are for a server
+/// that also ends some connections itself, outside `serve_websocket`, and reports every
+/// ending in this one type (the demo server's broken endpoints do, with
+/// [`EndReason::Application`]). [`io`](crate::io)'s bounded writes return them too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Ending {

@@ -22,6 +22,12 @@
 //! * [`io`]: writes bounded by `write_timeout`.
 //! * `axum` and `warp` (features of the same names): the adapters for those frameworks'
 //!   sockets, and `recommended` to apply the recommended configuration to their upgrades; `test_util` (feature `test-util`): a connected pair of sockets for tests.
+//! * `linger` (feature `linger`): a lingering close (FIN, then drain) below tungstenite, so
+//!   that a reset never destroys the server's last Close frame, and `linger::serve`, which
+//!   closes at once when nothing is left to drain.
+//! * `hyper` (feature `hyper`): the upgrade of a hyper or warp server finished by hand, so that
+//!   its socket gets the recommended read buffer (warp's `Ws` cannot set it), under a lingering
+//!   close.
 //!
 //! Without a framework, over tokio-tungstenite:
 //!
@@ -60,8 +66,12 @@ pub mod axum;
 pub mod close;
 pub mod config;
 mod ending;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod io;
 mod lifecycle;
+#[cfg(feature = "linger")]
+pub mod linger;
 mod serve;
 #[cfg(feature = "test-util")]
 pub mod test_util;

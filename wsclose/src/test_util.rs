@@ -45,6 +45,23 @@ pub async fn pair(config: Option<WebSocketConfig>) -> (Socket, Socket) {
     pair_with(PIPE_BYTES, config).await
 }
 
+/// Like [`pair`], with the server's end under a [`LingeringClose`](crate::linger::LingeringClose)
+/// that lingers for `TIMING.close_timeout` (feature `linger`).
+#[cfg(feature = "linger")]
+pub async fn lingering_pair(
+    config: Option<WebSocketConfig>,
+) -> (
+    WebSocketStream<crate::linger::LingeringClose<DuplexStream>>,
+    Socket,
+) {
+    let (server, client) = tokio::io::duplex(PIPE_BYTES);
+    let server = crate::linger::LingeringClose::new(server, TIMING.close_timeout, ());
+    (
+        WebSocketStream::from_raw_socket(server, Role::Server, config).await,
+        WebSocketStream::from_raw_socket(client, Role::Client, None).await,
+    )
+}
+
 /// Like [`pair`], with `pipe` bytes of pipe each way (a small pipe makes writes wait).
 pub async fn pair_with(pipe: usize, config: Option<WebSocketConfig>) -> (Socket, Socket) {
     let (server, client) = tokio::io::duplex(pipe);
