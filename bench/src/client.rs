@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::tally::Ended;
+use crate::tally::ClientTally;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpSocket;
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -95,7 +95,7 @@ pub enum Event {
         first_error: Option<String>,
     },
     /// Every connection has ended (or the wait timed out).
-    Ended(Ended),
+    Ended(ClientTally),
     /// The command could not be carried out.
     Error {
         /// Why.
@@ -303,10 +303,10 @@ async fn await_end(
     since_unix_ns: u64,
     expect_code: u16,
     timeout: Duration,
-) -> Ended {
+) -> ClientTally {
     let deadline = tokio::time::Instant::now() + timeout;
     let ms = |at: u64| (at as f64 - since_unix_ns as f64) / 1e6;
-    let mut ended = Ended::default();
+    let mut ended = ClientTally::default();
     let tally = &mut ended.tally;
     for mut task in holders.tasks.drain(..) {
         let outcome = match tokio::time::timeout_at(deadline, &mut task).await {

@@ -43,9 +43,10 @@ impl Tally {
     }
 }
 
-/// How a client process's connections ended, after a storm or a shutdown.
+/// How a client process's connections ended, after a storm or a shutdown: the [`Tally`], and
+/// when each Close and the last TCP end came ([`ClientTally::merge`] adds up several processes).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Ended {
+pub struct ClientTally {
     /// The counts.
     pub tally: Tally,
     /// Per connection that got the server's Close: ms from the signal to it.
@@ -54,10 +55,10 @@ pub struct Ended {
     pub last_end_ms: Option<f64>,
 }
 
-impl Ended {
+impl ClientTally {
     /// Adds up the figures of several client processes.
-    pub fn merge(parts: impl IntoIterator<Item = Ended>) -> Ended {
-        let mut all = Ended::default();
+    pub fn merge(parts: impl IntoIterator<Item = ClientTally>) -> ClientTally {
+        let mut all = ClientTally::default();
         for part in parts {
             all.tally.add(part.tally);
             all.close_ms.extend(part.close_ms);
@@ -82,7 +83,7 @@ mod tests {
 
     #[test]
     fn merges_the_processes_figures() {
-        let one = Ended {
+        let one = ClientTally {
             tally: Tally {
                 connections: 2,
                 close_codes: BTreeMap::from([(1001, 2)]),
@@ -92,7 +93,7 @@ mod tests {
             close_ms: vec![1.0, 3.0],
             last_end_ms: Some(4.0),
         };
-        let two = Ended {
+        let two = ClientTally {
             tally: Tally {
                 connections: 1,
                 close_codes: BTreeMap::from([(1001, 1)]),
@@ -106,7 +107,7 @@ mod tests {
         let Event::Ended(two) = serde_json::from_str(&text).unwrap() else {
             panic!("{text}");
         };
-        let all = Ended::merge([one, two]);
+        let all = ClientTally::merge([one, two]);
         assert_eq!(all.tally.connections, 3);
         assert_eq!(all.tally.close_codes[&1001], 3);
         assert_eq!((all.tally.clean, all.tally.reset), (2, 1));

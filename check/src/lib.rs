@@ -43,9 +43,9 @@ pub mod tls;
 
 pub use browser::{Browser, BrowserChoice, BrowserError, Measured};
 pub use checks::{CheckId, CheckResult, OptIn, Verdict};
-pub use how::How;
+pub use how::{Ended, How};
 pub use idle::{DeadPeerReport, IdleReport};
-pub use predict::{BrowserOutcome, CloseBehaviour, Predicted};
+pub use predict::{BrowserOutcome, Predicted, ServerCloseBehaviour};
 /// tungstenite's close code, the type of every close code in this crate but the raw frames' (see
 /// [`raw::Frame::close_code`]).
 pub use tungstenite::protocol::frame::coding::CloseCode;
@@ -486,7 +486,7 @@ pub struct Report {
     pub dead_peer: Option<DeadPeerReport>,
     /// What the close handshake did, which the prediction follows.
     #[serde(skip)]
-    pub behaviour: CloseBehaviour,
+    pub behaviour: ServerCloseBehaviour,
     /// Why the run stopped before its end, if it did (the summary says it too).
     #[serde(skip)]
     pub stopped: Option<Stopped>,

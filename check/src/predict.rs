@@ -39,9 +39,10 @@ pub fn shown(code: Option<CloseCode>) -> CloseCode {
     code.unwrap_or(NO_STATUS)
 }
 
-/// What the server did after the check's Close(1000).
+/// What the server did after the check's Close(1000), classified for the prediction: its
+/// behaviour (the Close, and how long it kept TCP open), not one connection's [`crate::How`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CloseBehaviour {
+pub enum ServerCloseBehaviour {
     /// Its Close came back after `close_ms`; TCP ended `tcp_end_ms` after that (`None`: still
     /// open when the check stopped watching).
     Answered {
@@ -109,14 +110,14 @@ impl Predicted {
 }
 
 /// What Chromium, Firefox and WebKit will show after `close(1000)` on a server that behaves so.
-pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
+pub fn predict(behaviour: &ServerCloseBehaviour) -> Predicted {
     let all = |outcome| Predicted {
         chromium: outcome,
         firefox: outcome,
         webkit: outcome,
     };
     match *behaviour {
-        CloseBehaviour::Answered {
+        ServerCloseBehaviour::Answered {
             close_ms,
             code,
             tcp_end_ms,
@@ -148,12 +149,12 @@ pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
                 },
             }
         }
-        CloseBehaviour::Dropped { after_ms } => all(BrowserOutcome {
+        ServerCloseBehaviour::Dropped { after_ms } => all(BrowserOutcome {
             close_after_ms: after_ms,
             code: ABNORMAL_CLOSURE,
             was_clean: false,
         }),
-        CloseBehaviour::Unanswered { .. } => Predicted {
+        ServerCloseBehaviour::Unanswered { .. } => Predicted {
             chromium: BrowserOutcome {
                 close_after_ms: CHROMIUM_CLOSE_TIMEOUT_MS,
                 code: ABNORMAL_CLOSURE,
@@ -170,7 +171,7 @@ pub fn predict(behaviour: &CloseBehaviour) -> Predicted {
                 was_clean: false,
             },
         },
-        CloseBehaviour::Refused { .. } => all(BrowserOutcome {
+        ServerCloseBehaviour::Refused { .. } => all(BrowserOutcome {
             close_after_ms: 0.0,
             code: ABNORMAL_CLOSURE,
             was_clean: false,
@@ -184,7 +185,7 @@ mod tests {
 
     #[test]
     fn the_measured_table() {
-        let fix = predict(&CloseBehaviour::Answered {
+        let fix = predict(&ServerCloseBehaviour::Answered {
             close_ms: 0.3,
             code: Some(CloseCode::Normal),
             tcp_end_ms: Some(0.1),
@@ -199,7 +200,7 @@ mod tests {
         );
         assert!(fix.chromium.close_after_ms < 1.0);
 
-        let no_read = predict(&CloseBehaviour::Unanswered { waited_ms: 3000.0 });
+        let no_read = predict(&ServerCloseBehaviour::Unanswered { waited_ms: 3000.0 });
         assert_eq!(no_read.chromium.close_after_ms, 60_000.0);
         assert_eq!(no_read.firefox.close_after_ms, 20_000.0);
         assert_eq!(no_read.webkit.close_after_ms, 5_000.0);
@@ -208,7 +209,7 @@ mod tests {
             (CloseCode::Abnormal, false)
         );
 
-        let lingering = predict(&CloseBehaviour::Answered {
+        let lingering = predict(&ServerCloseBehaviour::Answered {
             close_ms: 0.4,
             code: Some(CloseCode::Normal),
             tcp_end_ms: None,
@@ -218,14 +219,14 @@ mod tests {
         assert_eq!(lingering.firefox.close_after_ms, 0.4);
         assert_eq!(lingering.webkit.close_after_ms, 5_000.0);
         assert!(lingering.webkit.was_clean);
-        let one_second = predict(&CloseBehaviour::Answered {
+        let one_second = predict(&ServerCloseBehaviour::Answered {
             close_ms: 0.4,
             code: Some(CloseCode::Normal),
             tcp_end_ms: Some(1_000.0),
         });
         assert_eq!(one_second.webkit.close_after_ms, 1_000.4);
 
-        let dropped = predict(&CloseBehaviour::Dropped { after_ms: 0.5 });
+        let dropped = predict(&ServerCloseBehaviour::Dropped { after_ms: 0.5 });
         assert_eq!(
             (dropped.chromium.code, dropped.firefox.was_clean),
             (CloseCode::Abnormal, false)

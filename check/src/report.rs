@@ -230,7 +230,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::idle::{IdleMode, ModeReport, Observed};
-    use crate::predict::{predict, CloseBehaviour};
+    use crate::predict::{predict, ServerCloseBehaviour};
     use crate::{CheckId, CheckResult, CloseCode};
 
     /// The keys of every object in `value`, recursively, as `path.key` lines, for a pin of the
@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn the_json_keys_and_shape_are_the_contract() {
-        let behaviour = CloseBehaviour::Answered {
+        let behaviour = ServerCloseBehaviour::Answered {
             close_ms: 0.4,
             code: Some(CloseCode::Normal),
             tcp_end_ms: Some(0.1),

@@ -3,6 +3,7 @@
 
 use crate::number::fixed;
 use crate::probe::{CloseReport, ProbeError, ABNORMAL_CLOSURE};
+use crate::socket::CloseInfo;
 
 /// Below this, a close counts as immediate: the server answered as soon as the frame arrived.
 pub const PROMPT_CLOSE_MS: f64 = 1_000.0;
@@ -32,8 +33,8 @@ pub fn summary(report: &CloseReport) -> String {
     format!(
         "close in {} (code {}, {})",
         format_ms(report.elapsed_ms),
-        report.code,
-        if report.was_clean {
+        report.close.code,
+        if report.close.was_clean {
             "clean"
         } else {
             "not clean"
@@ -46,8 +47,9 @@ pub fn summary(report: &CloseReport) -> String {
 pub fn explain(report: &CloseReport, sent_code: u16) -> String {
     let CloseReport {
         elapsed_ms,
-        code,
-        was_clean,
+        close: CloseInfo {
+            code, was_clean, ..
+        },
         ..
     } = *report;
     if was_clean && elapsed_ms < PROMPT_CLOSE_MS {
@@ -111,9 +113,11 @@ mod tests {
     fn report(elapsed_ms: f64, code: u16, was_clean: bool) -> CloseReport {
         CloseReport {
             elapsed_ms,
-            code,
-            reason: String::new(),
-            was_clean,
+            close: CloseInfo {
+                code,
+                reason: String::new(),
+                was_clean,
+            },
             messages_received: 0,
         }
     }

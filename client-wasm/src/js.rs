@@ -18,9 +18,9 @@ use crate::results::{BrowserInfo, Engine, Export, ExportedRun, UrlSummary};
 pub fn report(report: &CloseReport) -> JsValue {
     object(&[
         ("elapsedMs", report.elapsed_ms.into()),
-        ("code", report.code.into()),
-        ("reason", report.reason.as_str().into()),
-        ("wasClean", report.was_clean.into()),
+        ("code", report.close.code.into()),
+        ("reason", report.close.reason.as_str().into()),
+        ("wasClean", report.close.was_clean.into()),
         ("messagesReceived", report.messages_received.into()),
     ])
 }

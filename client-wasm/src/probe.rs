@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::number::fixed;
-use crate::socket::{now_ms, Payload, Socket, SocketEvent};
+use crate::socket::{now_ms, CloseInfo, Payload, Socket, SocketEvent};
 
 /// The close code of a normal closure.
 pub const NORMAL_CLOSURE: u16 = 1000;
@@ -94,20 +94,18 @@ impl CloseOptions {
     }
 }
 
-/// The result of one probe.
+/// The result of one probe: the `close` event, and how long it took.
 ///
-/// In JavaScript: `{ elapsedMs, code, reason, wasClean, messagesReceived }`.
+/// In JavaScript: `{ elapsedMs, code, reason, wasClean, messagesReceived }` (the event's
+/// fields flattened in).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloseReport {
     /// Milliseconds from just before `close()` to the `close` event (`performance.now()`).
     pub elapsed_ms: f64,
-    /// `CloseEvent.code`.
-    pub code: u16,
-    /// `CloseEvent.reason`.
-    pub reason: String,
-    /// `CloseEvent.wasClean`.
-    pub was_clean: bool,
+    /// What the `close` event reported.
+    #[serde(flatten)]
+    pub close: CloseInfo,
     /// Data messages received before `close()` was called.
     pub messages_received: u32,
 }
@@ -117,13 +115,9 @@ pub struct CloseReport {
 pub enum ProbeError {
     /// The browser refused to create the `WebSocket` (for example a malformed URL).
     InvalidUrl(String),
-    /// The connection closed before it opened (refused, HTTP error, origin rejected, …).
-    ConnectFailed {
-        /// `CloseEvent.code`, normally 1006.
-        code: u16,
-        /// `CloseEvent.reason`.
-        reason: String,
-    },
+    /// The connection closed before it opened (refused, HTTP error, origin rejected, …): the
+    /// `close` event, normally 1006 and not clean.
+    ConnectFailed(CloseInfo),
     /// Connecting, or receiving the first messages, took longer than `setup_timeout_ms`.
     SetupTimeout {
         /// Milliseconds waited.
@@ -133,12 +127,8 @@ pub enum ProbeError {
     },
     /// The server closed the connection before the probe called `close()`.
     ClosedByServer {
-        /// `CloseEvent.code`.
-        code: u16,
-        /// `CloseEvent.reason`.
-        reason: String,
-        /// `CloseEvent.wasClean`.
-        was_clean: bool,
+        /// What the `close` event reported.
+        close: CloseInfo,
         /// Data messages received until then.
         messages_received: u32,
     },
@@ -163,7 +153,7 @@ impl ProbeError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProbeError::InvalidUrl(_) => "invalidUrl",
-            ProbeError::ConnectFailed { .. } => "connectFailed",
+            ProbeError::ConnectFailed(_) => "connectFailed",
             ProbeError::SetupTimeout { .. } => "setupTimeout",
             ProbeError::ClosedByServer { .. } => "closedByServer",
             ProbeError::Rejected(_) => "rejected",
@@ -177,7 +167,7 @@ impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProbeError::InvalidUrl(why) => write!(f, "the browser rejected the URL: {why}"),
-            ProbeError::ConnectFailed { code, reason } => {
+            ProbeError::ConnectFailed(CloseInfo { code, reason, .. }) => {
                 write!(f, "could not connect (close code {code}")?;
                 if !reason.is_empty() {
                     write!(f, ", reason {reason:?}")?;
@@ -196,9 +186,12 @@ impl fmt::Display for ProbeError {
                  ({messages_received} received)"
             ),
             ProbeError::ClosedByServer {
-                code,
-                reason,
-                was_clean,
+                close:
+                    CloseInfo {
+                        code,
+                        reason,
+                        was_clean,
+                    },
                 ..
             } => write!(
                 f,
@@ -263,11 +256,8 @@ impl Probe {
                     return Ok(probe);
                 }
                 Some(SocketEvent::Error) => continue, // `close` follows and says more
-                Some(SocketEvent::Close(info)) => {
-                    return Err(ProbeError::ConnectFailed {
-                        code: info.code,
-                        reason: info.reason,
-                    })
+                Some(SocketEvent::Close { close, .. }) => {
+                    return Err(ProbeError::ConnectFailed(close))
                 }
                 Some(SocketEvent::Message(_)) => {
                     return Err(ProbeError::Unexpected("a message before open".into()))
@@ -296,7 +286,7 @@ impl Probe {
             match event {
                 Some(SocketEvent::Message(_)) => self.messages_received += 1,
                 Some(SocketEvent::Error) | Some(SocketEvent::Open) => {}
-                Some(SocketEvent::Close(info)) => return Err(self.closed_by_server(info)),
+                Some(SocketEvent::Close { close, .. }) => return Err(self.closed_by_server(close)),
                 None => return Err(stream_ended()),
             }
         }
@@ -333,7 +323,7 @@ impl Probe {
                     return Ok(reply);
                 }
                 Some(SocketEvent::Error) | Some(SocketEvent::Open) => {}
-                Some(SocketEvent::Close(info)) => return Err(self.closed_by_server(info)),
+                Some(SocketEvent::Close { close, .. }) => return Err(self.closed_by_server(close)),
                 None => return Err(stream_ended()),
             }
         }
@@ -360,7 +350,7 @@ impl Probe {
     pub fn close(mut self, code: u16, reason: &str) -> Result<Closing, ProbeError> {
         while let Some(event) = self.socket.try_next_event() {
             match event {
-                SocketEvent::Close(info) => return Err(self.closed_by_server(info)),
+                SocketEvent::Close { close, .. } => return Err(self.closed_by_server(close)),
                 SocketEvent::Message(_) => self.messages_received += 1,
                 SocketEvent::Open | SocketEvent::Error => {}
             }
@@ -383,11 +373,9 @@ impl Probe {
         }
     }
 
-    fn closed_by_server(&self, info: crate::socket::CloseInfo) -> ProbeError {
+    fn closed_by_server(&self, close: CloseInfo) -> ProbeError {
         ProbeError::ClosedByServer {
-            code: info.code,
-            reason: info.reason,
-            was_clean: info.was_clean,
+            close,
             messages_received: self.messages_received,
         }
     }
@@ -433,20 +421,16 @@ impl Closing {
             match event {
                 // The `close` event fired before `close()` was called (the server closed
                 // first, between the queue check in `Probe::close` and the call).
-                Some(SocketEvent::Close(info)) if info.at_ms < self.started_at_ms => {
+                Some(SocketEvent::Close { close, at_ms }) if at_ms < self.started_at_ms => {
                     return Err(ProbeError::ClosedByServer {
-                        code: info.code,
-                        reason: info.reason,
-                        was_clean: info.was_clean,
+                        close,
                         messages_received: self.messages_received,
                     })
                 }
-                Some(SocketEvent::Close(info)) => {
+                Some(SocketEvent::Close { close, at_ms }) => {
                     return Ok(CloseReport {
-                        elapsed_ms: info.at_ms - self.started_at_ms,
-                        code: info.code,
-                        reason: info.reason,
-                        was_clean: info.was_clean,
+                        elapsed_ms: at_ms - self.started_at_ms,
+                        close,
                         messages_received: self.messages_received,
                     })
                 }

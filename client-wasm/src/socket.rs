@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures::stream::{FusedStream, Stream};
 use js_sys::{ArrayBuffer, Uint8Array};
+use serde::Serialize;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
@@ -31,8 +32,10 @@ pub enum Payload {
     Binary(Vec<u8>),
 }
 
-/// What the browser reported in its `close` event.
-#[derive(Clone, Debug, PartialEq)]
+/// What the browser reported in its `close` event: `{ code, reason, wasClean }` in JavaScript
+/// (a [`CloseReport`](crate::CloseReport) carries it flattened).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CloseInfo {
     /// `CloseEvent.code`: the code the server echoed, or 1006 when no Close frame came back.
     pub code: u16,
@@ -40,8 +43,6 @@ pub struct CloseInfo {
     pub reason: String,
     /// `CloseEvent.wasClean`: true when the closing handshake completed.
     pub was_clean: bool,
-    /// `performance.now()` read inside the `close` handler, in milliseconds.
-    pub at_ms: f64,
 }
 
 /// One event of a [`Socket`], in the order the browser fired them.
@@ -54,7 +55,12 @@ pub enum SocketEvent {
     /// The `error` event. The browser gives no detail; a `Close` always follows.
     Error,
     /// The `close` event. It is the last event of a socket.
-    Close(CloseInfo),
+    Close {
+        /// What it reported.
+        close: CloseInfo,
+        /// `performance.now()` read inside the `close` handler, in milliseconds.
+        at_ms: f64,
+    },
 }
 
 /// A `WebSocket` plus the closures that forward its events to a channel.
@@ -94,12 +100,12 @@ impl Socket {
         let on_close = forward(&tx, |event: CloseEvent| {
             // Read the clock first: this is the end of the measured interval.
             let at_ms = now_ms();
-            Some(SocketEvent::Close(CloseInfo {
+            let close = CloseInfo {
                 code: event.code(),
                 reason: event.reason(),
                 was_clean: event.was_clean(),
-                at_ms,
-            }))
+            };
+            Some(SocketEvent::Close { close, at_ms })
         });
 
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));

@@ -124,9 +124,9 @@ async fn run(
                             attempt = 0;
                             update(&|status| record_tick(status, seq, &instance));
                         }
-                        SocketEvent::Close(info) => {
-                            code = Some(info.code);
-                            update(&|status| status.closes.push(info.code));
+                        SocketEvent::Close { close, .. } => {
+                            code = Some(close.code);
+                            update(&|status| status.closes.push(close.code));
                             break;
                         }
                         SocketEvent::Message(Payload::Binary(_)) | SocketEvent::Error => {}

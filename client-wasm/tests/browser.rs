@@ -13,7 +13,9 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 use wsclose_client::explain::{format_ms, summary};
-use wsclose_client::{echo, measure_close, CloseOptions, CloseReport, Payload, ProbeError};
+use wsclose_client::{
+    echo, measure_close, CloseInfo, CloseOptions, CloseReport, Payload, ProbeError,
+};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -37,12 +39,15 @@ async fn measure(what: &str, url: &str, options: CloseOptions) -> CloseReport {
 
 fn assert_prompt_and_clean(what: &str, report: &CloseReport, code: u16, reason: &str) {
     assert!(
-        report.was_clean,
+        report.close.was_clean,
         "{what}: wasClean should be true: {report:?}"
     );
-    assert_eq!(report.code, code, "{what}: echoed close code: {report:?}");
     assert_eq!(
-        report.reason, reason,
+        report.close.code, code,
+        "{what}: echoed close code: {report:?}"
+    );
+    assert_eq!(
+        report.close.reason, reason,
         "{what}: echoed close reason: {report:?}"
     );
     assert!(
@@ -67,7 +72,7 @@ async fn break_on_close_is_1006_at_once() {
     let options = CloseOptions::default().give_up_after_ms(GIVE_UP_MS);
     let report = measure("break-on-close", &url("/ws/break-on-close"), options).await;
     assert_eq!(
-        (report.code, report.was_clean),
+        (report.close.code, report.close.was_clean),
         (wsclose_client::ABNORMAL_CLOSURE, false),
         "{report:?}"
     );
@@ -180,7 +185,7 @@ async fn a_refused_connection_is_reported() {
     let port = free_port();
     let options = CloseOptions::default();
     match measure_close(&format!("ws://127.0.0.1:{port}/ws/drain"), options).await {
-        Err(ProbeError::ConnectFailed { code, .. }) => assert_eq!(code, 1006),
+        Err(ProbeError::ConnectFailed(close)) => assert_eq!(close.code, 1006),
         other => panic!("expected ConnectFailed on port {port}, got {other:?}"),
     }
 }
@@ -216,10 +221,10 @@ async fn closing_after_the_server_closed_is_an_error_not_a_negative_time() {
         .expect("send an oversized message");
     gloo_timers::future::TimeoutFuture::new(500).await;
     match probe.close(1000, "") {
-        Err(ProbeError::ClosedByServer { code, .. }) => assert_eq!(code, 1009),
+        Err(ProbeError::ClosedByServer { close, .. }) => assert_eq!(close.code, 1009),
         Err(other) => panic!("expected ClosedByServer, got {other}"),
         Ok(closing) => match closing.wait(Some(GIVE_UP_MS)).await {
-            Err(ProbeError::ClosedByServer { code, .. }) => assert_eq!(code, 1009),
+            Err(ProbeError::ClosedByServer { close, .. }) => assert_eq!(close.code, 1009),
             other => panic!("expected ClosedByServer, got {other:?}"),
         },
     }
@@ -388,12 +393,18 @@ fn results_are_the_objects_serde_wasm_bindgen_made() {
     let json = |value: &JsValue| String::from(js_sys::JSON::stringify(value).expect("JSON"));
     let report = CloseReport {
         elapsed_ms: 0.9,
-        code: 1000,
-        reason: "bye \"now\" ✓".to_owned(),
-        was_clean: true,
+        close: CloseInfo {
+            code: 1000,
+            reason: "bye \"now\" ✓".to_owned(),
+            was_clean: true,
+        },
         messages_received: 3,
     };
-    let reference = serde_wasm_bindgen::to_value(&report).expect("serialize");
+    // The close event's fields are flattened in: serde writes the report as a map, which the
+    // json_compatible mode makes a plain object.
+    let reference = report
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("serialize");
     assert_eq!(json(&wsclose_client::js::report(&report)), json(&reference));
 
     let run = |number: usize, url: &str, elapsed_ms: Option<f64>, code: Option<u16>| ExportedRun {

@@ -50,7 +50,11 @@ async fn assert_close_lands(
         format_ms(window.start),
         format_ms(window.end)
     );
-    assert_eq!((report.code, report.was_clean), (code, clean), "{report:?}");
+    assert_eq!(
+        (report.close.code, report.close.was_clean),
+        (code, clean),
+        "{report:?}"
+    );
     assert!(
         window.contains(&report.elapsed_ms),
         "[{browser}] close took {}, expected {}–{}",

@@ -51,7 +51,7 @@ pub mod ws;
 
 pub use http::{http_get, http_get_from, HttpResponse, MetricsSnapshot};
 pub use page::DemoPage;
-pub use raw::{Frame, RawClient, RawCloseOutcome, UpgradeResponse};
+pub use raw::{Frame, RawClient, UpgradeResponse};
 pub use server::{server_binary, ServerProcess};
 
 use std::time::Duration;

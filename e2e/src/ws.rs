@@ -12,13 +12,15 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsclose_check::{Ended, How};
 
 use crate::http::http_get;
-use crate::raw::{Frame, RawClient, RawCloseOutcome, OP_PING};
+use crate::raw::{Frame, RawClient, OP_CLOSE, OP_PING};
 use crate::server::ServerProcess;
 use crate::IO_TIMEOUT;
 
@@ -65,16 +67,23 @@ pub fn assert_contiguous(ticks: &[Tick], first: u64) {
     }
 }
 
-/// What happened after the client sent Close.
+/// What came back after a client sent Close, whichever client sent it: tungstenite's
+/// ([`close_and_wait`]) or the raw one ([`raw_close`]).
 #[derive(Debug)]
 pub struct CloseResult {
-    /// The server's Close frame, if one came (`Some(None)` for an empty Close).
-    pub reply: Option<Option<CloseFrame>>,
-    /// Data messages that arrived after the client sent Close, before the reply.
-    pub messages: Vec<Message>,
-    /// From just before sending Close to the reply (or to the end of the wait).
+    /// The server's Close ([`How::Close`], its frame in [`Ended::close`]), or how the wait for
+    /// it ended without one ([`How::Open`]: nothing came within the wait).
+    pub answer: Ended,
+    /// Just before the Close was sent.
+    pub sent: Instant,
+    /// From [`sent`](Self::sent) to the answer (or to the end of the wait).
     pub elapsed: Duration,
-    /// Whether the stream ended (handshake complete or connection gone) within the timeout.
+    /// Data messages that arrived after the Close was sent, before the answer (tungstenite's
+    /// client; the raw client assembles no messages and leaves this empty).
+    pub messages: Vec<Message>,
+    /// Whether the end of the connection was seen within the wait. tungstenite's client reads
+    /// on after the server's Close until the stream ends; the raw client stops at the Close
+    /// (then this is false: [`RawClient::wait_tcp_end`] watches for the end).
     pub ended: bool,
     /// The error the stream ended with, if it was not the normal end of a close handshake.
     pub error: Option<String>,
@@ -83,18 +92,15 @@ pub struct CloseResult {
 impl CloseResult {
     /// The code of the server's Close reply; panics, with the whole result, if there was none.
     pub fn code(&self) -> CloseCode {
-        match &self.reply {
-            Some(Some(frame)) => frame.code,
-            _ => panic!("no Close frame with a code from the server: {self:?}"),
+        match self.answer.close_code() {
+            Some(code) => CloseCode::from(code),
+            None => panic!("no Close frame with a code from the server: {self:?}"),
         }
     }
 
-    /// The reason of the server's Close reply (empty if none).
-    pub fn reason(&self) -> &str {
-        match &self.reply {
-            Some(Some(frame)) => frame.reason.as_str(),
-            _ => "",
-        }
+    /// The reason of the server's Close reply (empty if none), lossy UTF-8.
+    pub fn reason(&self) -> String {
+        self.answer.close_reason().unwrap_or_default()
     }
 }
 
@@ -105,45 +111,70 @@ pub async fn close_and_wait(
     reason: &str,
     timeout: Duration,
 ) -> CloseResult {
-    let start = Instant::now();
+    let sent = Instant::now();
     let frame = CloseFrame {
         code: code.into(),
         reason: reason.into(),
     };
     let mut result = CloseResult {
-        reply: None,
-        messages: Vec::new(),
+        answer: Ended::without_close(How::Open),
+        sent,
         elapsed: Duration::ZERO,
+        messages: Vec::new(),
         ended: false,
         error: None,
     };
     if let Err(err) = ws.close(Some(frame)).await {
         result.error = Some(format!("sending Close: {err}"));
     }
+    let answered = |result: &CloseResult| result.answer.how == How::Close;
     loop {
-        match tokio::time::timeout_at(start + timeout, ws.next()).await {
+        match tokio::time::timeout_at(sent + timeout, ws.next()).await {
             Err(_) => break,
             Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => {
+                if !answered(&result) {
+                    result.answer = Ended::without_close(How::Fin);
+                }
                 result.ended = true;
                 break;
             }
             Ok(Some(Err(err))) => {
+                if !answered(&result) {
+                    result.answer = ended_by(&err);
+                }
                 result.ended = true;
                 result.error = Some(err.to_string());
                 break;
             }
             Ok(Some(Ok(Message::Close(frame)))) => {
-                result.elapsed = start.elapsed();
-                result.reply = Some(frame);
+                result.elapsed = sent.elapsed();
+                // The server's Close as it came on the wire (unmasked), in the raw client's
+                // terms.
+                let close = match frame {
+                    Some(frame) => Frame::close(frame.code.into(), frame.reason.as_bytes()),
+                    None => Frame::new(OP_CLOSE, Vec::new()),
+                };
+                result.answer = Ended::with_close(close.unmasked());
             }
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
             Ok(Some(Ok(message))) => result.messages.push(message),
         }
     }
-    if result.reply.is_none() {
-        result.elapsed = start.elapsed();
+    if !answered(&result) {
+        result.elapsed = sent.elapsed();
     }
     result
+}
+
+/// How an error from tungstenite's stream, before any Close came, ended the connection.
+fn ended_by(err: &WsError) -> Ended {
+    match err {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Ended::without_close(How::Fin)
+        }
+        WsError::Io(io) => Ended::of_error(&std::io::Error::from(io.kind()).into()),
+        other => Ended::failed(other.to_string()),
+    }
 }
 
 /// Asserts that the server answered the client's Close: its reply echoed `code` and
@@ -219,29 +250,21 @@ pub async fn next_frame(raw: &mut RawClient, what: &str) -> Frame {
     }
 }
 
-/// What came back after a raw client sent Close.
-#[derive(Debug)]
-pub struct RawClosed {
-    /// The server's Close frame, or how the wait for one ended without it.
-    pub outcome: RawCloseOutcome,
-    /// Just before the Close was sent.
-    pub sent: Instant,
-    /// From [`sent`](Self::sent) to the outcome.
-    pub after: Duration,
-}
-
 /// Sends Close(`code`, `reason`) on `raw` and waits up to [`IO_TIMEOUT`] for the server's answer:
 /// its Close frame, or the end of the connection. Panics if the Close cannot be sent.
-pub async fn raw_close(raw: &mut RawClient, code: u16, reason: &[u8]) -> RawClosed {
+pub async fn raw_close(raw: &mut RawClient, code: u16, reason: &[u8]) -> CloseResult {
     let sent = Instant::now();
     raw.send(&Frame::close(code, reason))
         .await
         .expect("send Close");
-    let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-    RawClosed {
-        outcome,
+    let (answer, _) = raw.next_close(IO_TIMEOUT).await;
+    CloseResult {
         sent,
-        after: sent.elapsed(),
+        elapsed: sent.elapsed(),
+        messages: Vec::new(),
+        ended: matches!(answer.how, How::Fin | How::Rst),
+        error: answer.error.clone(),
+        answer,
     }
 }
 
@@ -253,9 +276,9 @@ pub async fn assert_raw_close_echoed(
     reason: &[u8],
     what: &dyn Debug,
 ) -> Frame {
-    let RawClosed { outcome, .. } = raw_close(raw, code, reason).await;
-    let RawCloseOutcome::Close(reply) = outcome else {
-        panic!("{what:?}: no Close reply: {outcome:?}");
+    let CloseResult { answer, .. } = raw_close(raw, code, reason).await;
+    let Some(reply) = answer.close else {
+        panic!("{what:?}: no Close reply: {answer:?}");
     };
     assert_eq!(reply.close_code(), Some(code), "{what:?}: {reply:?}");
     reply
@@ -282,8 +305,8 @@ pub async fn assert_tcp_ends_after_close(
 /// can be counted, and answered nothing.
 #[derive(Debug)]
 pub struct SilentPeer {
-    /// How the connection ended (or [`RawCloseOutcome::TimedOut`] if it outlived the wait).
-    pub outcome: RawCloseOutcome,
+    /// How the connection ended ([`How::Open`] if it outlived the wait).
+    pub ended: Ended,
     /// From the start of the silence to that end.
     pub elapsed: Duration,
     /// Every frame the server sent meanwhile.
@@ -295,14 +318,14 @@ pub struct SilentPeer {
 /// Reads `raw` and answers nothing until the server drops it or `wait` passes.
 pub async fn silent_peer_dropped(raw: &mut RawClient, wait: Duration) -> SilentPeer {
     let start = Instant::now();
-    let (outcome, frames) = raw.next_close(wait).await;
+    let (ended, frames) = raw.next_close(wait).await;
     let elapsed = start.elapsed();
     let pings = frames
         .iter()
         .filter(|frame| frame.opcode == OP_PING)
         .count();
     SilentPeer {
-        outcome,
+        ended,
         elapsed,
         frames,
         pings,
@@ -315,15 +338,15 @@ impl SilentPeer {
     /// `window.end`. `what` names the case in a failure.
     pub fn assert_dropped(&self, window: Range<Duration>, what: &dyn Debug) {
         let SilentPeer {
-            outcome,
+            ended,
             elapsed,
             pings,
             ..
         } = self;
-        println!("{what:?}: silent peer {outcome:?} after {elapsed:?}, {pings} pings seen");
+        println!("{what:?}: silent peer {ended:?} after {elapsed:?}, {pings} pings seen");
         assert!(
-            matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::Reset),
-            "{what:?}: a dead peer is dropped without a Close frame, got {outcome:?} after \
+            matches!(ended.how, How::Fin | How::Rst),
+            "{what:?}: a dead peer is dropped without a Close frame, got {ended:?} after \
              {elapsed:?}"
         );
         assert!(*pings >= 1, "{what:?}: the server never pinged");

@@ -43,7 +43,7 @@ async fn nginx_does_not_hide_the_bug() {
     assert_eq!(parse_tick(&next_data(&mut ws, IO_TIMEOUT).await).seq, 0);
     let closed = close_and_wait(&mut ws, 1000, "", NO_ANSWER_FOR).await;
     assert_eq!(
-        closed.reply, None,
+        closed.answer.close, None,
         "no-drain answered through nginx: {closed:?}"
     );
     assert!(!closed.ended, "the connection ended: {closed:?}");

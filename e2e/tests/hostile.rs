@@ -12,7 +12,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose_e2e::raw::{Frame, RawClient, RawCloseOutcome};
+use wsclose_e2e::raw::{Frame, RawClient};
 use wsclose_e2e::ws::{assert_healthy, close_and_wait, connect};
 use wsclose_e2e::{heavy_test_guard, raise_fd_limit, MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
@@ -303,7 +303,7 @@ async fn unfinished_messages_are_bounded_in_total_and_in_time() {
     let (mut refused_at_once, mut timed_out, mut latest) = (0, 0, Duration::ZERO);
     for wait in waits {
         let (outcome, after) = wait.await.expect("a client task");
-        let RawCloseOutcome::Close(frame) = outcome else {
+        let Some(frame) = outcome.close else {
             panic!("no Close 1008 after {after:?}: {outcome:?}");
         };
         assert_eq!(frame.close_code(), Some(1008), "{frame:?}");

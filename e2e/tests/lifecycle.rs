@@ -63,7 +63,7 @@ async fn no_drain_never_answers_close() {
         closed.messages.len()
     );
     assert!(
-        closed.reply.is_none(),
+        closed.answer.close.is_none(),
         "no-drain answered Close: {closed:?}"
     );
     assert!(!closed.ended, "no-drain connection ended: {closed:?}");

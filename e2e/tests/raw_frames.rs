@@ -6,9 +6,7 @@
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use wsclose_e2e::raw::{
-    Frame, RawClient, RawCloseOutcome, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2, RSV3,
-};
+use wsclose_e2e::raw::{Frame, RawClient, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2, RSV3};
 use wsclose_e2e::ws::{
     assert_healthy, assert_raw_close_echoed, close_and_wait, connect, next_frame,
 };
@@ -50,7 +48,7 @@ async fn expect_close_code(server: &ServerProcess, frames: &[Frame], code: u16) 
         }
     }
     let (outcome, skipped) = raw.next_close(IO_TIMEOUT).await;
-    let RawCloseOutcome::Close(close) = &outcome else {
+    let Some(close) = &outcome.close else {
         panic!("expected Close {code}, got {outcome:?} (after {skipped:?})");
     };
     assert_eq!(
@@ -174,7 +172,7 @@ async fn valid_close_codes_are_echoed() {
         .expect("send");
     let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
     assert!(
-        matches!(&outcome, RawCloseOutcome::Close(f) if f.payload.is_empty()),
+        outcome.close.as_ref().is_some_and(|f| f.payload.is_empty()),
         "{outcome:?}"
     );
     assert_healthy(&server).await;
@@ -259,7 +257,7 @@ async fn length_with_its_top_bit_set_is_a_protocol_error() {
     header.extend_from_slice(&[1, 2, 3, 4]);
     raw.send_bytes(&header).await.expect("send the header");
     let (outcome, _) = raw.next_close(IO_TIMEOUT).await;
-    let RawCloseOutcome::Close(close) = &outcome else {
+    let Some(close) = &outcome.close else {
         panic!("expected Close 1002, got {outcome:?}");
     };
     assert_eq!(close.close_code(), Some(1002));

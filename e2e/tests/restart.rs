@@ -13,8 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use wsclose_check::How;
 use wsclose_e2e::http::read_response;
-use wsclose_e2e::raw::{RawClient, RawCloseOutcome};
+use wsclose_e2e::raw::RawClient;
 use wsclose_e2e::ws::{assert_healthy, connect, next_data};
 use wsclose_e2e::{ServerProcess, IO_TIMEOUT};
 
@@ -60,7 +61,7 @@ async fn shutdown_closes_the_listener_first_and_healthz_reports_draining() {
     server.sigterm();
     let (outcome, _) = silent.next_close(IO_TIMEOUT).await;
     assert!(
-        matches!(&outcome, RawCloseOutcome::Close(frame) if frame.close_code() == Some(1001)),
+        outcome.how == How::Close && outcome.close_code() == Some(1001),
         "{outcome:?}"
     );
     // The Close went out after the listener was closed: a new connection is refused at once,

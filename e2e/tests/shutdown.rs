@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose_e2e::raw::{RawClient, RawCloseOutcome};
+use wsclose_check::How;
+use wsclose_e2e::raw::RawClient;
 use wsclose_e2e::ws::{assert_contiguous, connect, parse_tick, Tick};
 use wsclose_e2e::{heavy_test_guard, MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
@@ -145,7 +146,7 @@ async fn shutdown_waits_for_a_silent_peer_only_until_close_timeout() {
 
     let (outcome, _ticks) = raw.next_close(IO_TIMEOUT).await;
     assert!(
-        matches!(&outcome, RawCloseOutcome::Close(frame) if frame.close_code() == Some(1001)),
+        outcome.how == How::Close && outcome.close_code() == Some(1001),
         "{outcome:?}"
     );
     // While it waits, it accepts no new connections: refused at TCP level, or a 503.

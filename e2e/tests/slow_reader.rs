@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wsclose_e2e::raw::{RawCloseOutcome, OP_TEXT};
+use wsclose_check::How;
+use wsclose_e2e::raw::OP_TEXT;
 use wsclose_e2e::ws::{assert_contiguous, assert_healthy, Tick};
 use wsclose_e2e::{heavy_test_guard, MetricsSnapshot, ServerProcess};
 
@@ -124,10 +125,13 @@ async fn non_reading_peers_are_dropped_after_write_timeout_and_memory_stays_flat
     );
     assert!(!ticks.is_empty());
     assert_contiguous(&ticks, 0);
-    let just_ended = match &outcome {
-        RawCloseOutcome::Eof | RawCloseOutcome::Reset => true,
-        RawCloseOutcome::Garbage(why) => why.starts_with("EOF inside a frame"),
-        RawCloseOutcome::Close(_) | RawCloseOutcome::TimedOut => false,
+    let just_ended = match outcome.how {
+        How::Fin | How::Rst => true,
+        How::Error => outcome
+            .error
+            .as_ref()
+            .is_some_and(|why| why.starts_with("EOF inside a frame")),
+        How::Close | How::Open => false,
     };
     assert!(just_ended, "{outcome:?}");
     drop(peers);

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use wsclose_e2e::raw::{RawClient, RawCloseOutcome};
-use wsclose_e2e::ws::{assert_healthy, assert_raw_close_echoed, raw_close, RawClosed};
+use wsclose_check::How;
+use wsclose_e2e::raw::RawClient;
+use wsclose_e2e::ws::{assert_healthy, assert_raw_close_echoed, raw_close, CloseResult};
 use wsclose_e2e::{MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 
 /// `/ws/break-on-close` reads the Close and drops the socket: the TCP connection ends at once
@@ -15,11 +16,15 @@ use wsclose_e2e::{MetricsSnapshot, ServerProcess, IO_TIMEOUT};
 async fn break_on_close_ends_tcp_without_a_close_reply() {
     let server = ServerProcess::start(&[]).await;
     let mut raw = RawClient::connect(server.addr(), "/ws/break-on-close").await;
-    let RawClosed { outcome, after, .. } = raw_close(&mut raw, 1000, b"bye").await;
-    println!("/ws/break-on-close: {outcome:?} {after:?} after the Close");
+    let CloseResult {
+        answer,
+        elapsed: after,
+        ..
+    } = raw_close(&mut raw, 1000, b"bye").await;
+    println!("/ws/break-on-close: {answer:?} {after:?} after the Close");
     assert!(
-        matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::Reset),
-        "expected the connection to end with no Close frame, got {outcome:?}"
+        matches!(answer.how, How::Fin | How::Rst),
+        "expected the connection to end with no Close frame, got {answer:?}"
     );
     assert!(after < Duration::from_secs(1), "{after:?}");
     let labels = [("endpoint", "break-on-close"), ("reason", "reply_dropped")];
@@ -37,14 +42,15 @@ async fn break_on_close_ends_tcp_without_a_close_reply() {
 async fn lingering_tcp_answers_close_but_keeps_tcp_open() {
     let server = ServerProcess::start(&[]).await;
     let mut raw = RawClient::connect(server.addr(), "/ws/lingering-tcp").await;
-    let RawClosed {
-        outcome,
+    let CloseResult {
+        answer,
         sent,
-        after: answered,
+        elapsed: answered,
+        ..
     } = raw_close(&mut raw, 4000, b"bye").await;
-    match &outcome {
-        RawCloseOutcome::Close(frame) => assert_eq!(frame.close_code(), Some(4000)),
-        other => panic!("expected the Close 4000 echoed, got {other:?}"),
+    match &answer.close {
+        Some(frame) => assert_eq!(frame.close_code(), Some(4000)),
+        None => panic!("expected the Close 4000 echoed, got {answer:?}"),
     }
     assert!(answered < Duration::from_secs(1), "{answered:?}");
     assert_eq!(

@@ -76,7 +76,7 @@ pub(super) async fn gather(
     clients: &mut [ClientProcess],
     command: &Command,
     wait: Duration,
-) -> anyhow::Result<Ended> {
+) -> anyhow::Result<ClientTally> {
     for client in clients.iter_mut() {
         client.send(command).await?;
     }
@@ -93,7 +93,7 @@ pub(super) async fn gather(
             other => bail!("a client process answered with {other:?}"),
         }
     }
-    Ok(Ended::merge(parts))
+    Ok(ClientTally::merge(parts))
 }
 
 /// `wsclose_connections_active` summed, once it is 0 or [`DRAIN_WAIT`] has passed.
@@ -184,7 +184,7 @@ pub(super) async fn held(
             cpu_ms_per_s,
             cpu_us_per_conn_s: per_conn(cpu_ms_per_s * 1e3),
             active_after_storm,
-            storm: Ending::from(&storm),
+            storm: TimedTally::from(&storm),
             storm_close_ms: storm.close_ms,
         })
     }
@@ -217,7 +217,7 @@ pub(super) async fn shutdown(spec: &ServerSpec, n: usize, plan: &Plan) -> anyhow
             Some(status) => status.to_string(),
             None => format!("still running {EXIT_WAIT:?} after the clients were done"),
         };
-        let ending = Ending::from(&ended);
+        let ending = TimedTally::from(&ended);
         anyhow::Ok(Shutdown {
             connections: opened,
             failed_to_open: failed,

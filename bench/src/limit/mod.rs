@@ -44,7 +44,7 @@ use crate::client::{ClientProcess, Command, Event};
 use crate::fit::{Line, Residual};
 use crate::report::{Figure, Report, RssSeries, Verdict};
 use crate::stats::Samples;
-use crate::tally::{Ended, Tally};
+use crate::tally::{ClientTally, Tally};
 use crate::{Options, TARGET_RSS_KIB, TARGET_STORM_MS};
 
 pub use measure::run;
@@ -177,9 +177,10 @@ pub struct Plan {
     pub logs: PathBuf,
 }
 
-/// How the connections of one storm or shutdown ended, over every client process.
+/// How the connections of one storm or shutdown ended, over every client process: the
+/// [`Tally`], and when the Closes and the TCP ends came.
 #[derive(Debug, Clone, Serialize)]
-pub struct Ending {
+pub struct TimedTally {
     /// How many connections ended which way.
     #[serde(flatten)]
     pub tally: Tally,
@@ -191,10 +192,10 @@ pub struct Ending {
     pub last_end_ms: Option<f64>,
 }
 
-impl Ending {
-    fn from(ended: &Ended) -> Ending {
+impl TimedTally {
+    fn from(ended: &ClientTally) -> TimedTally {
         let samples = Samples::from_ms(ended.close_ms.iter().copied());
-        Ending {
+        TimedTally {
             tally: ended.tally.clone(),
             last_close_ms: ended.last_close_ms(),
             close_p50_ms: Some(samples.quantile(0.5)).filter(|v| v.is_finite()),
@@ -244,7 +245,7 @@ pub struct Held {
     /// wsclose's `wsclose_connections_active` after the storm (waited for, up to 5 s).
     pub active_after_storm: Option<f64>,
     /// The storm: every client sends Close 1000 at once.
-    pub storm: Ending,
+    pub storm: TimedTally,
     /// Per-connection signal → server Close, ms, for the CDF plot.
     #[serde(skip)]
     pub storm_close_ms: Vec<f64>,
@@ -258,7 +259,7 @@ pub struct Shutdown {
     /// Connections that failed to open.
     pub failed_to_open: usize,
     /// How the connections ended (clean: Close 1001, then EOF).
-    pub ending: Ending,
+    pub ending: TimedTally,
     /// SIGTERM → every client has seen TCP end, ms; `None` if some had not by the bound.
     pub shutdown_ms: Option<f64>,
     /// The server's exit status, as printed.

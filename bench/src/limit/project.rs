@@ -65,7 +65,7 @@ mod tests {
     use super::*;
 
     fn step(n: usize, memory_kib: f64, shutdown_ms: f64) -> Step {
-        let ending = Ending::from(&Ended::default());
+        let ending = TimedTally::from(&ClientTally::default());
         Step {
             server: "s",
             requested: n,

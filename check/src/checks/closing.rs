@@ -8,8 +8,9 @@ use super::run::Ctx;
 use super::{
     CheckId, CheckResult, Verdict, BROWSER_WAIT_BOUND, FIX_READ_LOOP, TCP_CLOSE_BOUND, TCP_WATCH,
 };
-use crate::predict::{shown, CloseBehaviour};
-use crate::raw::{Frame, RawCloseOutcome};
+use crate::predict::{shown, ServerCloseBehaviour};
+use crate::raw::Frame;
+use crate::How;
 use crate::{CheckError, CloseCode, Options};
 
 const FIX_KEEP_POLLING: &str = "do not break out of the read loop on the peer's Close: \
@@ -21,7 +22,7 @@ const FIX_DROP_SOCKET: &str = "drop the whole socket the moment the close handsh
 pub(super) async fn close_behaviour(
     ctx: &Ctx<'_>,
     deadline: Instant,
-) -> Result<CloseBehaviour, CheckError> {
+) -> Result<ServerCloseBehaviour, CheckError> {
     let mut client = connect(ctx.target, deadline).await?;
     let sent = Instant::now();
     if client
@@ -29,27 +30,25 @@ pub(super) async fn close_behaviour(
         .await
         .is_err()
     {
-        return Ok(CloseBehaviour::Dropped { after_ms: 0.0 });
+        return Ok(ServerCloseBehaviour::Dropped { after_ms: 0.0 });
     }
     ctx.sent(CheckId::CloseAnswered, "close-answered (Close 1000)");
     let wait = ctx.options.close_wait;
-    let (outcome, _) = client.await_close((sent + wait).min(deadline)).await;
-    Ok(match outcome {
-        RawCloseOutcome::Close(reply) => {
+    let (ended, _) = client.await_close((sent + wait).min(deadline)).await;
+    Ok(match ended.how {
+        How::Close => {
             let close_ms = millis(sent.elapsed());
             let tcp_end_ms = client.wait_tcp_end(TCP_WATCH).await.map(millis);
-            CloseBehaviour::Answered {
+            ServerCloseBehaviour::Answered {
                 close_ms,
-                code: close_code(&reply),
+                code: ended.close_code().map(CloseCode::from),
                 tcp_end_ms,
             }
         }
-        RawCloseOutcome::Eof | RawCloseOutcome::Reset | RawCloseOutcome::Garbage(_) => {
-            CloseBehaviour::Dropped {
-                after_ms: millis(sent.elapsed()),
-            }
-        }
-        RawCloseOutcome::TimedOut => CloseBehaviour::Unanswered {
+        How::Fin | How::Rst | How::Error => ServerCloseBehaviour::Dropped {
+            after_ms: millis(sent.elapsed()),
+        },
+        How::Open => ServerCloseBehaviour::Unanswered {
             waited_ms: millis(wait),
         },
     })
@@ -57,11 +56,11 @@ pub(super) async fn close_behaviour(
 
 /// `close-answered`: Close(1000) sent, the server's Close received within `--close-wait`, and
 /// soon enough that a browser's `close` event is not late.
-pub(super) fn close_answered(behaviour: &CloseBehaviour, options: &Options) -> CheckResult {
+pub(super) fn close_answered(behaviour: &ServerCloseBehaviour, options: &Options) -> CheckResult {
     let id = CheckId::CloseAnswered;
     let code_text = |code: Option<CloseCode>| code.map_or("no code".into(), |c| c.to_string());
     match *behaviour {
-        CloseBehaviour::Answered { close_ms, code, .. }
+        ServerCloseBehaviour::Answered { close_ms, code, .. }
             if close_ms >= millis(BROWSER_WAIT_BOUND) =>
         {
             CheckResult::new(
@@ -76,20 +75,20 @@ pub(super) fn close_answered(behaviour: &CloseBehaviour, options: &Options) -> C
             )
             .fix(FIX_READ_LOOP)
         }
-        CloseBehaviour::Answered { close_ms, code, .. } => CheckResult::new(
+        ServerCloseBehaviour::Answered { close_ms, code, .. } => CheckResult::new(
             id,
             Verdict::Pass,
             Some(close_ms),
             format!("Close({}) came back", code_text(code)),
         ),
-        CloseBehaviour::Dropped { after_ms } => CheckResult::new(
+        ServerCloseBehaviour::Dropped { after_ms } => CheckResult::new(
             id,
             Verdict::Fail,
             Some(after_ms),
             "the server closed TCP without answering the Close: browsers see 1006".to_owned(),
         )
         .fix(FIX_KEEP_POLLING),
-        CloseBehaviour::Unanswered { .. } => CheckResult::new(
+        ServerCloseBehaviour::Unanswered { .. } => CheckResult::new(
             id,
             Verdict::Fail,
             None,
@@ -99,7 +98,7 @@ pub(super) fn close_answered(behaviour: &CloseBehaviour, options: &Options) -> C
             ),
         )
         .fix(FIX_READ_LOOP),
-        CloseBehaviour::Refused { .. } => {
+        ServerCloseBehaviour::Refused { .. } => {
             CheckResult::skip(id, "the upgrade was refused".to_owned())
         }
     }
@@ -110,10 +109,10 @@ pub(super) fn close_answered(behaviour: &CloseBehaviour, options: &Options) -> C
 pub(super) async fn close_code_echoed(
     ctx: &Ctx<'_>,
     deadline: Instant,
-    behaviour: &CloseBehaviour,
+    behaviour: &ServerCloseBehaviour,
 ) -> Result<CheckResult, CheckError> {
     let id = CheckId::CloseCodeEchoed;
-    if !matches!(behaviour, CloseBehaviour::Answered { .. }) {
+    if !matches!(behaviour, ServerCloseBehaviour::Answered { .. }) {
         let detail = "no Close comes back at all (see close-answered)".to_owned();
         return Ok(CheckResult::skip(id, detail));
     }
@@ -122,12 +121,12 @@ pub(super) async fn close_code_echoed(
     let sent = Instant::now();
     client.send(&Frame::close(code.into(), reason)).await.ok();
     ctx.sent(id, "close-code-echoed (Close 4000)");
-    let (outcome, _) = client
+    let (ended, _) = client
         .await_close((sent + ctx.options.close_wait).min(deadline))
         .await;
     let ms = Some(millis(sent.elapsed()));
-    Ok(match outcome {
-        RawCloseOutcome::Close(reply) if close_code(&reply) == Some(code) => {
+    Ok(match &ended.close {
+        Some(reply) if close_code(reply) == Some(code) => {
             if reply.close_reason() == reason {
                 CheckResult::new(
                     id,
@@ -150,26 +149,26 @@ pub(super) async fn close_code_echoed(
                 .fix("echo the peer's reason too; browsers show it as CloseEvent.reason.")
             }
         }
-        RawCloseOutcome::Close(reply) => {
-            let shown = shown(close_code(&reply));
+        Some(reply) => {
+            let shown = shown(close_code(reply));
             CheckResult::new(
                 id,
                 Verdict::Warn,
                 ms,
                 format!(
                     "Close(4000) was answered with {}: the close event will show code {shown} instead of 4000",
-                    close_code(&reply).map_or("no code".into(), |c| c.to_string())
+                    close_code(reply).map_or("no code".into(), |c| c.to_string())
                 ),
             )
             .fix("answer a Close with the peer's own code (RFC 6455 §5.5.1); the browser reports it.")
         }
-        other => CheckResult::new(
+        None => CheckResult::new(
             id,
             Verdict::Fail,
             ms,
             format!(
                 "Close(4000) got {} instead of a Close: browsers see 1006",
-                outcome_text(&other)
+                outcome_text(&ended)
             ),
         )
         .fix(FIX_KEEP_POLLING),
@@ -178,11 +177,11 @@ pub(super) async fn close_code_echoed(
 
 /// `tcp-closed`: after the server's Close, the server closes TCP within [`TCP_CLOSE_BOUND`]
 /// (pass), before Chromium's `close` event is [`BROWSER_WAIT_BOUND`] late (warn), or not (fail).
-pub(super) fn tcp_closed(behaviour: &CloseBehaviour) -> CheckResult {
+pub(super) fn tcp_closed(behaviour: &ServerCloseBehaviour) -> CheckResult {
     let id = CheckId::TcpClosed;
     let late = "TCP stayed open after the close handshake; Chromium waits up to 2 s for it";
     match *behaviour {
-        CloseBehaviour::Answered {
+        ServerCloseBehaviour::Answered {
             tcp_end_ms: Some(ms),
             ..
         } if ms <= millis(TCP_CLOSE_BOUND) => CheckResult::new(
@@ -191,7 +190,7 @@ pub(super) fn tcp_closed(behaviour: &CloseBehaviour) -> CheckResult {
             Some(ms),
             "the server closed TCP right after its Close".into(),
         ),
-        CloseBehaviour::Answered {
+        ServerCloseBehaviour::Answered {
             tcp_end_ms: Some(ms),
             ..
         } if ms < millis(BROWSER_WAIT_BOUND) => CheckResult::new(
@@ -204,11 +203,11 @@ pub(super) fn tcp_closed(behaviour: &CloseBehaviour) -> CheckResult {
             ),
         )
         .fix(FIX_DROP_SOCKET),
-        CloseBehaviour::Answered {
+        ServerCloseBehaviour::Answered {
             tcp_end_ms: Some(ms),
             ..
         } => CheckResult::new(id, Verdict::Fail, Some(ms), late.into()).fix(FIX_DROP_SOCKET),
-        CloseBehaviour::Answered {
+        ServerCloseBehaviour::Answered {
             tcp_end_ms: None, ..
         } => CheckResult::new(
             id,
@@ -232,7 +231,7 @@ mod tests {
     #[test]
     fn the_prediction_follows_the_browser_wait_bound() {
         // tcp-closed: under 100 ms pass, under 1 s warn, after that (or never) fail.
-        let at = |ms| CloseBehaviour::Answered {
+        let at = |ms| ServerCloseBehaviour::Answered {
             close_ms: 0.5,
             code: Some(CloseCode::Normal),
             tcp_end_ms: ms,

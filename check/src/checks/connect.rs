@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::raw::{Frame, Io, RawClient, RawCloseOutcome, UpgradeResponse};
-use crate::{io_cause, no_answer_within, CheckError, CloseCode, Target, Unreached};
+use crate::raw::{Frame, Io, RawClient, UpgradeResponse};
+use crate::{io_cause, no_answer_within, CheckError, CloseCode, Ended, How, Target, Unreached};
 
 /// How long [`goodbye`] may take to send its Close(1000) before it drops the connection.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
@@ -119,15 +119,17 @@ pub(crate) fn millis(duration: Duration) -> f64 {
 }
 
 /// What one probe got back.
-pub(super) fn outcome_text(outcome: &RawCloseOutcome) -> String {
-    match outcome {
-        RawCloseOutcome::Close(frame) => {
-            close_code(frame).map_or("a Close without code".into(), |code| code.to_string())
-        }
-        RawCloseOutcome::Eof => "TCP closed without a Close".into(),
-        RawCloseOutcome::Reset => "a TCP reset".into(),
-        RawCloseOutcome::TimedOut => "nothing".into(),
-        RawCloseOutcome::Garbage(_) => "bytes that are not a frame".into(),
+pub(super) fn outcome_text(ended: &Ended) -> String {
+    match ended.how {
+        How::Close => ended
+            .close
+            .as_ref()
+            .and_then(close_code)
+            .map_or("a Close without code".into(), |code| code.to_string()),
+        How::Fin => "TCP closed without a Close".into(),
+        How::Rst => "a TCP reset".into(),
+        How::Open => "nothing".into(),
+        How::Error => "bytes that are not a frame".into(),
     }
 }
 

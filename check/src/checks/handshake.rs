@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::connect::{goodbye, millis, upgrade};
 use super::run::Ctx;
 use super::{CheckId, CheckResult, Verdict, FOREIGN_ORIGIN};
-use crate::predict::CloseBehaviour;
+use crate::predict::ServerCloseBehaviour;
 use crate::CheckError;
 
 /// Why the first upgrade gave no connection to check.
@@ -28,10 +28,10 @@ impl Refused {
         }
     }
 
-    pub(super) fn behaviour(self) -> CloseBehaviour {
+    pub(super) fn behaviour(self) -> ServerCloseBehaviour {
         match self {
-            Refused::Status(status) => CloseBehaviour::Refused { status },
-            Refused::BadAccept => CloseBehaviour::Refused { status: 101 },
+            Refused::Status(status) => ServerCloseBehaviour::Refused { status },
+            Refused::BadAccept => ServerCloseBehaviour::Refused { status: 101 },
         }
     }
 }

@@ -8,8 +8,8 @@ use super::connect::{close_code, connect, millis, outcome_text};
 use super::run::Ctx;
 use super::{CheckId, CheckResult, Verdict, DEADLINE_GRACE, PROTOCOL_ERRORS_WAITS};
 use crate::predict::shown;
-use crate::raw::{Frame, RawCloseOutcome, RSV1};
-use crate::{CheckError, CloseCode};
+use crate::raw::{Frame, RSV1};
+use crate::{CheckError, CloseCode, Ended, How};
 
 /// One fail-fast case of `protocol-errors`.
 struct ProtocolCase {
@@ -78,7 +78,7 @@ async fn protocol_case(
     ctx: &Ctx<'_>,
     case: &ProtocolCase,
     deadline: Instant,
-) -> Result<RawCloseOutcome, CheckError> {
+) -> Result<Ended, CheckError> {
     let run = async {
         let mut client = connect(ctx.target, deadline).await?;
         let sent = Instant::now();
@@ -92,7 +92,7 @@ async fn protocol_case(
     };
     tokio::time::timeout_at(deadline + DEADLINE_GRACE, run)
         .await
-        .unwrap_or(Ok(RawCloseOutcome::TimedOut))
+        .unwrap_or(Ok(Ended::without_close(How::Open)))
 }
 
 /// `protocol-errors`: each malformed case on a fresh connection, one after the other, so a
@@ -109,7 +109,7 @@ pub(super) async fn protocol_errors(
     let id = CheckId::ProtocolErrors;
     let started = Instant::now();
     let cases = protocol_cases();
-    let mut outcomes: Vec<Option<Result<RawCloseOutcome, String>>> = vec![None; cases.len()];
+    let mut outcomes: Vec<Option<Result<Ended, String>>> = vec![None; cases.len()];
     let mut down = None;
     let mut rest_from = cases.len();
     for (i, case) in cases.iter().enumerate() {
@@ -118,7 +118,7 @@ pub(super) async fn protocol_errors(
         }
         match protocol_case(ctx, case, deadline).await {
             Ok(outcome) => {
-                let unanswered = outcome == RawCloseOutcome::TimedOut;
+                let unanswered = outcome.how == How::Open;
                 outcomes[i] = Some(Ok(outcome));
                 if unanswered {
                     rest_from = i + 1;
@@ -161,7 +161,7 @@ pub(super) async fn protocol_errors(
         }
     }
     let ms = Some(millis(started.elapsed()));
-    let ran: Vec<(&ProtocolCase, &Result<RawCloseOutcome, String>)> = cases
+    let ran: Vec<(&ProtocolCase, &Result<Ended, String>)> = cases
         .iter()
         .zip(&outcomes)
         .filter_map(|(case, outcome)| outcome.as_ref().map(|outcome| (case, outcome)))
@@ -170,7 +170,7 @@ pub(super) async fn protocol_errors(
     let wrong: Vec<(&ProtocolCase, String)> = ran
         .iter()
         .filter(|(case, outcome)| {
-            !matches!(outcome, Ok(RawCloseOutcome::Close(frame)) if close_code(frame) == Some(case.expected))
+            !matches!(outcome, Ok(Ended { close: Some(frame), .. }) if close_code(frame) == Some(case.expected))
         })
         .map(|(case, outcome)| {
             let got = match outcome {
@@ -241,12 +241,13 @@ pub(super) async fn max_message_size(
     let ms = Some(millis(started.elapsed()));
     let fix_1009 =
         "limit the message size and answer a larger message with Close 1009 (message too big).";
-    Ok(match streamed.outcome {
-        RawCloseOutcome::Close(frame) if close_code(&frame) == Some(CloseCode::Size) => {
+    let code = streamed.ended.close_code().map(CloseCode::from);
+    Ok(match streamed.ended.how {
+        How::Close if code == Some(CloseCode::Size) => {
             CheckResult::new(id, Verdict::Pass, ms, format!("{len} bytes got 1009"))
         }
-        RawCloseOutcome::Close(frame) => {
-            let shown = shown(close_code(&frame));
+        How::Close => {
+            let shown = shown(code);
             CheckResult::new(
                 id,
                 Verdict::Warn,
@@ -255,17 +256,17 @@ pub(super) async fn max_message_size(
             )
             .fix(fix_1009)
         }
-        RawCloseOutcome::Eof | RawCloseOutcome::Reset => CheckResult::new(
+        How::Fin | How::Rst => CheckResult::new(
             id,
             Verdict::Fail,
             ms,
             format!(
                 "{len} bytes got {} instead of 1009: a browser that sends this much sees 1006",
-                outcome_text(&streamed.outcome)
+                outcome_text(&streamed.ended)
             ),
         )
         .fix(fix_1009),
-        RawCloseOutcome::TimedOut if streamed.complete => CheckResult::new(
+        How::Open if streamed.complete => CheckResult::new(
             id,
             Verdict::Warn,
             ms,
@@ -274,7 +275,7 @@ pub(super) async fn max_message_size(
             ),
         )
         .fix(fix_1009),
-        RawCloseOutcome::TimedOut => CheckResult::new(
+        How::Open => CheckResult::new(
             id,
             Verdict::Warn,
             ms,
@@ -284,7 +285,7 @@ pub(super) async fn max_message_size(
             ),
         )
         .fix(fix_1009),
-        RawCloseOutcome::Garbage(_) => CheckResult::new(
+        How::Error => CheckResult::new(
             id,
             Verdict::Warn,
             ms,

@@ -22,7 +22,7 @@ use super::{
     PROTOCOL_ERRORS_WAITS, TCP_WATCH,
 };
 use crate::idle::{self, DeadPeerReport, IdleReport};
-use crate::predict::CloseBehaviour;
+use crate::predict::ServerCloseBehaviour;
 use crate::{no_answer_within, CheckError, Options, Stop, Stopped, Target};
 
 const FIX_ERROR_HANDLER: &str = "any client can take your server down with one malformed \
@@ -248,7 +248,7 @@ pub struct Ran {
     /// Every check, in the order of the report.
     pub checks: Vec<CheckResult>,
     /// What the close handshake did, which the prediction follows.
-    pub behaviour: CloseBehaviour,
+    pub behaviour: ServerCloseBehaviour,
     /// With `--idle`, once its connections were held: what they saw.
     pub idle: Option<IdleReport>,
     /// With `--idle`, once its connections were held: the dead peer.
@@ -336,7 +336,7 @@ async fn run_in_order(
     ctx: &Ctx<'_>,
     first: CheckResult,
     refused: Option<Refused>,
-) -> (Vec<CheckResult>, CloseBehaviour) {
+) -> (Vec<CheckResult>, ServerCloseBehaviour) {
     let options = ctx.options;
     let mut run = Run {
         ctx,
@@ -364,7 +364,7 @@ async fn run_in_order(
     let behaviour = match (measured, refused) {
         (_, Some(refused)) => refused.behaviour(),
         (Some(behaviour), None) => behaviour,
-        (None, None) => CloseBehaviour::Dropped { after_ms: 0.0 },
+        (None, None) => ServerCloseBehaviour::Dropped { after_ms: 0.0 },
     };
 
     // Then what a browser (or a well-behaved client) sends, in the order of the README.

@@ -13,8 +13,8 @@ use wsclose_backoff::Backoff;
 use super::tally::{How, Retry, TabEnding};
 use super::MAX_EVENTS;
 use crate::checks::{upgrade, Client};
-use crate::raw::{Frame, RawCloseOutcome, OP_CLOSE, OP_PING};
-use crate::Target;
+use crate::raw::{Frame, OP_CLOSE, OP_PING};
+use crate::{Ended, Target};
 
 /// How often a tab sends `--deploy-message`.
 pub const MESSAGE_EVERY: Duration = Duration::from_secs(5);
@@ -200,19 +200,15 @@ async fn hold(mut client: Client, shared: &Shared) -> Option<TabEnding> {
             read = client.read_control(&mut skipped) => {
                 let frame = match read {
                     Ok(Some(frame)) => frame,
-                    Ok(None) => return Some(TabEnding::without_close(How::Fin)),
-                    Err(error) => {
-                        let how = match RawCloseOutcome::of_error(&error) {
-                            RawCloseOutcome::Reset => How::Rst,
-                            RawCloseOutcome::Eof => How::Fin,
-                            // Bytes that are not a frame: a browser fails the connection (1006).
-                            _ => How::Error,
-                        };
-                        return Some(TabEnding::without_close(how));
+                    Ok(None) => {
+                        return Some(TabEnding::without_close(Ended::without_close(How::Fin)))
                     }
+                    // Bytes that are not a frame end in How::Error: a browser fails the
+                    // connection (1006).
+                    Err(error) => return Some(TabEnding::without_close(Ended::of_error(&error))),
                 };
                 match frame.opcode {
-                    OP_CLOSE => return Some(answer_close(client, &frame).await),
+                    OP_CLOSE => return Some(answer_close(client, frame).await),
                     OP_PING => {
                         let pong = Frame::pong(frame.payload);
                         if let Some(ending) = write(&mut client, &pong).await {
@@ -240,26 +236,26 @@ async fn hold(mut client: Client, shared: &Shared) -> Option<TabEnding> {
 /// Writes `frame` within [`WRITE_WAIT`]; the end of the connection if that fails (a server that
 /// stopped reading counts as gone: the tab drops it).
 async fn write(client: &mut Client, frame: &Frame) -> Option<TabEnding> {
-    let how = match tokio::time::timeout(WRITE_WAIT, client.send(frame)).await {
+    let ended = match tokio::time::timeout(WRITE_WAIT, client.send(frame)).await {
         Ok(Ok(())) => return None,
-        Ok(Err(error)) => {
-            if is_reset(&anyhow::Error::from(error)) {
-                How::Rst
-            } else {
-                How::Fin
-            }
-        }
-        Err(_) => How::Error,
+        Ok(Err(error)) => Ended::without_close(if is_reset(&anyhow::Error::from(error)) {
+            How::Rst
+        } else {
+            How::Fin
+        }),
+        Err(_) => Ended::failed(format!(
+            "a write was not taken within {}: the server does not read",
+            humantime::format_duration(WRITE_WAIT)
+        )),
     };
-    Some(TabEnding::without_close(how))
+    Some(TabEnding::without_close(ended))
 }
 
 /// The server sent Close: answer it with its code, as a browser does, and wait for TCP to end.
 /// Clean (what a browser's `wasClean` says) unless the code is one no endpoint may send, or TCP
 /// was reset.
-async fn answer_close(mut client: Client, frame: &Frame) -> TabEnding {
+async fn answer_close(mut client: Client, frame: Frame) -> TabEnding {
     let code = frame.close_code();
-    let reason = String::from_utf8_lossy(frame.close_reason()).into_owned();
     let answer = match code {
         Some(code) => Frame::close(code, b""),
         None => Frame::new(OP_CLOSE, Vec::new()),
@@ -268,20 +264,18 @@ async fn answer_close(mut client: Client, frame: &Frame) -> TabEnding {
         tokio::time::timeout(WRITE_WAIT, client.send(&answer)).await,
         Ok(Ok(()))
     );
-    let (outcome, _) = client.await_close(Instant::now() + TCP_END_WAIT).await;
+    let (tcp, _) = client.await_close(Instant::now() + TCP_END_WAIT).await;
     let sendable = code.is_none_or(|code| matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999));
     TabEnding {
-        how: How::Close,
-        code,
-        reason,
+        ended: Ended::with_close(frame),
         clean: sendable
-            && (answered || outcome == RawCloseOutcome::Eof)
-            && matches!(outcome, RawCloseOutcome::Eof | RawCloseOutcome::TimedOut),
+            && (answered || tcp.how == How::Fin)
+            && matches!(tcp.how, How::Fin | How::Open),
     }
 }
 
 /// A reset by the peer (ECONNRESET, ECONNABORTED), by the rule every connection of the check
-/// follows ([`RawCloseOutcome::of_error`]).
+/// follows ([`Ended::of_error`]).
 fn is_reset(error: &anyhow::Error) -> bool {
-    RawCloseOutcome::of_error(error) == RawCloseOutcome::Reset
+    Ended::of_error(error).how == How::Rst
 }

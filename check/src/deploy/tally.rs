@@ -7,31 +7,42 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::Ended;
 pub use crate::How;
 
-/// One connection's end.
+/// One connection's end, as a browser tab reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TabEnding {
-    /// Close, FIN or RST.
-    pub how: How,
-    /// The Close frame's code; `None` without a Close frame, or for a Close without a code.
-    pub code: Option<u16>,
-    /// The Close frame's reason (at most 123 bytes, as the frame allows), lossy UTF-8.
-    pub reason: String,
+    /// How (close, fin, rst or error), with the server's Close frame.
+    pub ended: Ended,
     /// True when a browser would say `wasClean`: a Close frame with a code a server may send,
     /// answered, and TCP ended by FIN (or still open when the check stopped waiting for it).
     pub clean: bool,
 }
 
 impl TabEnding {
-    /// An end without a Close frame.
-    pub fn without_close(how: How) -> TabEnding {
+    /// An end without a Close frame (never clean).
+    pub fn without_close(ended: Ended) -> TabEnding {
         TabEnding {
-            how,
-            code: None,
-            reason: String::new(),
+            ended,
             clean: false,
         }
+    }
+
+    /// How it ended.
+    pub fn how(&self) -> How {
+        self.ended.how
+    }
+
+    /// The Close frame's code; `None` without a Close frame, or for a Close without a code.
+    pub fn code(&self) -> Option<u16> {
+        self.ended.close_code()
+    }
+
+    /// The Close frame's reason (at most 123 bytes, as the frame allows), lossy UTF-8; empty
+    /// without one.
+    pub fn reason(&self) -> String {
+        self.ended.close_reason().unwrap_or_default()
     }
 
     /// True when a browser shows 1006 for it: no Close frame, or a close handshake that did
@@ -199,18 +210,19 @@ pub fn tally(observed: &Observed) -> DeployReport {
     let mut groups: BTreeMap<(How, Option<u16>, bool), EndingCount> = BTreeMap::new();
     for outage in &observed.outages {
         let ending = &outage.ending;
+        let (how, code, clean) = (ending.how(), ending.code(), ending.clean);
         let group = groups
-            .entry((ending.how, ending.code, ending.clean))
+            .entry((how, code, clean))
             .or_insert_with(|| EndingCount {
-                how: ending.how,
-                code: ending.code,
-                clean: ending.clean,
+                how,
+                code,
+                clean,
                 count: 0,
                 after_ms: Span {
                     min: outage.ended_ms,
                     max: outage.ended_ms,
                 },
-                reason: ending.reason.clone(),
+                reason: ending.reason(),
             });
         group.count += 1;
         group.after_ms.min = group.after_ms.min.min(outage.ended_ms);
@@ -290,7 +302,7 @@ pub fn peak_within(times: &[f64], window_ms: f64) -> u32 {
 fn cut_by(outages: &[Outage]) -> CutBy {
     let (mut server, mut proxy) = (0, 0);
     for outage in outages {
-        match (outage.ending.how, outage.first_retry) {
+        match (outage.ending.how(), outage.first_retry) {
             (How::Close, _) => server += 1,
             (_, Some(Retry::Opened)) => proxy += 1,
             (_, Some(Retry::Refused(None | Some(502..=504)))) => server += 1,
@@ -554,9 +566,7 @@ mod tests {
 
     fn close(code: u16) -> TabEnding {
         TabEnding {
-            how: How::Close,
-            code: Some(code),
-            reason: String::new(),
+            ended: Ended::with_close(crate::raw::Frame::close(code, b"")),
             clean: true,
         }
     }
@@ -626,13 +636,13 @@ mod tests {
 
     #[test]
     fn ends_without_close_then_refused_upgrades_are_the_server_going_away() {
-        let fin = TabEnding::without_close(How::Fin);
+        let fin = TabEnding::without_close(Ended::without_close(How::Fin));
         let mut seen = observed(vec![
             outage(5.0, fin.clone(), Retry::Refused(Some(502)), Some(900.0)),
             outage(6.0, fin.clone(), Retry::Refused(Some(502)), Some(950.0)),
             outage(
                 7.0,
-                TabEnding::without_close(How::Rst),
+                TabEnding::without_close(Ended::without_close(How::Rst)),
                 Retry::Refused(None),
                 None,
             ),
@@ -696,7 +706,7 @@ mod tests {
 
     #[test]
     fn ends_without_close_while_upgrades_succeed_are_the_proxy() {
-        let fin = TabEnding::without_close(How::Fin);
+        let fin = TabEnding::without_close(Ended::without_close(How::Fin));
         let seen = observed(vec![
             outage(2000.0, fin.clone(), Retry::Opened, Some(2100.0)),
             outage(2001.0, fin.clone(), Retry::Opened, Some(2050.0)),
@@ -768,7 +778,7 @@ mod tests {
     fn the_json_keys_are_the_contract() {
         let mut seen = observed(vec![outage(
             5.0,
-            TabEnding::without_close(How::Rst),
+            TabEnding::without_close(Ended::without_close(How::Rst)),
             Retry::Refused(Some(502)),
             Some(9.0),
         )]);

@@ -54,7 +54,7 @@ pub fn text(run: &DeployRun) -> String {
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
     let bucket = |ms: f64| (ms / STAMPEDE_WINDOW_MS).floor() as i64;
     for outage in &observed.outages {
-        let kind = match (outage.ending.how, outage.ending.code) {
+        let kind = match (outage.ending.how(), outage.ending.code()) {
             (How::Close, Some(code)) => format!("close {code}"),
             (How::Close, None) => "close".into(),
             (how, _) => how.as_str().into(),

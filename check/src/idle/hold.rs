@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::{How, IdleMode, ModeReport, MAX_PING_GAPS};
 use crate::checks::{goodbye, millis, Client};
-use crate::raw::{Frame, Io, RawCloseOutcome, ReadHalf, WriteHalf, OP_CLOSE, OP_PING, OP_PONG};
-use crate::{Options, Stop};
+use crate::raw::{Frame, Io, ReadHalf, WriteHalf, OP_CLOSE, OP_PING, OP_PONG};
+use crate::{Ended, Options, Stop};
 
 /// How long the answer to the server's Close may take to write.
 const ANSWER_WAIT: Duration = Duration::from_secs(1);
@@ -45,28 +45,18 @@ impl Peer {
     }
 }
 
-/// How the read side ended.
+/// How the connection ended, and when (`None`: still open).
 struct ReadEnd {
-    how: How,
+    ended: Ended,
     at: Option<Instant>,
-    close: Option<Frame>,
-    error: Option<String>,
 }
 
 impl ReadEnd {
-    fn now(how: How) -> ReadEnd {
+    /// It ended so now.
+    fn now(ended: Ended) -> ReadEnd {
         ReadEnd {
-            how,
+            ended,
             at: Some(Instant::now()),
-            close: None,
-            error: None,
-        }
-    }
-
-    fn error(error: String) -> ReadEnd {
-        ReadEnd {
-            error: Some(error),
-            ..ReadEnd::now(How::Error)
         }
     }
 }
@@ -117,7 +107,7 @@ pub(super) async fn hold(
     let end_at = (opened + max).min(stop.deadline());
     let mut pings = Pings::default();
     let mut data_frames = 0;
-    let ending = {
+    let ReadEnd { ended, at } = {
         let (read, write) = client.split();
         let (pong_tx, pong_rx) = watch::channel(None);
         let reader = read_until_end(
@@ -134,13 +124,13 @@ pub(super) async fn hold(
         let mut writing = true;
         loop {
             tokio::select! {
-                ending = &mut reader => break ending,
+                end = &mut reader => break end,
                 stopped = &mut writer, if writing => {
                     writing = false;
                     match stopped {
-                        WriteStopped::Stalled(why) => break ReadEnd::error(why),
+                        WriteStopped::Stalled(why) => break ReadEnd::now(Ended::failed(why)),
                         // The write took the socket's error: a read would now see a bare EOF.
-                        WriteStopped::Reset => break ReadEnd::now(How::Rst),
+                        WriteStopped::Reset => break ReadEnd::now(Ended::without_close(How::Rst)),
                         // The connection is ending, which the reader will see.
                         WriteStopped::Failed => {}
                     }
@@ -148,7 +138,7 @@ pub(super) async fn hold(
             }
         }
     };
-    match (&ending.close, peer) {
+    match (&ended.close, peer) {
         (Some(close), Peer::Mode(_)) => {
             let answer = match close.close_code() {
                 Some(code) => Frame::close(code, b""),
@@ -156,24 +146,20 @@ pub(super) async fn hold(
             };
             let _ = tokio::time::timeout(ANSWER_WAIT, client.send(&answer)).await;
         }
-        _ if ending.how == How::Open => goodbye(Some(client)).await,
+        _ if ended.how == How::Open => goodbye(Some(client)).await,
         _ => {}
     }
     ModeReport {
         mode: peer.mode(),
-        ended_after_ms: ending.at.map(|at| millis(at - opened)),
-        how: ending.how,
-        close_code: ending.close.as_ref().and_then(Frame::close_code),
-        close_reason: ending
-            .close
-            .as_ref()
-            .filter(|close| close.payload.len() > 2)
-            .map(|close| String::from_utf8_lossy(close.close_reason()).into_owned()),
+        ended_after_ms: at.map(|at| millis(at - opened)),
+        how: ended.how,
+        close_code: ended.close_code(),
+        close_reason: ended.close_reason(),
         server_pings: pings.count,
         server_ping_interval_ms: pings.median_ms(),
         first_ping_ms: pings.first.map(|at| millis(at - opened)),
         data_frames,
-        error: ending.error,
+        error: ended.error,
     }
 }
 
@@ -204,19 +190,13 @@ async fn read_until_end(
         let frame = match next {
             None => {
                 return ReadEnd {
+                    ended: Ended::without_close(How::Open),
                     at: None,
-                    ..ReadEnd::now(How::Open)
                 }
             }
             Some(Ok(Some(frame))) => frame,
-            Some(Ok(None)) => return ReadEnd::now(How::Fin),
-            Some(Err(error)) => {
-                return match RawCloseOutcome::of_error(&error) {
-                    RawCloseOutcome::Reset => ReadEnd::now(How::Rst),
-                    RawCloseOutcome::Eof => ReadEnd::now(How::Fin),
-                    _ => ReadEnd::error(format!("{error:#}")),
-                }
-            }
+            Some(Ok(None)) => return ReadEnd::now(Ended::without_close(How::Fin)),
+            Some(Err(error)) => return ReadEnd::now(Ended::of_error(&error)),
         };
         match frame.opcode {
             OP_PING => {
@@ -225,15 +205,11 @@ async fn read_until_end(
                     pong.send_replace(Some(frame.payload));
                 }
             }
-            OP_CLOSE => {
-                return ReadEnd {
-                    close: Some(frame),
-                    ..ReadEnd::now(How::Close)
-                }
-            }
+            OP_CLOSE => return ReadEnd::now(Ended::with_close(frame)),
             OP_PONG => {}
             opcode => {
-                return ReadEnd::error(format!("a frame with the reserved opcode {opcode:#x}"))
+                let why = format!("a frame with the reserved opcode {opcode:#x}");
+                return ReadEnd::now(Ended::failed(why));
             }
         }
     }

@@ -13,24 +13,10 @@ use tokio::time::Instant;
 use super::frame::next_mask;
 use super::reader::FrameReader;
 use super::{Frame, OP_CLOSE};
+use crate::how::{Ended, How};
 
 /// The longest wait for an upgrade response, and for [`RawClient::expect_close`].
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How a wait for the server's Close frame ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawCloseOutcome {
-    /// The server sent this Close frame.
-    Close(Frame),
-    /// The TCP connection ended (FIN) with no Close frame.
-    Eof,
-    /// The TCP connection was reset with no Close frame.
-    Reset,
-    /// Nothing ended the wait before the timeout.
-    TimedOut,
-    /// The server sent bytes that are not a valid frame.
-    Garbage(String),
-}
 
 /// A byte stream a [`RawClient`] can speak over: TCP, or TLS over TCP for `wss://`.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -47,8 +33,8 @@ pub struct RawClient<S = TcpStream> {
 /// How [`RawClient::send_message_streamed`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamedOutcome {
-    /// How the wait for the server's Close ended.
-    pub outcome: RawCloseOutcome,
+    /// How the wait for the server's Close ended ([`How::Open`]: not by the deadline).
+    pub ended: Ended,
     /// Bytes of the message written (header excluded).
     pub written: u64,
     /// True when the whole message was written.
@@ -91,30 +77,31 @@ impl<S: Io> RawClient<S> {
         self.reader.read_control(&mut self.stream, skipped).await
     }
 
-    /// Reads frames until the server's Close frame, EOF, a reset, or `timeout`. Returns how it
-    /// ended and every other frame read on the way (ticks, pings, echoes): for tests; a check
-    /// against an unknown server uses [`RawClient::await_close`].
-    pub async fn next_close(&mut self, timeout: Duration) -> (RawCloseOutcome, Vec<Frame>) {
+    /// Reads frames until the server's Close frame, EOF, a reset, or `timeout` ([`How::Open`]).
+    /// Returns how it ended and every other frame read on the way (ticks, pings, echoes): for
+    /// tests; a check against an unknown server uses [`RawClient::await_close`].
+    pub async fn next_close(&mut self, timeout: Duration) -> (Ended, Vec<Frame>) {
         let deadline = Instant::now() + timeout;
         let mut skipped = Vec::new();
         loop {
-            let outcome = match tokio::time::timeout_at(deadline, self.read_frame()).await {
-                Err(_) => RawCloseOutcome::TimedOut,
-                Ok(Ok(Some(frame))) if frame.opcode == OP_CLOSE => RawCloseOutcome::Close(frame),
+            let ended = match tokio::time::timeout_at(deadline, self.read_frame()).await {
+                Err(_) => Ended::without_close(How::Open),
+                Ok(Ok(Some(frame))) if frame.opcode == OP_CLOSE => Ended::with_close(frame),
                 Ok(Ok(Some(frame))) => {
                     skipped.push(frame);
                     continue;
                 }
-                Ok(Ok(None)) => RawCloseOutcome::Eof,
-                Ok(Err(err)) => RawCloseOutcome::of_error(&err),
+                Ok(Ok(None)) => Ended::without_close(How::Fin),
+                Ok(Err(err)) => Ended::of_error(&err),
             };
-            return (outcome, skipped);
+            return (ended, skipped);
         }
     }
 
     /// Waits until `deadline` for the server's Close frame, keeping nothing else it reads: how
-    /// the wait ended, and how many data frames were skipped on the way.
-    pub async fn await_close(&mut self, deadline: Instant) -> (RawCloseOutcome, u64) {
+    /// the wait ended ([`How::Open`]: not by `deadline`), and how many data frames were skipped
+    /// on the way.
+    pub async fn await_close(&mut self, deadline: Instant) -> (Ended, u64) {
         self.reader.await_close(&mut self.stream, deadline).await
     }
 
@@ -158,12 +145,12 @@ impl<S: Io> RawClient<S> {
                         close_by.as_mut().reset((Instant::now() + close_wait).min(deadline));
                     }
                 }
-                (outcome, _) = &mut read => {
-                    return StreamedOutcome { outcome, written: written.get(), complete: written.get() == len };
+                (ended, _) = &mut read => {
+                    return StreamedOutcome { ended, written: written.get(), complete: written.get() == len };
                 }
                 _ = &mut close_by => {
                     return StreamedOutcome {
-                        outcome: RawCloseOutcome::TimedOut,
+                        ended: Ended::without_close(How::Open),
                         written: written.get(),
                         complete: written.get() == len,
                     };
@@ -176,9 +163,12 @@ impl<S: Io> RawClient<S> {
     /// (`None` for an empty Close). Panics, saying what happened instead, if none comes.
     pub async fn expect_close(&mut self) -> (Option<u16>, Vec<u8>) {
         match self.next_close(READ_TIMEOUT).await {
-            (RawCloseOutcome::Close(frame), _) => {
-                (frame.close_code(), frame.close_reason().to_vec())
-            }
+            (
+                Ended {
+                    close: Some(frame), ..
+                },
+                _,
+            ) => (frame.close_code(), frame.close_reason().to_vec()),
             (other, skipped) => panic!(
                 "expected a Close frame from the server, got {other:?} after {} other frames",
                 skipped.len()

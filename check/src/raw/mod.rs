@@ -9,8 +9,8 @@
 //! # Layout
 //! * `frame`: [`Frame`] and [`Header`], the codec, and the opcodes and RSV bits.
 //! * `handshake`: [`RawClient::upgrade`] and its kin, [`parse_head`], [`accept_key`].
-//! * `client`: [`RawClient`]'s writes and reads, and how a wait for the Close ends
-//!   ([`RawCloseOutcome`]).
+//! * `client`: [`RawClient`]'s writes and reads; a wait for the Close ends in an
+//!   [`Ended`](crate::Ended).
 //! * `reader`: the read side, which skips data frames instead of keeping them.
 
 mod client;
@@ -18,9 +18,7 @@ mod frame;
 mod handshake;
 mod reader;
 
-pub use client::{
-    Io, RawClient, RawCloseOutcome, ReadHalf, StreamedOutcome, WriteHalf, READ_TIMEOUT,
-};
+pub use client::{Io, RawClient, ReadHalf, StreamedOutcome, WriteHalf, READ_TIMEOUT};
 pub use frame::{
     Frame, Header, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2,
     RSV3,

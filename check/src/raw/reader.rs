@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 #[cfg(doc)]
 use super::RawClient;
-use super::{Frame, Header, RawCloseOutcome, OP_CLOSE};
+use super::{Frame, Header, OP_CLOSE};
+use crate::how::{Ended, How};
 
 /// The read side's state: bytes received but not yet decoded, and how much of a skipped data
 /// frame's payload is still to come.
@@ -82,63 +83,18 @@ impl FrameReader {
         &mut self,
         stream: &mut R,
         deadline: Instant,
-    ) -> (RawCloseOutcome, u64) {
+    ) -> (Ended, u64) {
         let mut skipped = 0;
         loop {
             let read = self.read_control(stream, &mut skipped);
-            let outcome = match tokio::time::timeout_at(deadline, read).await {
-                Err(_) => RawCloseOutcome::TimedOut,
-                Ok(Ok(Some(frame))) if frame.opcode == OP_CLOSE => RawCloseOutcome::Close(frame),
+            let ended = match tokio::time::timeout_at(deadline, read).await {
+                Err(_) => Ended::without_close(How::Open),
+                Ok(Ok(Some(frame))) if frame.opcode == OP_CLOSE => Ended::with_close(frame),
                 Ok(Ok(Some(_control))) => continue,
-                Ok(Ok(None)) => RawCloseOutcome::Eof,
-                Ok(Err(err)) => RawCloseOutcome::of_error(&err),
+                Ok(Ok(None)) => Ended::without_close(How::Fin),
+                Ok(Err(err)) => Ended::of_error(&err),
             };
-            return (outcome, skipped);
+            return (ended, skipped);
         }
-    }
-}
-
-impl RawCloseOutcome {
-    /// How a read that failed with `err` ended the connection: [`RawCloseOutcome::Reset`] for
-    /// a reset (ECONNRESET, an abort), [`RawCloseOutcome::Eof`] for a FIN in the middle of a
-    /// frame (or a reset after a FIN), [`RawCloseOutcome::Garbage`] for bytes that are not a
-    /// valid frame.
-    pub fn of_error(err: &anyhow::Error) -> RawCloseOutcome {
-        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-        match io_kind(err) {
-            Some(ConnectionReset | ConnectionAborted) => RawCloseOutcome::Reset,
-            // Linux fails a read with EPIPE when a reset came after the peer's FIN (in
-            // CLOSE_WAIT): the connection ended with the FIN.
-            Some(UnexpectedEof | BrokenPipe) => RawCloseOutcome::Eof,
-            _ => RawCloseOutcome::Garbage(format!("{err:#}")),
-        }
-    }
-}
-
-/// The kind of the I/O error under `err`, if it is one.
-fn io_kind(err: &anyhow::Error) -> Option<std::io::ErrorKind> {
-    err.downcast_ref::<std::io::Error>()
-        .map(std::io::Error::kind)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::{Error, ErrorKind};
-
-    use super::*;
-
-    #[test]
-    fn a_failed_read_is_a_reset_a_fin_or_garbage() {
-        let outcome = |kind| RawCloseOutcome::of_error(&Error::from(kind).into());
-        assert_eq!(outcome(ErrorKind::ConnectionReset), RawCloseOutcome::Reset);
-        assert_eq!(
-            outcome(ErrorKind::ConnectionAborted),
-            RawCloseOutcome::Reset
-        );
-        // EOF inside a frame, and EPIPE (a reset after the peer's FIN): the FIN ended it.
-        assert_eq!(outcome(ErrorKind::UnexpectedEof), RawCloseOutcome::Eof);
-        assert_eq!(outcome(ErrorKind::BrokenPipe), RawCloseOutcome::Eof);
-        let garbage = RawCloseOutcome::of_error(&anyhow::anyhow!("a 200-byte control frame"));
-        assert!(matches!(garbage, RawCloseOutcome::Garbage(text) if text.contains("200-byte")));
     }
 }

@@ -68,23 +68,28 @@ pub(super) fn render_row(run: &Run, now: f64) -> Result<(), JsValue> {
             run.note.set_text_content(Some(explain::WAITING_NOTE));
         }
         Phase::Done(report) => {
-            let verdict = if report.was_clean { "clean" } else { "unclean" };
+            let verdict = if report.close.was_clean {
+                "clean"
+            } else {
+                "unclean"
+            };
             row.set_attribute("data-elapsed-ms", &fixed(report.elapsed_ms, 3))?;
-            row.set_attribute("data-code", &report.code.to_string())?;
-            row.set_attribute("data-reason", &report.reason)?;
-            row.set_attribute("data-was-clean", &report.was_clean.to_string())?;
+            row.set_attribute("data-code", &report.close.code.to_string())?;
+            row.set_attribute("data-reason", &report.close.reason)?;
+            row.set_attribute("data-was-clean", &report.close.was_clean.to_string())?;
             row.set_class_name(&format!("done {verdict}"));
             run.elapsed
                 .set_text_content(Some(&format_ms(report.elapsed_ms)));
-            run.code.set_text_content(Some(&report.code.to_string()));
+            run.code
+                .set_text_content(Some(&report.close.code.to_string()));
             run.reason
-                .set_text_content(Some(if report.reason.is_empty() {
+                .set_text_content(Some(if report.close.reason.is_empty() {
                     "(none)"
                 } else {
-                    &report.reason
+                    &report.close.reason
                 }));
             run.clean
-                .set_text_content(Some(&report.was_clean.to_string()));
+                .set_text_content(Some(&report.close.was_clean.to_string()));
             run.note
                 .set_text_content(Some(&explain::explain(report, SENT_CODE)));
         }
@@ -116,8 +121,8 @@ pub(super) fn bar_of(run: &Run, now: f64) -> Bar {
         Phase::Closing { since_ms } => (now - since_ms, waiting(now - since_ms), BarKind::Pending),
         Phase::Done(report) => (
             report.elapsed_ms,
-            chart::done_value(report.elapsed_ms, report.code, report.was_clean),
-            if report.was_clean {
+            chart::done_value(report.elapsed_ms, report.close.code, report.close.was_clean),
+            if report.close.was_clean {
                 BarKind::Clean
             } else {
                 BarKind::Unclean
