@@ -29,6 +29,23 @@
 //!   its socket gets the recommended read buffer (warp's `Ws` cannot set it), under a lingering
 //!   close.
 //!
+//! # How a close went: one type per meaning
+//!
+//! Across the workspace (this crate, the demo server, `wsclose-check`, the demo page's wasm,
+//! the bench and the end-to-end tests) each meaning has one type. The names it replaced:
+//!
+//! | old name (where) | now | meaning |
+//! |---|---|---|
+//! | `Ending` (here) | [`Ending`] | how one connection the server served ended: [`Initiator`], code, [`EndReason`], handshake time |
+//! | `Closed` (demo server) | [`Ending`], with [`EndReason::Application`] for its broken endpoints' own ends | the same |
+//! | `RawCloseOutcome` (check's raw client) | `wsclose_check::Ended` | how a connection the check held ended: a `How` (`close`, `fin`, `rst`, `open`, `error`), with the Close frame or what was wrong |
+//! | `RawClosed` and `CloseResult` (e2e) | `CloseResult { answer: Ended, .. }` (e2e) | what came back after a test client sent Close |
+//! | `ReadEnd`'s fields (check `--idle`), `TabEnding`'s (check `--deploy`) | an `Ended`, with the time or the browser's `clean` beside it | the same as `Ended` |
+//! | `CloseBehaviour` (check) | `ServerCloseBehaviour` | what a server did after the check's Close(1000), classified for the browsers' predictions |
+//! | `CloseInfo` (demo page) | `CloseInfo` (without its time) | what a browser's `close` event said: code, reason, `wasClean` |
+//! | `CloseReport` (demo page) | `CloseReport { elapsed_ms, close: CloseInfo, messages_received }` | one probe's result |
+//! | `Ending` (bench's scale phase) | `TimedTally` | how many connections of a storm or a shutdown ended which way, with the times |
+//!
 //! Without a framework, over tokio-tungstenite:
 //!
 //! ```no_run
