@@ -167,19 +167,34 @@ impl MetricsSnapshot {
 
     /// Scrapes every 50 ms until `done` holds for the page, up to `timeout`. Returns the first
     /// page that satisfied it, or, as the error, the last page scraped.
+    ///
+    /// A server at its connection cap answers `503 too many connections`, also to `/metrics`:
+    /// while waiting, that is one more sign the condition does not hold yet, so the scrape is
+    /// tried again. Panics if every scrape until `timeout` was refused.
     pub async fn wait_until(
         addr: SocketAddr,
         timeout: std::time::Duration,
         done: impl Fn(&MetricsSnapshot) -> bool,
     ) -> Result<MetricsSnapshot, MetricsSnapshot> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
         loop {
-            let page = MetricsSnapshot::scrape(addr).await;
-            if done(&page) {
-                return Ok(page);
+            let response = http_get(addr, "/metrics").await.expect("GET /metrics");
+            match response.status {
+                200 => {
+                    let page = MetricsSnapshot::parse(&response.body).expect("parse /metrics");
+                    if done(&page) {
+                        return Ok(page);
+                    }
+                    last = Some(page);
+                }
+                503 => {}
+                _ => panic!("GET /metrics: {response:?}"),
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(page);
+                return Err(last.unwrap_or_else(|| {
+                    panic!("GET /metrics refused until the deadline: {response:?}")
+                }));
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
