@@ -3,7 +3,7 @@
 //!
 //! warp's `Ws::on_upgrade` offers no way to set tungstenite's read buffer. Its default is
 //! 128 KiB, and tungstenite zero-fills the whole buffer before every read, so each idle
-//! connection keeps about 136 KiB resident (and pays a 128 KiB memset per read); with
+//! connection keeps about 135 KiB resident (and pays a 128 KiB memset per read); with
 //! [`READ_BUFFER_SIZE`](crate::config::READ_BUFFER_SIZE) (in
 //! [`recommended_config`](crate::recommended_config)) it is a few KiB. This is warp's
 //! `WsReply::into_response` written out: answer 101 with the headers tungstenite computes from
@@ -15,8 +15,10 @@
 //! With warp: take `OnUpgrade` before `warp::ws()` removes it from the request
 //! (`warp::ext::optional::<OnUpgrade>()`), validate the upgrade with `warp::ws()`, answer with
 //! [`switching_protocols`], and spawn the connection's task: await `OnUpgrade`, then [`socket`] and
-//! [`linger::serve`](crate::linger::serve). The demo server (`server/src/upgrade.rs` in the
-//! repository) does exactly that.
+//! [`linger::serve`](crate::linger::serve). The demo server (`server/src/upgrade.rs` and
+//! `server/src/endpoints.rs` in the repository) does that, with `serve_websocket` and
+//! [`linger::finish`](crate::linger::finish) written out, so that its per-connection future
+//! holds its ticks and handler once.
 
 use std::time::Duration;
 
