@@ -117,6 +117,9 @@ test: setup build lint unit e2e test-browser ## Everything: clippy, unit, e2e, h
 # What the `wsclose` crate must never pull in with its default features.
 NOT_IN_WSCLOSE := warp|hyper|hyper-util|clap|prometheus|tracing-subscriber
 
+# `cargo package` builds the packaged crates without the workspace's profile: without debug info,
+# as the workspace builds its dependencies, they reuse those builds instead of taking a second
+# copy on the disk.
 lint: ## rustfmt, clippy -D warnings (native, every wsclose feature, wasm), docs without warnings, the publishable crates packaged
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -126,8 +129,6 @@ lint: ## rustfmt, clippy -D warnings (native, every wsclose feature, wasm), docs
 	cargo clippy -p wsclose-client --target wasm32-unknown-unknown --all-targets -- -D warnings
 	@if cargo tree -p wsclose -e normal --prefix none | grep -E '^($(NOT_IN_WSCLOSE)) '; then \
 	  echo "wsclose's default features pull in the crates above"; exit 1; fi
-	# The packaged crates have no workspace profile: without debug info, as the workspace builds
-	# its dependencies, they reuse those builds instead of taking a second copy on the disk.
 	CARGO_PROFILE_DEV_DEBUG=false cargo package --quiet --allow-dirty -p wsclose -p wsclose-backoff -p wsclose-check
 
 unit: ## Unit tests, no browser, no root (the lifecycle through real tungstenite under paused time; the client's pure logic, natively; the check's CLI)

@@ -46,6 +46,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use crate::io::{self, Write};
+use crate::wait::{ShutdownWait, TimerWait};
 use crate::{close, EndReason, Ending, Initiator, Lifecycle};
 
 /// Where one connection is: open, or in a close handshake that one side started.
@@ -185,7 +186,12 @@ where
             next_ping: start + timing.ping_interval,
             read_deadline: start + timing.pong_timeout,
         };
-        let mut timer = pin!(sleep_until(state.deadline()));
+        // The timer and the shutdown signal register once for the connection's whole life,
+        // and are polled again only when they may have fired (`wait.rs`).
+        let sleep = pin!(sleep_until(state.deadline()));
+        let mut timer = TimerWait::new(sleep);
+        let notified = pin!(lifecycle.shutdown_notified());
+        let mut shutdown = ShutdownWait::new(lifecycle, notified);
 
         loop {
             let open = matches!(state, State::Open { .. });
@@ -206,7 +212,7 @@ where
                     // 1. The read. Always pending, so Ping and Close are always answered.
                     incoming = socket.next() => Event::Read(incoming),
                     // 2. Shutdown.
-                    () = lifecycle.shutting_down() => Event::Shutdown,
+                    () = &mut shutdown => Event::Shutdown,
                     // 3. The application's next message, or the end of its stream.
                     next = outgoing.next() => Event::Outgoing(next),
                     // 4. The one timer: the next keepalive ping, or the read deadline.
@@ -320,7 +326,7 @@ where
                         *next_ping = now + timing.ping_interval;
                         Write::Send(Message::Ping(Default::default()))
                     });
-                    timer.as_mut().reset(state.deadline());
+                    timer.reset(state.deadline());
                     (ping, None)
                 }
             };
