@@ -93,7 +93,6 @@ mod serve;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod timing;
-mod wait;
 #[cfg(feature = "warp")]
 pub mod warp;
 

@@ -46,7 +46,6 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use crate::io::{self, Write};
-use crate::wait::{ShutdownWait, TimerWait};
 use crate::{close, EndReason, Ending, Initiator, Lifecycle};
 
 /// Where one connection is: open, or in a close handshake that one side started.
@@ -186,12 +185,7 @@ where
             next_ping: start + timing.ping_interval,
             read_deadline: start + timing.pong_timeout,
         };
-        // The timer and the shutdown signal register once for the connection's whole life,
-        // and are polled again only when they may have fired (`wait.rs`).
-        let sleep = pin!(sleep_until(state.deadline()));
-        let mut timer = TimerWait::new(sleep);
-        let notified = pin!(lifecycle.shutdown_notified());
-        let mut shutdown = ShutdownWait::new(lifecycle, notified);
+        let mut timer = pin!(sleep_until(state.deadline()));
 
         loop {
             let open = matches!(state, State::Open { .. });
@@ -212,7 +206,7 @@ where
                     // 1. The read. Always pending, so Ping and Close are always answered.
                     incoming = socket.next() => Event::Read(incoming),
                     // 2. Shutdown.
-                    () = &mut shutdown => Event::Shutdown,
+                    () = lifecycle.shutting_down() => Event::Shutdown,
                     // 3. The application's next message, or the end of its stream.
                     next = outgoing.next() => Event::Outgoing(next),
                     // 4. The one timer: the next keepalive ping, or the read deadline.
@@ -326,7 +320,7 @@ where
                         *next_ping = now + timing.ping_interval;
                         Write::Send(Message::Ping(Default::default()))
                     });
-                    timer.reset(state.deadline());
+                    timer.as_mut().reset(state.deadline());
                     (ping, None)
                 }
             };
