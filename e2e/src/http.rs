@@ -160,9 +160,20 @@ pub struct MetricsSnapshot {
 impl MetricsSnapshot {
     /// Scrapes `GET /metrics` on `addr` and parses it; panics if that fails.
     pub async fn scrape(addr: SocketAddr) -> MetricsSnapshot {
+        MetricsSnapshot::try_scrape(addr)
+            .await
+            .unwrap_or_else(|| panic!("GET /metrics: 503 too many connections"))
+    }
+
+    /// Scrapes like [`scrape`](MetricsSnapshot::scrape), but `None` when the server, at its
+    /// connection cap, answered `503`; panics on any other failure.
+    async fn try_scrape(addr: SocketAddr) -> Option<MetricsSnapshot> {
         let response = http_get(addr, "/metrics").await.expect("GET /metrics");
-        assert_eq!(response.status, 200, "GET /metrics: {response:?}");
-        MetricsSnapshot::parse(&response.body).expect("parse /metrics")
+        match response.status {
+            200 => Some(MetricsSnapshot::parse(&response.body).expect("parse /metrics")),
+            503 => None,
+            _ => panic!("GET /metrics: {response:?}"),
+        }
     }
 
     /// Scrapes every 50 ms until `done` holds for the page, up to `timeout`. Returns the first
@@ -179,21 +190,15 @@ impl MetricsSnapshot {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = None;
         loop {
-            let response = http_get(addr, "/metrics").await.expect("GET /metrics");
-            match response.status {
-                200 => {
-                    let page = MetricsSnapshot::parse(&response.body).expect("parse /metrics");
-                    if done(&page) {
-                        return Ok(page);
-                    }
-                    last = Some(page);
+            if let Some(page) = MetricsSnapshot::try_scrape(addr).await {
+                if done(&page) {
+                    return Ok(page);
                 }
-                503 => {}
-                _ => panic!("GET /metrics: {response:?}"),
+                last = Some(page);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(last.unwrap_or_else(|| {
-                    panic!("GET /metrics refused until the deadline: {response:?}")
+                    panic!("GET /metrics: 503 too many connections until the deadline")
                 }));
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
