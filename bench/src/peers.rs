@@ -8,9 +8,13 @@
 //!   sent → Close received), interleaved over
 //!   all the servers, running at once, one handshake with each in turn
 //!   ([`crate::latency::close_handshakes_interleaved`]);
-//! * `idle` idle connections, each sending a Ping every second (the peers send no keepalive
-//!   of their own): the server's RSS growth and CPU time divided by them, then a close storm
-//!   in which all of them send Close at once ([`crate::scale::run`], as the scale phase).
+//! * the CPU per idle connection-second, beside the bare loop: fresh processes of the server
+//!   and of the bare loop, each with `idle` connections from its own client process (a Ping a
+//!   second each: the peers send no keepalive of their own), watched over the same window;
+//!   the figure against the floor is the median of each round's ratio (`cpu_beside`);
+//! * `idle` idle connections on a fresh process, pinging the same way: the server's RSS
+//!   growth divided by them, then a close storm in which all of them send Close at once
+//!   ([`crate::scale::run`], as the scale phase).
 //!
 //! The peers are built and installed by `make bench` (versions pinned in the Makefile) under
 //! `target/peers/`; a peer that is missing is skipped and said so.
@@ -24,6 +28,7 @@ use serde::Serialize;
 use wsclose_e2e::peers::{self, Peer};
 use wsclose_e2e::ServerProcess;
 
+use crate::client::{ClientProcess, Command, Event};
 use crate::report::{Figure, Report};
 use crate::scale::ScalePlan;
 use crate::stats::Samples;
@@ -56,8 +61,14 @@ pub struct PeerResult {
     /// the last server Close arrives, in ms.
     pub storm_ms: f64,
     /// Median over rounds of the server's CPU time per idle connection-second, with a client
-    /// Ping on every connection every second, in µs.
+    /// Ping on every connection every second, in µs: measured beside a bare loop under the same
+    /// load, over the same window (`cpu_beside`), when the bare loop is installed, and otherwise
+    /// alone, in the window of [`crate::scale::run`].
     pub cpu_us_per_conn_s: f64,
+    /// Median over rounds of the server's CPU per idle connection-second over the bare loop's
+    /// beside it in the same window: the machine's drift between windows cancels out of it.
+    /// `None` when the bare loop was not there to run beside it.
+    pub cpu_floor_ratio: Option<f64>,
     /// Storm handshakes that were clean (code 1000 echoed, then TCP closed), over all rounds.
     pub storm_clean: usize,
     /// Storm handshakes attempted, over all rounds.
@@ -72,6 +83,8 @@ pub struct PeerResult {
     pub storm_rounds_ms: Vec<f64>,
     /// Each round's CPU per idle connection-second, in µs.
     pub cpu_rounds_us: Vec<f64>,
+    /// Each round's CPU over the bare loop's beside it (see `cpu_floor_ratio`).
+    pub cpu_floor_rounds: Vec<f64>,
 }
 
 /// The servers that are installed: wsclose first, then the peers. Returns the missing ones
@@ -181,6 +194,9 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
         client_ping: Some(CLIENT_PING),
     };
     let mut rounds: Vec<Vec<Round>> = specs.iter().map(|_| Vec::new()).collect();
+    // The yardstick for every server's CPU, the bare loop included (its own ratio shows how
+    // well two servers under the same load agree).
+    let floor = specs.iter().find(|spec| spec.name == FLOOR);
     for round in 0..plan.rounds {
         eprintln!("bench: [peers] round {}/{}", round + 1, plan.rounds);
         let order = crate::latency::rotated(round, specs.len());
@@ -206,6 +222,15 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
         // next one's growth.
         for &index in &order {
             let spec = &specs[index];
+            // The CPU first, beside the bare loop, on fresh processes of both.
+            let cpu = match floor {
+                Some(floor) => Some(
+                    cpu_beside(spec, floor, plan, round % 2 == 1)
+                        .await
+                        .with_context(|| format!("{}: CPU beside the bare loop", spec.name))?,
+                ),
+                None => None,
+            };
             let server = spawn(spec).await?;
             let url = server.ws_url(spec.path);
             let idle = crate::scale::run(&server, &url, &scale_plan).await;
@@ -221,7 +246,8 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
                 p99_ms: samples.quantile(0.99),
                 rss_kib: idle.rss_per_connection_kib,
                 storm_ms: idle.storm.all_handshakes_ms,
-                cpu_us: idle.cpu_us_per_connection_s,
+                cpu_us: cpu.map_or(idle.cpu_us_per_connection_s, |cpu| cpu.ours_us),
+                cpu_floor_ratio: cpu.map(|cpu| cpu.ours_us / cpu.bare_us),
                 storm_clean: idle.storm.clean,
                 storm_connections: idle.storm.connections,
             });
@@ -235,6 +261,7 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
             let each = |figure: fn(&Round) -> f64| rounds.iter().map(figure).collect::<Vec<_>>();
             let (p50, p99, rss) = (each(|r| r.p50_ms), each(|r| r.p99_ms), each(|r| r.rss_kib));
             let (storm, cpu) = (each(|r| r.storm_ms), each(|r| r.cpu_us));
+            let cpu_floor: Vec<f64> = rounds.iter().filter_map(|r| r.cpu_floor_ratio).collect();
             PeerResult {
                 name: spec.name,
                 close_p50_ms: median(&p50),
@@ -242,6 +269,7 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
                 rss_per_conn_kib: median(&rss),
                 storm_ms: median(&storm),
                 cpu_us_per_conn_s: median(&cpu),
+                cpu_floor_ratio: (!cpu_floor.is_empty()).then(|| median(&cpu_floor)),
                 storm_clean: rounds.iter().map(|r| r.storm_clean).sum(),
                 storm_connections: rounds.iter().map(|r| r.storm_connections).sum(),
                 close_p50_rounds_ms: p50,
@@ -249,9 +277,95 @@ pub async fn run(specs: &[PeerSpec], plan: &PeerPlan) -> anyhow::Result<Vec<Peer
                 rss_rounds_kib: rss,
                 storm_rounds_ms: storm,
                 cpu_rounds_us: cpu,
+                cpu_floor_rounds: cpu_floor,
             }
         })
         .collect())
+}
+
+/// How long a client process may take to open its connections.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the connections of [`cpu_beside`] idle before its window: past the ramp's
+/// handshakes, and well before the wsclose servers' first keepalive Ping
+/// (`wsclose::DEFAULT_PING_INTERVAL`, 25 s after each connection opened).
+const CPU_SETTLE: Duration = Duration::from_secs(2);
+
+/// One server's CPU per idle connection-second and the bare loop's, in µs.
+#[derive(Debug, Clone, Copy)]
+struct CpuBeside {
+    ours_us: f64,
+    bare_us: f64,
+}
+
+/// Fresh processes of `spec`'s server and of the bare loop (`floor`), each given `plan.idle`
+/// connections by its own client process (a Ping a second each, [`CLIENT_PING`]), watched over
+/// the same window: whatever else the machine does then weighs on both alike. The bare loop's
+/// process and client start first when `bare_first`.
+async fn cpu_beside(
+    spec: &PeerSpec,
+    floor: &PeerSpec,
+    plan: &PeerPlan,
+    bare_first: bool,
+) -> anyhow::Result<CpuBeside> {
+    let exe = std::env::current_exe().context("the bench's own path")?;
+    let mut loaded = Vec::new();
+    // Which of the two starts first alternates from round to round (`bare_first`): the bare
+    // loop beside another bare loop measured 0.96× started second and 1.00× started first.
+    let order = if bare_first {
+        [floor, spec]
+    } else {
+        [spec, floor]
+    };
+    for spec in order {
+        let server = spawn(spec).await?;
+        let mut client = ClientProcess::spawn(&exe)?;
+        client
+            .send(&Command::Open {
+                url: server.ws_url(spec.path),
+                addr: server.addr(),
+                count: plan.idle,
+                sources: vec![std::net::Ipv4Addr::LOCALHOST],
+                ping_ms: Some(CLIENT_PING.as_millis() as u64),
+            })
+            .await?;
+        loaded.push((server, client));
+    }
+    let mut opened = Vec::new();
+    for (server, client) in &mut loaded {
+        let Event::Opened {
+            opened: count,
+            first_error,
+            ..
+        } = client.recv(OPEN_TIMEOUT).await?
+        else {
+            anyhow::bail!("a client process did not say how many connections opened");
+        };
+        anyhow::ensure!(
+            count > 0,
+            "no connection to {} opened: {}",
+            server.addr(),
+            first_error.unwrap_or_default()
+        );
+        opened.push(count as f64);
+    }
+    tokio::time::sleep(CPU_SETTLE).await;
+    let cpu = |loaded: &[(ServerProcess, ClientProcess)]| {
+        loaded
+            .iter()
+            .map(|(server, _)| server.cpu_time())
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    let before = cpu(&loaded)?;
+    let started = std::time::Instant::now();
+    tokio::time::sleep(plan.cpu_window).await;
+    let after = cpu(&loaded)?;
+    let window = started.elapsed().as_secs_f64();
+    let us = |i: usize| (after[i] - before[i]).as_secs_f64() * 1e6 / window / opened[i];
+    let (ours, bare) = if bare_first { (1, 0) } else { (0, 1) };
+    Ok(CpuBeside {
+        ours_us: us(ours),
+        bare_us: us(bare),
+    })
 }
 
 /// A fresh process of `spec`'s server on a free port.
@@ -273,6 +387,8 @@ struct Round {
     rss_kib: f64,
     storm_ms: f64,
     cpu_us: f64,
+    /// `cpu_us` over the bare loop's beside it, when it ran.
+    cpu_floor_ratio: Option<f64>,
     storm_clean: usize,
     storm_connections: usize,
 }
@@ -302,6 +418,7 @@ pub fn table(results: &[PeerResult], rounds: usize) -> String {
             "RSS per idle conn, KiB".to_owned(),
             "close storm, ms".to_owned(),
             "CPU, µs per conn-s".to_owned(),
+            "CPU ÷ bare loop beside it".to_owned(),
             "storm clean".to_owned(),
             "wsclose / this: p50, RSS, storm, CPU".to_owned(),
         ]);
@@ -319,6 +436,10 @@ pub fn table(results: &[PeerResult], rounds: usize) -> String {
             cell(result.rss_per_conn_kib, &result.rss_rounds_kib, 2),
             cell(result.storm_ms, &result.storm_rounds_ms, 0),
             cell(result.cpu_us_per_conn_s, &result.cpu_rounds_us, 1),
+            match result.cpu_floor_ratio {
+                Some(ratio) => cell(ratio, &result.cpu_floor_rounds, 2),
+                None => "–".to_owned(),
+            },
             format!("{}/{}", result.storm_clean, result.storm_connections),
             [
                 ratio(ours.close_p50_ms, result.close_p50_ms),
@@ -408,12 +529,20 @@ pub fn floor_figures(results: &[PeerResult]) -> Vec<Figure> {
     let find = |name: &str| results.iter().find(|result| result.name == name);
     let mut figures = Vec::new();
     let mut against =
-        |key, (what, value): Measure, ours: &PeerResult, theirs: &PeerResult, at_most| {
+        |key, (what, value, paired): Measure, ours: &PeerResult, theirs: &PeerResult, at_most| {
             let (ours_value, theirs_value) = (value(ours), value(theirs));
-            let ratio = ours_value / theirs_value;
+            // A figure measured beside the bare loop is the median of each round's ratio;
+            // the others are the ratio of the medians.
+            let (ratio, how) = match paired.and_then(|paired| paired(ours)) {
+                Some(ratio) => (
+                    ratio,
+                    "median of each round's ratio to the bare loop beside it",
+                ),
+                None => (ours_value / theirs_value, "median of rounds"),
+            };
             figures.push(Figure::checked(
                 key,
-                format!("{what}: {} / {} (median of rounds)", ours.name, theirs.name),
+                format!("{what}: {} / {} ({how})", ours.name, theirs.name),
                 ratio,
                 "×",
                 format!("{ratio:.2}× ({ours_value:.3} / {theirs_value:.3})"),
@@ -464,14 +593,25 @@ pub fn floor_figures(results: &[PeerResult]) -> Vec<Figure> {
     figures
 }
 
-/// A median [`floor_figures`] compares: the words that name it in the report, and its value.
-type Measure = (&'static str, fn(&PeerResult) -> f64);
-const RSS: Measure = ("RSS per idle connection", |result| result.rss_per_conn_kib);
-const CLOSE_P50: Measure = ("close p50", |result| result.close_p50_ms);
-const CPU: Measure = ("CPU per idle connection-second", |result| {
-    result.cpu_us_per_conn_s
-});
-const STORM: Measure = ("close storm", |result| result.storm_ms);
+/// A median [`floor_figures`] compares: the words that name it in the report, its value, and
+/// for a figure measured beside the bare loop, the median of each round's ratio to it.
+type Measure = (
+    &'static str,
+    fn(&PeerResult) -> f64,
+    Option<fn(&PeerResult) -> Option<f64>>,
+);
+const RSS: Measure = (
+    "RSS per idle connection",
+    |result| result.rss_per_conn_kib,
+    None,
+);
+const CLOSE_P50: Measure = ("close p50", |result| result.close_p50_ms, None);
+const CPU: Measure = (
+    "CPU per idle connection-second",
+    |result| result.cpu_us_per_conn_s,
+    Some(|result| result.cpu_floor_ratio),
+);
+const STORM: Measure = ("close storm", |result| result.storm_ms, None);
 
 #[cfg(test)]
 mod tests {
@@ -487,6 +627,7 @@ mod tests {
             rss_per_conn_kib: rss,
             storm_ms: storm,
             cpu_us_per_conn_s: cpu,
+            cpu_floor_ratio: None,
             storm_clean: 1,
             storm_connections: 1,
             close_p50_rounds_ms: vec![close],
@@ -494,6 +635,7 @@ mod tests {
             rss_rounds_kib: vec![rss],
             storm_rounds_ms: vec![storm],
             cpu_rounds_us: vec![cpu],
+            cpu_floor_rounds: Vec::new(),
         }
     }
 
@@ -523,6 +665,23 @@ mod tests {
                 ("axum_demo_rss_ratio", Verdict::Miss),
                 ("axum_demo_close_p50_ratio", Verdict::Pass),
                 ("storm_vs_gorilla", Verdict::Miss),
+            ]
+        );
+        // Measured beside the bare loop, the median of each round's ratio is the figure, not the
+        // ratio of the medians (1.15× above).
+        let mut paired = results.clone();
+        paired[0].cpu_floor_ratio = Some(1.16);
+        paired[3].cpu_floor_ratio = Some(1.10);
+        let cpu: Vec<(&str, Verdict)> = floor_figures(&paired)
+            .iter()
+            .filter(|figure| figure.key.ends_with("cpu_ratio"))
+            .map(|figure| (figure.key, figure.verdict))
+            .collect();
+        assert_eq!(
+            cpu,
+            [
+                ("floor_cpu_ratio", Verdict::Miss),
+                ("axum_floor_cpu_ratio", Verdict::Pass),
             ]
         );
         // Without the peers there is nothing to compare.

@@ -4,9 +4,12 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Sink, SinkExt};
+use tokio::time::Sleep;
 use tungstenite::Message;
 
 use crate::{EndReason, Ending, Initiator};
@@ -40,14 +43,53 @@ where
     // not twice.
     async move {
         let written = match write {
-            Write::Send(message) => tokio::time::timeout(write_timeout, writer.send(message)).await,
-            Write::Flush => tokio::time::timeout(write_timeout, writer.flush()).await,
+            Write::Send(message) => Bounded::new(writer.send(message), write_timeout).await,
+            Write::Flush => Bounded::new(writer.flush(), write_timeout).await,
         };
         match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_gone)) => Err(Ending::peer_gone()),
-            Err(_elapsed) => Err(Ending::dropped(Initiator::Server, EndReason::WriteTimeout)),
+            Some(Ok(())) => Ok(()),
+            Some(Err(_gone)) => Err(Ending::peer_gone()),
+            None => Err(Ending::dropped(Initiator::Server, EndReason::WriteTimeout)),
         }
+    }
+}
+
+/// A write, bounded by `limit` from its first poll: `Some(output)`, or `None` when the limit
+/// passed first.
+///
+/// Not `tokio::time::timeout`: that makes its timer up front, and making a timer clones the
+/// runtime's handle, a count that every socket on every core writes to. Most writes finish at
+/// their first poll, so here the timer is made only when a write has to wait, and it lives on
+/// the heap, not in the connection's future (docs/performance.md, "A lock on every turn").
+struct Bounded<F> {
+    write: F,
+    limit: Duration,
+    /// Made at the first poll that has to wait.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<F> Bounded<F> {
+    fn new(write: F, limit: Duration) -> Self {
+        Bounded {
+            write,
+            limit,
+            timer: None,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Bounded<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(output) = Pin::new(&mut self.write).poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let limit = self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).map(|()| None)
     }
 }
 

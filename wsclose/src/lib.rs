@@ -93,6 +93,7 @@ mod serve;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod timing;
+mod wait;
 #[cfg(feature = "warp")]
 pub mod warp;
 

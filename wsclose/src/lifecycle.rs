@@ -1,10 +1,13 @@
 //! What every socket of a server obeys, and the server's graceful shutdown.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TrackedFuture;
 use tokio_util::task::TaskTracker;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -38,8 +41,23 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
 pub struct Lifecycle {
     pub(crate) timing: Timing,
     shutdown_code: CloseCode,
-    shutdown: CancellationToken,
+    shutdown: Arc<ShutdownSignal>,
     sockets: TaskTracker,
+}
+
+/// The shutdown signal every socket of a lifecycle waits for.
+///
+/// A flag and a [`Notify`], not a `CancellationToken`: a token takes a lock shared by every
+/// socket each time one asks whether it is cancelled, and a `Notified` made afresh for each
+/// turn of a socket's loop takes the `Notify`'s lock twice. On 2 cores both showed as CPU
+/// per idle connection (docs/performance.md, "A lock on every turn"). Here a socket reads the
+/// flag, and registers with the `Notify` once ([`ShutdownWait`](crate::wait::ShutdownWait)).
+#[derive(Debug, Default)]
+struct ShutdownSignal {
+    /// Set once the shutdown has begun, before the waiters are woken.
+    begun: AtomicBool,
+    /// Wakes every socket (and [`Lifecycle::shutting_down`]) when `begun` is set.
+    notify: Notify,
 }
 
 impl Default for Lifecycle {
@@ -54,7 +72,7 @@ impl Lifecycle {
         Lifecycle {
             timing: Timing::default(),
             shutdown_code: CloseCode::Away,
-            shutdown: CancellationToken::new(),
+            shutdown: Arc::default(),
             sockets: TaskTracker::new(),
         }
     }
@@ -105,12 +123,29 @@ impl Lifecycle {
 
     /// Whether [`shutdown`](Lifecycle::shutdown) has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutdown.is_cancelled()
+        self.shutdown.begun.load(Ordering::SeqCst)
     }
 
     /// Resolves once [`shutdown`](Lifecycle::shutdown) has begun.
     pub async fn shutting_down(&self) {
-        self.shutdown.cancelled().await
+        // Made before the flag is read: a `Notified` gets every `notify_waiters` from its
+        // creation on, so a shutdown between the read and the await still wakes it.
+        let notified = self.shutdown.notify.notified();
+        if !self.is_shutting_down() {
+            notified.await;
+        }
+    }
+
+    /// Begins the shutdown: sockets see the flag, then every waiter is woken.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.begun.store(true, Ordering::SeqCst);
+        self.shutdown.notify.notify_waiters();
+    }
+
+    /// The `Notified` a socket pins once and waits on for its whole life (see
+    /// [`ShutdownWait`](crate::wait::ShutdownWait)).
+    pub(crate) fn shutdown_notified(&self) -> Notified<'_> {
+        self.shutdown.notify.notified()
     }
 
     /// Shuts every socket down: each is sent Close with the shutdown code and waits at most
@@ -120,7 +155,7 @@ impl Lifecycle {
     ///
     /// Sockets that start after this still run, and are sent Close at once.
     pub async fn shutdown(&self) -> usize {
-        self.shutdown.cancel();
+        self.begin_shutdown();
         self.sockets.close();
         let budget = self.timing.close_timeout + SHUTDOWN_GRACE;
         match tokio::time::timeout(budget, self.sockets.wait()).await {

@@ -46,7 +46,16 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use crate::io::{self, Write};
+use crate::wait::{ShutdownWait, TimerWait};
 use crate::{close, EndReason, Ending, Initiator, Lifecycle};
+
+/// Every this many Pings, the loop flushes the Pongs that tungstenite queued itself, bounded by
+/// `write_timeout`, rather than leaving them to the next read. Writing a Pong at the next read
+/// costs nothing extra (the read's own flush, as in a bare loop); a flush of its own for every
+/// Ping cost about 3% more CPU per idle connection (docs/performance.md, "Measured beside the
+/// bare loop"). A peer that floods Pings and never reads fills its TCP buffers within a few
+/// Pings, and the next of these flushes drops it after `write_timeout`.
+pub(crate) const PINGS_PER_FLUSH: u8 = 8;
 
 /// Where one connection is: open, or in a close handshake that one side started.
 enum State {
@@ -56,6 +65,8 @@ enum State {
         next_ping: Instant,
         /// When the peer, silent since its last frame, is dropped.
         read_deadline: Instant,
+        /// Pings read since the loop last flushed their Pongs itself (see [`PINGS_PER_FLUSH`]).
+        pings_unflushed: u8,
     },
     /// The server sent Close; draining until the peer answers or `deadline`.
     ServerClosed {
@@ -83,6 +94,7 @@ impl State {
             State::Open {
                 next_ping,
                 read_deadline,
+                ..
             } => (*next_ping).min(*read_deadline),
             State::ServerClosed { deadline, .. } | State::PeerClosed { deadline, .. } => *deadline,
         }
@@ -184,8 +196,14 @@ where
         let mut state = State::Open {
             next_ping: start + timing.ping_interval,
             read_deadline: start + timing.pong_timeout,
+            pings_unflushed: 0,
         };
-        let mut timer = pin!(sleep_until(state.deadline()));
+        // The timer and the shutdown signal register once for the connection's whole life,
+        // and are polled again only when they may have fired (`wait.rs`).
+        let sleep = pin!(sleep_until(state.deadline()));
+        let mut timer = TimerWait::new(sleep);
+        let notified = pin!(lifecycle.shutdown_notified());
+        let mut shutdown = ShutdownWait::new(lifecycle, notified);
 
         loop {
             let open = matches!(state, State::Open { .. });
@@ -206,7 +224,7 @@ where
                     // 1. The read. Always pending, so Ping and Close are always answered.
                     incoming = socket.next() => Event::Read(incoming),
                     // 2. Shutdown.
-                    () = lifecycle.shutting_down() => Event::Shutdown,
+                    () = &mut shutdown => Event::Shutdown,
                     // 3. The application's next message, or the end of its stream.
                     next = outgoing.next() => Event::Outgoing(next),
                     // 4. The one timer: the next keepalive ping, or the read deadline.
@@ -238,7 +256,11 @@ where
                     };
                 }
                 Event::Read(Some(Ok(message))) => match &mut state {
-                    State::Open { read_deadline, .. } => {
+                    State::Open {
+                        read_deadline,
+                        pings_unflushed,
+                        ..
+                    } => {
                         let now = Instant::now();
                         // Any frame, a Pong included, proves the peer alive.
                         *read_deadline = now + timing.pong_timeout;
@@ -255,10 +277,18 @@ where
                         } else if message.is_text() || message.is_binary() {
                             (on_message(message).map(Write::Send), None)
                         } else if message.is_ping() {
-                            // tungstenite queued the Pong (only the latest one when the write
-                            // buffer is bounded). Flush it within write_timeout: a peer that
-                            // pings but never reads is dropped here instead of held forever.
-                            (Some(Write::Flush), None)
+                            // tungstenite queued the Pong, and the next read writes it out
+                            // before it reads on, as in a bare loop. A read does not wait for
+                            // a write that blocks, though: so every PINGS_PER_FLUSH-th Ping is
+                            // flushed here, within write_timeout, and a peer that floods Pings
+                            // but never reads is dropped instead of read forever.
+                            *pings_unflushed += 1;
+                            if *pings_unflushed >= PINGS_PER_FLUSH {
+                                *pings_unflushed = 0;
+                                (Some(Write::Flush), None)
+                            } else {
+                                (None, None)
+                            }
                         } else {
                             (None, None)
                         }
@@ -308,6 +338,7 @@ where
                     let State::Open {
                         next_ping,
                         read_deadline,
+                        ..
                     } = &mut state
                     else {
                         return state.close_timed_out();
@@ -320,7 +351,7 @@ where
                         *next_ping = now + timing.ping_interval;
                         Write::Send(Message::Ping(Default::default()))
                     });
-                    timer.as_mut().reset(state.deadline());
+                    timer.reset(state.deadline());
                     (ping, None)
                 }
             };
