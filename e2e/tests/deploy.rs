@@ -200,17 +200,19 @@ async fn kill_9_behind_nginx_is_1006_for_every_client_and_502_until_it_is_back()
     for failed in &report.failed_upgrades {
         assert_eq!(failed.status, Some(502), "{:?}", report.failed_upgrades);
     }
-    // Everyone came back, after at least the restart delay.
+    // Everyone came back, and none before the instance: it starts RESTART_DELAY after the
+    // killed process was reaped, which is after the deploy began (the times are from there).
+    // Not the gap from each client's end: the check may see an end some ms after the kill.
     assert_eq!(report.not_back, 0);
-    let min_gap = run
+    let first_back = run
         .observed
         .outages
         .iter()
-        .filter_map(|outage| Some(outage.back_ms? - outage.ended_ms))
+        .filter_map(|outage| outage.back_ms)
         .fold(f64::MAX, f64::min);
     assert!(
-        min_gap >= RESTART_DELAY.as_secs_f64() * 1000.0,
-        "a client was back after {min_gap} ms, before the instance"
+        first_back >= RESTART_DELAY.as_secs_f64() * 1000.0,
+        "a client was back {first_back} ms after the deploy began, before the instance"
     );
     assert!(
         run.verdicts[0].contains("the process was killed"),
