@@ -309,8 +309,8 @@ async fn cpu_beside(
 ) -> anyhow::Result<CpuBeside> {
     let exe = std::env::current_exe().context("the bench's own path")?;
     let mut loaded = Vec::new();
-    // Which of the two starts first alternates from round to round (`bare_first`): the bare
-    // loop beside another bare loop measured 0.96× started second and 1.00× started first.
+    // Which of the two starts first alternates from round to round (`bare_first`): a bare loop
+    // beside another bare loop measured 0.96× when it started first, and 1.00× second.
     let order = if bare_first {
         [floor, spec]
     } else {
